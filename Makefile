@@ -1,0 +1,57 @@
+# Two commands do all the set-up: `make demo` and `make test`. Both are idempotent.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+RDV := $(VENV)/bin/rdv
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+
+DEMO_EVENTS ?= 2000
+DEMO_RATE ?= 50
+
+.PHONY: setup jars demo test test-unit kafka-up kafka-down kafka-status up down status lock clean
+
+setup: $(VENV)/.installed var/jars/.installed
+
+$(VENV)/.installed: requirements.lock setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+jars: var/jars/.installed
+var/jars/.installed: deps/spark/pom.xml deps/kafka/pom.xml | $(VENV)/.installed
+	bin/fetch-jars $(PY)
+	touch $@
+
+demo: setup
+	$(RDV) demo --events $(DEMO_EVENTS) --rate $(DEMO_RATE)
+
+test: setup
+	$(PY) -m pytest tests
+
+test-unit: setup
+	$(PY) -m pytest tests/unit
+
+kafka-up: setup
+	$(RDV) kafka up
+kafka-down:
+	$(RDV) kafka down
+kafka-status:
+	$(RDV) kafka status
+
+up: setup
+	$(RDV) up
+down:
+	$(RDV) down
+status:
+	$(RDV) status
+
+lock: $(VENV)/.installed
+	$(PY) -m pip install -q -r requirements-dev.txt
+	( head -n 2 requirements.lock; $(PY) -m pip freeze --exclude-editable --all | grep -v "^pip==" ) > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:
+	-$(RDV) down
+	rm -rf var $(VENV)

@@ -1,0 +1,127 @@
+"""Raw events to canonical feature records, or to quarantine with the reason: pure DataFrame logic.
+
+Every raw record leaves as exactly one of the two, so nothing is lost: the reason of a bad one
+is the first rule it breaks, in the order not_json, not_object, missing:<field>,
+wrong_type:<field>, bad_policy.
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from features.spec import FEATURE_RECORD, FEATURES, POLICY_STRUCT, RAW_FIELDS
+from rdv.config import Policy
+
+_CORRUPT = "_corrupt_record"
+_RAW_AS_TEXT = StructType(
+    [StructField(f.name, StringType()) for f in RAW_FIELDS]
+    + [StructField("policy", StringType()), StructField(_CORRUPT, StringType())]
+)
+
+
+def _first_broken_rule(json: Column) -> Column:
+    """The quarantine reason of each record, or null when it is a good event."""
+    rules: list[tuple[Column, str]] = [
+        (F.get_json_object("value", "$").isNull(), "not_json"),
+        (json[_CORRUPT].isNotNull(), "not_object"),
+    ]
+    rules += [(json[f.name].isNull(), f"missing:{f.name}") for f in RAW_FIELDS if f.required]
+    rules += [
+        (json[f.name].isNotNull() & F.col(f"typed.{f.name}").isNull(), f"wrong_type:{f.name}")
+        for f in RAW_FIELDS
+    ]
+    rules += [
+        (json["policy"].isNotNull() & F.col("raw_policy").isNull(), "bad_policy"),
+        (F.col("raw_policy.deadline_ms") <= 0, "bad_policy"),
+    ]
+    reason = F.when(rules[0][0], F.lit(rules[0][1]))
+    for condition, name in rules[1:]:
+        reason = reason.when(condition, F.lit(name))
+    return reason
+
+
+def _request_policy(default: Policy, max_deadline_ms: int) -> Column:
+    """The event's own policy where it has one, the configured default elsewhere."""
+    raw = F.col("raw_policy")
+    return F.struct(
+        F.least(F.coalesce(raw.deadline_ms, F.lit(default.deadline_ms)), F.lit(max_deadline_ms)).alias("deadline_ms"),
+        F.coalesce(raw.preference, F.array(*[F.lit(p) for p in default.preference])).alias("preference"),
+        F.coalesce(raw.default_score, F.lit(default.default_score)).alias("default_score"),
+    )
+
+
+def parse_raw(raw: DataFrame, default_policy: Policy, max_deadline_ms: int) -> DataFrame:
+    """Parse Kafka raw events (value, topic, partition, offset) into typed requests with a reason.
+
+    Returns one row per input row: request_id, event_time, features, policy and reason (null for
+    a good event), plus value and the source coordinates for the quarantine.
+    """
+    json = F.col("json")
+    typed = F.struct(*[F.expr(f"try_cast(json.`{f.name}` AS {f.sql_type})").alias(f.name) for f in RAW_FIELDS])
+    parsed = (
+        raw.withColumn("value", F.col("value").cast("string"))
+        .withColumn("json", F.from_json("value", _RAW_AS_TEXT, {"columnNameOfCorruptRecord": _CORRUPT}))
+        .withColumn("typed", typed)
+        .withColumn("raw_policy", F.from_json(json["policy"], POLICY_STRUCT))
+        .select("*", "typed.*")
+    )
+    # A request without an id gets one derived from its place in rdv.raw, so a replay of the
+    # same raw record yields the same request.
+    generated_id = F.concat_ws("-", F.lit("rq"), F.col("partition"), F.col("offset"))
+    features = F.struct(*[F.expr(expression).alias(name) for name, expression in FEATURES.items()])
+    return parsed.select(
+        F.coalesce(F.col("typed.request_id"), generated_id).alias("request_id"),
+        F.col("typed.event_time").alias("event_time"),
+        features.alias("features"),
+        _request_policy(default_policy, max_deadline_ms).alias("policy"),
+        _first_broken_rule(json).alias("reason"),
+        "value",
+        "topic",
+        "partition",
+        "offset",
+    )
+
+
+
+def _feature_record(schema_version: int) -> Column:
+    return F.struct(
+        F.lit(schema_version).alias("schema_version"),
+        F.lit("request").alias("kind"),
+        "request_id",
+        "event_time",
+        "features",
+        "policy",
+    )
+
+
+def _quarantine_record() -> Column:
+    return F.struct(
+        "reason",
+        F.col("value").alias("raw"),
+        F.col("topic").alias("source_topic"),
+        F.col("partition").alias("source_partition"),
+        F.col("offset").alias("source_offset"),
+        F.current_timestamp().alias("quarantined_at"),
+    )
+
+
+def route(requests: DataFrame, features_topic: str, quarantine_topic: str, schema_version: int) -> DataFrame:
+    """Kafka messages (topic, key, value): a feature record for a good event, else a quarantine record.
+
+    One projection, so a single streaming query writes both topics in one pass over rdv.raw.
+    """
+    good = F.col("reason").isNull()
+    return requests.select(
+        F.when(good, F.lit(features_topic)).otherwise(F.lit(quarantine_topic)).alias("topic"),
+        F.col("request_id").alias("key"),
+        F.when(good, F.to_json(_feature_record(schema_version)))
+        .otherwise(F.to_json(_quarantine_record()))
+        .alias("value"),
+    )
+
+
+
+def parse_feature_records(messages: DataFrame) -> DataFrame:
+    """rdv.features messages (a value column) as typed records, heartbeats included."""
+    return messages.select(F.from_json(F.col("value").cast("string"), FEATURE_RECORD).alias("r")).select("r.*")

@@ -1,0 +1,34 @@
+"""Every job of the pipeline in one Spark application: features, each model, decoy, rendezvous.
+
+The embedded default: one driver for all queries. Production runs each job as its own
+spark-submit (`rdv up --separate` does that locally).
+
+Usage:
+    spark-submit --packages <see README> jobs/pipeline.py --conf conf [--models logreg gbt]
+"""
+from __future__ import annotations
+
+from jobs import decide, decoy, featurize, score
+from rdv.jobrun import argument_parser, run_job
+
+
+def build_all(spark, config, model_names: list[str]):
+    return [
+        featurize.build(spark, config),
+        *[score.build(spark, config, name) for name in model_names],
+        decoy.build(spark, config),
+        decide.build(spark, config),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argument_parser("Run every job of the pipeline in one Spark application.")
+    parser.add_argument("--models", nargs="*", help="model configs to run (default: all in conf/models)")
+    run_job(
+        "rdv-pipeline", parser,
+        lambda spark, config, args: build_all(spark, config, args.models or sorted(config.models)), argv,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""From a model config's URI to an exact model version whose files the workers can load.
+
+The driver resolves an alias or a version once, downloads the model's files and ships them to
+the executors with the job, so that Python workers never talk to the registry and every score
+names the version that produced it.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from rdv.config import ModelConfig
+
+_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+class ModelNotFound(LookupError):
+    """The URI in a model config names no model the registry or the file system has."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """One model job's model, pinned to a version."""
+
+    name: str  # the model config's name, which every score carries
+    version: str  # the registry version, or the run id / 'local' for unregistered models
+    role: str
+    local_dir: Path  # the model's files on the driver
+
+
+def _version_of(uri: str, client: MlflowClient) -> tuple[str, str]:
+    """(artifact URI pinned to a version, version) for a URI of any supported kind."""
+    match = _REGISTRY_URI.match(uri)
+    if match is None:
+        if uri.startswith("runs:/"):
+            return uri, uri.split("/")[1]
+        if Path(uri).exists():
+            return uri, "local"
+        raise ModelNotFound(f"{uri} is neither models:/NAME@ALIAS, models:/NAME/VERSION, runs:/... nor an existing path")
+    name, alias, version = match["name"], match["alias"], match["version"]
+    try:
+        if alias is not None:
+            version = client.get_model_version_by_alias(name, alias).version
+        else:
+            client.get_model_version(name, version)
+    except MlflowException as error:
+        raise ModelNotFound(f"{uri}: {error.message}") from None
+    return f"models:/{name}/{version}", str(version)
+
+
+def resolve_model(model: ModelConfig, tracking_uri: str, download_root: Path) -> ResolvedModel:
+    """Pin the config's URI to one version and download that version's files."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    pinned_uri, version = _version_of(model.uri, MlflowClient())
+    # A fresh name per start: Spark refuses to ship two different directories under one name.
+    for previous in download_root.glob(f"{model.name}-v*"):
+        shutil.rmtree(previous, ignore_errors=True)
+    target = download_root / f"{model.name}-v{version}-{uuid.uuid4().hex[:8]}"
+    target.mkdir(parents=True)
+    mlflow.artifacts.download_artifacts(artifact_uri=pinned_uri, dst_path=str(target))
+    return ResolvedModel(name=model.name, version=version, role=model.role or "challenger", local_dir=target)

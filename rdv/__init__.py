@@ -1,0 +1,1 @@
+"""rendezvous: champion and challenger models side by side on Spark Structured Streaming."""

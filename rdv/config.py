@@ -1,0 +1,265 @@
+"""The one configuration model of the pipeline, loaded from a conf directory and validated once.
+
+A conf directory holds ``pipeline.yaml`` (broker, topics, paths, Spark, policy defaults) and one
+``models/<name>.yaml`` per model job. Relative paths in it are resolved against the conf
+directory's parent (the project root), so the same conf works from any working directory.
+Every error names the file and the field, because the person reading it is about to edit that
+file.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ROLES = ("champion", "challenger", "canary")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|seconds?|m|minutes?)\s*$")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and the field."""
+
+
+def duration_ms(text: str) -> int:
+    """Parse '500 ms', '2 seconds' or '1 minute' into milliseconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like '500 ms', '2 seconds' or '1 minute'")
+    value, unit = float(match.group(1)), match.group(2)
+    if unit.startswith("ms") or unit.startswith("milli"):
+        return int(value)
+    if unit.startswith("s"):
+        return int(value * 1000)
+    return int(value * 60_000)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_duration(value: str) -> str:
+    duration_ms(value)
+    return value
+
+
+class Topic(_Frozen):
+    name: str = Field(min_length=1)
+    partitions: int = Field(default=2, ge=1)
+
+
+class Topics(_Frozen):
+    raw: Topic
+    features: Topic
+    scores: Topic
+    results: Topic
+    quarantine: Topic
+
+    def all(self) -> list[Topic]:
+        return [self.raw, self.features, self.scores, self.results, self.quarantine]
+
+
+class KafkaConfig(_Frozen):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topics: Topics
+    # Extra options passed to Spark's Kafka source and sink (without the 'kafka.' prefix).
+    options: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+
+class PathsConfig(_Frozen):
+    var: Path = Path("var")
+    tables: Path = Path("var/delta")
+    checkpoints: Path = Path("var/checkpoints")
+
+
+class MlflowConfig(_Frozen):
+    tracking_uri: str = "sqlite:///var/mlflow/mlflow.db"
+    artifact_root: Path = Path("var/mlflow/artifacts")
+
+
+class SparkConfig(_Frozen):
+    master: str = "local[2]"
+    shuffle_partitions: int = Field(default=2, ge=1)
+    trigger: str = "1 second"
+    ui: bool = False
+    # Any other Spark setting, passed through verbatim.
+    conf: dict[str, str] = Field(default_factory=dict)
+
+    _trigger = field_validator("trigger")(classmethod(lambda cls, v: _check_duration(v)))
+
+
+class Policy(_Frozen):
+    """How a request is answered; the default for every request, overridable per raw event."""
+
+    deadline_ms: int = Field(default=3000, gt=0)
+    # Roles or model names, most preferred first.
+    preference: tuple[str, ...] = ("champion", "challenger")
+    # The answer when no model scored the request in time.
+    default_score: float = 0.0
+
+
+class FeaturesJobConfig(_Frozen):
+    schema_version: int = 1
+    # A heartbeat on rdv.features keeps the rendezvous watermark moving when traffic stops.
+    heartbeat_interval: str = "1 second"
+
+    _hb = field_validator("heartbeat_interval")(classmethod(lambda cls, v: _check_duration(v)))
+
+
+class RendezvousConfig(_Frozen):
+    # No request may ask for a longer deadline; larger ones are clipped to it.
+    max_deadline_ms: int = Field(default=10_000, gt=0)
+    # How long a score may take from a model job to the rendezvous and still be seen
+    # before the request's deferred decision is final.
+    grace: str = "5 seconds"
+
+    _grace = field_validator("grace")(classmethod(lambda cls, v: _check_duration(v)))
+
+    @property
+    def decision_delay_ms(self) -> int:
+        return self.max_deadline_ms + duration_ms(self.grace)
+
+
+class ModelSparkConfig(_Frozen):
+    trigger: str | None = None
+    max_offsets_per_trigger: int | None = Field(default=None, gt=0)
+
+    _trigger = field_validator("trigger")(
+        classmethod(lambda cls, v: v if v is None else _check_duration(v))
+    )
+
+
+class ModelConfig(_Frozen):
+    """One model job: which model it serves and how its output reads."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    uri: str = Field(min_length=1)
+    role: Literal["champion", "challenger", "canary"] | None = None
+    features: tuple[str, ...] | None = None
+    output: Literal["probability", "label", "regression"] = "probability"
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    spark: ModelSparkConfig = ModelSparkConfig()
+
+    @model_validator(mode="after")
+    def _role_from_alias(self) -> "ModelConfig":
+        if self.role is None:
+            alias = self.uri.rpartition("@")[2] if self.uri.startswith("models:/") and "@" in self.uri else None
+            object.__setattr__(self, "role", alias if alias in ROLES else "challenger")
+        return self
+
+
+class PipelineConfig(_Frozen):
+    profile: Literal["local", "cluster"] = "local"
+    kafka: KafkaConfig
+    paths: PathsConfig = PathsConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    spark: SparkConfig = SparkConfig()
+    features: FeaturesJobConfig = FeaturesJobConfig()
+    policy: Policy = Policy()
+    rendezvous: RendezvousConfig = RendezvousConfig()
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    # Where the conf was loaded from; relative paths are resolved against its parent.
+    conf_dir: Path = Path("conf")
+
+    @model_validator(mode="after")
+    def _deadline_within_bound(self) -> "PipelineConfig":
+        if self.policy.deadline_ms > self.rendezvous.max_deadline_ms:
+            raise ValueError(
+                f"policy.deadline_ms ({self.policy.deadline_ms}) exceeds "
+                f"rendezvous.max_deadline_ms ({self.rendezvous.max_deadline_ms})"
+            )
+        return self
+
+    @property
+    def root(self) -> Path:
+        return self.conf_dir.resolve().parent
+
+    def path(self, relative: Path | str) -> Path:
+        """A configured path, absolute; relative ones are under the project root."""
+        relative = Path(relative)
+        return relative if relative.is_absolute() else self.root / relative
+
+    def table(self, name: str) -> str:
+        return str(self.path(self.paths.tables) / name)
+
+    def checkpoint(self, query: str) -> str:
+        return str(self.path(self.paths.checkpoints) / query)
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow URI with a relative sqlite path made absolute."""
+        prefix = "sqlite:///"
+        uri = self.mlflow.tracking_uri
+        if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+            return prefix + str(self.path(uri[len(prefix):]))
+        return uri
+
+    def model(self, name: str) -> ModelConfig:
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ConfigError(
+                f"{self.conf_dir / 'models' / (name + '.yaml')}: no such model config (configured: {known})"
+            ) from None
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _explain(path: Path, error: ValidationError, prefix: str = "") -> ConfigError:
+    lines = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        field = field.removeprefix(prefix)
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling)"
+        lines.append(f"{path}: {field}: {message}")
+    return ConfigError("\n".join(lines))
+
+
+def load_model_config(path: Path) -> ModelConfig:
+    data = _read_yaml(path)
+    data.setdefault("name", path.stem)
+    if data["name"] != path.stem:
+        raise ConfigError(f"{path}: name: {data['name']!r} must match the file name {path.stem!r}")
+    try:
+        return ModelConfig(**data)
+    except ValidationError as error:
+        raise _explain(path, error) from None
+
+
+def load_config(conf_dir: Path | str = "conf") -> PipelineConfig:
+    """Load and validate ``pipeline.yaml`` and every ``models/*.yaml`` under ``conf_dir``."""
+    conf_dir = Path(conf_dir)
+    pipeline_file = conf_dir / "pipeline.yaml"
+    data = _read_yaml(pipeline_file)
+    models = {p.stem: load_model_config(p) for p in sorted((conf_dir / "models").glob("*.yaml"))}
+    try:
+        config = PipelineConfig(**data, models=models, conf_dir=conf_dir.resolve())
+    except ValidationError as error:
+        raise _explain(pipeline_file, error) from None
+    return config

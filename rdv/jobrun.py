@@ -1,0 +1,43 @@
+"""What every job's entry point shares: arguments, config, session, progress files, waiting."""
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from rdv.config import ConfigError, PipelineConfig, load_config
+from rdv.spark import build_session
+from rdv.streams import ProgressFiles
+
+Build = Callable[[SparkSession, PipelineConfig, argparse.Namespace], list[StreamingQuery]]
+
+
+def argument_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--conf", default="conf", help="the conf directory (default: %(default)s)")
+    return parser
+
+
+def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: list[str] | None = None) -> None:
+    """Parse, load the config once, build the session and the queries, then wait for them."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.conf)
+    except ConfigError as error:
+        parser.exit(2, f"{app_name}: {error}\n")
+    spark = build_session(config, app_name)
+    spark.streams.addListener(ProgressFiles(config.path(config.paths.var) / "run" / "progress"))
+    queries = build(spark, config, args)
+    logging.getLogger(app_name).info("started %s", ", ".join(q.name for q in queries))
+    try:
+        spark.streams.awaitAnyTermination()
+    finally:
+        for query in spark.streams.active:
+            query.stop()
+    for query in queries:
+        if query.exception() is not None:
+            raise SystemExit(f"{app_name}: query {query.name} failed: {query.exception()}")

@@ -1,0 +1,65 @@
+"""The one SparkSession factory, used by the jobs, the CLI and the tests.
+
+Under spark-submit the master, the packages and the memory come from the command line and are
+left alone; run from plain Python (the local profile, the tests) the session gets the cached
+Kafka and Delta jars from var/jars/spark.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from rdv.config import PipelineConfig
+
+SPARK_VERSION = "4.2.0"
+DELTA_VERSION = "4.4.0"
+# What a cluster user passes to spark-submit instead of the cached jars.
+PACKAGES = (
+    f"org.apache.spark:spark-sql-kafka-0-10_2.13:{SPARK_VERSION},"
+    f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}"
+)
+
+
+def local_jars(config: PipelineConfig) -> list[str]:
+    jar_dir = config.path(config.paths.var) / "jars" / "spark"
+    jars = sorted(str(p) for p in jar_dir.glob("*.jar"))
+    if not jars:
+        raise RuntimeError(
+            f"no Spark jars under {jar_dir}: run `make jars` (or pass --packages {PACKAGES} to spark-submit)"
+        )
+    return jars
+
+
+def build_session(config: PipelineConfig, app_name: str) -> SparkSession:
+    """A session with Delta, the Kafka connector and the pipeline's Spark settings."""
+    # Python workers must run the interpreter that has pandas, pyarrow and mlflow.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+    builder = SparkSession.builder.appName(app_name)
+    # spark-submit starts the Python driver with a gateway to its JVM already configured.
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        builder = builder.master(config.spark.master).config("spark.jars", ",".join(local_jars(config)))
+    settings = {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": str(config.spark.ui).lower(),
+        # Several streaming queries share one application by default: let them take turns.
+        "spark.scheduler.mode": "FAIR",
+        "spark.sql.streaming.stateStore.providerClass":
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        "spark.sql.streaming.metricsEnabled": "true",
+        "spark.sql.warehouse.dir": str(config.path(config.paths.var) / "spark-warehouse"),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={config.path(config.paths.var)}",
+    }
+    settings.update(config.spark.conf)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+

@@ -1,0 +1,90 @@
+"""Kafka sources and sinks of the jobs, configured in one place from the pipeline config."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+
+from rdv.config import PipelineConfig
+
+
+def _kafka_options(config: PipelineConfig) -> dict[str, str]:
+    options = {"kafka.bootstrap.servers": config.kafka.bootstrap_servers}
+    options.update({f"kafka.{k}": v for k, v in config.kafka.options.items()})
+    return options
+
+
+def read_topic(spark: SparkSession, config: PipelineConfig, topic: str, max_offsets: int | None = None) -> DataFrame:
+    """A topic as a stream of Kafka rows, from its earliest offset on a new checkpoint, so a job
+    started after its producers loses nothing."""
+    reader = (
+        spark.readStream.format("kafka")
+        .options(**_kafka_options(config))
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+    )
+    if max_offsets is not None:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
+    return reader.load()
+
+
+def to_messages(records: DataFrame, key: str = "request_id") -> DataFrame:
+    """Rows as Kafka messages: the key column, and the whole row as a JSON value."""
+    return records.select(F.col(key).alias("key"), F.to_json(F.struct(*records.columns)).alias("value"))
+
+
+def write_topic(
+    messages: DataFrame, config: PipelineConfig, query_name: str, topic: str | None = None, trigger: str | None = None
+) -> StreamingQuery:
+    """Start a query writing (key, value) messages to a topic, or (topic, key, value) to several."""
+    writer = (
+        messages.writeStream.format("kafka")
+        .options(**_kafka_options(config))
+        .option("checkpointLocation", config.checkpoint(query_name))
+        .queryName(query_name)
+        .trigger(processingTime=trigger or config.spark.trigger)
+    )
+    if topic is not None:
+        writer = writer.option("topic", topic)
+    return writer.start()
+
+
+def write_batch_to_topic(messages: DataFrame, config: PipelineConfig, topic: str) -> None:
+    messages.write.format("kafka").options(**_kafka_options(config)).option("topic", topic).save()
+
+
+class ProgressFiles(StreamingQueryListener):
+    """Keeps the last progress of every query of this application in <dir>/<query>.json, which
+    `rdv status` reads."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def onQueryStarted(self, event) -> None:
+        (self.directory / f"{event.name}.json").write_text(json.dumps({"name": event.name, "state": "started"}))
+
+    def onQueryProgress(self, event) -> None:
+        progress = json.loads(event.progress.json)
+        progress["state"] = "running"
+        target = self.directory / f"{progress['name']}.json"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(progress))
+        tmp.replace(target)
+
+    def onQueryIdle(self, event) -> None:
+        pass
+
+    def onQueryTerminated(self, event) -> None:
+        for path in self.directory.glob("*.json"):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if data.get("id") == str(event.id) or data.get("runId") == str(event.runId):
+                data["state"] = "failed" if event.exception else "stopped"
+                data["exception"] = event.exception
+                path.write_text(json.dumps(data))

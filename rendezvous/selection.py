@@ -1,0 +1,132 @@
+"""Choosing the one answer per request from its models' scores, in Spark SQL.
+
+The policy of a request (deadline_ms, preference, default_score) travels in its feature record
+and is copied into every score, so the decision needs no lookups. A decision is made on two
+paths, which never answer the same request twice:
+
+* immediately, without state: a score from the request's first preference that came in time
+  (scored_at - event_time <= deadline_ms) is the answer, in the micro-batch it arrives in;
+* deferred, by a watermarked aggregation per request: once event time has passed the request
+  by the largest deadline plus a grace period, a request without such a score is answered by
+  the first preference that came in time, else the first preference that came at all (late),
+  else the policy's default. Heartbeats on rdv.features keep event time moving when traffic stops.
+
+Both paths and the score rows for the Delta table come out of one query with one schema
+(ANSWER_COLUMNS); reason tells them apart (null for a plain score).
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+PREFERRED, FALLBACK, DEFAULT = "preferred", "fallback", "default"
+
+ANSWER_COLUMNS = [
+    "request_id",
+    "event_time",
+    "model",
+    "model_version",
+    "role",
+    "score",
+    "label",
+    "scored_at",
+    "deadline_ms",
+    "in_time",
+    "reason",
+]
+
+
+def rank_scores(scores: DataFrame) -> DataFrame:
+    """Add rank (1-based place of the score's model or role in the preference, null when not
+    listed) and in_time (the score came within the request's deadline, on event time)."""
+    matches = F.transform(
+        F.col("policy.preference"), lambda p: (p == F.col("model")) | (p == F.col("role"))
+    )
+    latency_ms = F.unix_millis("scored_at") - F.unix_millis("event_time")
+    return scores.withColumn("rank", F.nullif(F.array_position(matches, True), F.lit(0)).cast("int")).withColumn(
+        "in_time", latency_ms <= F.col("policy.deadline_ms")
+    )
+
+
+def _answer(ranked: DataFrame, reason: Column) -> DataFrame:
+    return ranked.select(
+        "request_id",
+        "event_time",
+        "model",
+        "model_version",
+        "role",
+        "score",
+        "label",
+        "scored_at",
+        F.col("policy.deadline_ms").alias("deadline_ms"),
+        "in_time",
+        reason.alias("reason"),
+    )
+
+
+def score_rows(ranked: DataFrame) -> DataFrame:
+    """Every score of every model, for the Delta scores table."""
+    return _answer(ranked, F.lit(None).cast("string"))
+
+
+def immediate_answers(ranked: DataFrame) -> DataFrame:
+    """Requests answered by their first preference in time, as soon as that score arrives."""
+    return _answer(ranked.where((F.col("rank") == 1) & F.col("in_time")), F.lit(PREFERRED))
+
+
+def deferred_answers(feature_records: DataFrame, ranked: DataFrame, decision_delay_ms: int) -> DataFrame:
+    """One answer per request that had no immediate one, once its deadline has surely passed.
+
+    feature_records includes heartbeats: they move the watermark and are dropped after it.
+    """
+    requests = feature_records.select(
+        "kind",
+        "request_id",
+        "event_time",
+        "policy",
+        *[F.lit(None).cast(t).alias(c) for c, t in (("model", "string"), ("model_version", "string"),
+                                                    ("role", "string"), ("score", "double"), ("label", "int"),
+                                                    ("scored_at", "timestamp"), ("rank", "int"),
+                                                    ("in_time", "boolean"))],
+    )
+    scores = ranked.select(F.lit("score").alias("kind"), *requests.columns[1:])
+    chosen = F.struct("model", "model_version", "role", "score", "label", "scored_at", "in_time")
+    per_request = (
+        requests.unionByName(scores)
+        .withWatermark("event_time", f"{decision_delay_ms} milliseconds")
+        .where(F.col("kind") != "heartbeat")
+        .groupBy("request_id", "event_time")
+        .agg(
+            F.max(F.col("kind") == "request").alias("has_request"),
+            F.max(F.coalesce((F.col("rank") == 1) & F.col("in_time"), F.lit(False))).alias("answered"),
+            F.first(F.when(F.col("kind") == "request", F.col("policy")), ignorenulls=True).alias("policy"),
+            F.min_by(chosen, F.when(F.col("in_time"), F.col("rank"))).alias("in_time_choice"),
+            F.min_by(chosen, F.col("rank")).alias("late_choice"),
+        )
+        .where(F.col("has_request") & ~F.col("answered"))
+    )
+    choice = F.coalesce("in_time_choice", "late_choice")
+    return per_request.select(
+        "request_id",
+        "event_time",
+        choice.model.alias("model"),
+        choice.model_version.alias("model_version"),
+        choice.role.alias("role"),
+        F.coalesce(choice.score, F.col("policy.default_score")).alias("score"),
+        choice.label.alias("label"),
+        choice.scored_at.alias("scored_at"),
+        F.col("policy.deadline_ms").alias("deadline_ms"),
+        choice.in_time.alias("in_time"),
+        F.when(choice.isNull(), F.lit(DEFAULT)).otherwise(F.lit(FALLBACK)).alias("reason"),
+    )
+
+
+def rendezvous(feature_records: DataFrame, scores: DataFrame, decision_delay_ms: int) -> DataFrame:
+    """Answers (reason set) and score rows (reason null) of one query, in ANSWER_COLUMNS."""
+    ranked = rank_scores(scores)
+    return (
+        score_rows(ranked)
+        .unionByName(immediate_answers(ranked))
+        .unionByName(deferred_answers(feature_records, ranked, decision_delay_ms))
+        .select(*ANSWER_COLUMNS)
+    )
