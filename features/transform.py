@@ -69,7 +69,7 @@ def parse_raw(raw: DataFrame, default_policy: Policy, max_deadline_ms: int) -> D
     # A request without an id gets one derived from its place in rdv.raw, so a replay of the
     # same raw record yields the same request.
     generated_id = F.concat_ws("-", F.lit("rq"), F.col("partition"), F.col("offset"))
-    features = F.struct(*[F.expr(expression).alias(name) for name, expression in FEATURES.items()])
+    features = F.struct(*[F.expr(expression).cast("double").alias(name) for name, expression in FEATURES.items()])
     return parsed.select(
         F.coalesce(F.col("typed.request_id"), generated_id).alias("request_id"),
         F.col("typed.event_time").alias("event_time"),

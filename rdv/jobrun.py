@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import threading
 from collections.abc import Callable
 
 from pyspark.sql import SparkSession
@@ -32,12 +34,19 @@ def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: 
     spark = build_session(config, app_name)
     spark.streams.addListener(ProgressFiles(config.path(config.paths.var) / "run" / "progress"))
     queries = build(spark, config, args)
-    logging.getLogger(app_name).info("started %s", ", ".join(q.name for q in queries))
+    log = logging.getLogger(app_name)
+    log.info("started %s", ", ".join(q.name for q in queries))
+    # `rdv down` sends SIGTERM: finish waiting, then stop the queries between micro-batches.
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
-        spark.streams.awaitAnyTermination()
+        while not stopping.is_set() and all(q.isActive for q in queries):
+            spark.streams.awaitAnyTermination(1)
+            spark.streams.resetTerminated()
     finally:
-        for query in spark.streams.active:
+        for query in queries:
             query.stop()
+        log.info("stopped")
     for query in queries:
         if query.exception() is not None:
             raise SystemExit(f"{app_name}: query {query.name} failed: {query.exception()}")

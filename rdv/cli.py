@@ -1,0 +1,148 @@
+"""rdv: run the rendezvous pipeline locally and look at it.
+
+Every command takes --conf (default: conf), the directory with pipeline.yaml and models/.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from rdv.config import ConfigError, load_config
+
+
+def _kafka(config, args) -> int:
+    from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
+
+    broker = LocalBroker.from_config(config)
+    if args.action == "up":
+        pid = broker.start()
+        created = ensure_topics(broker.bootstrap, pipeline_topics(config))
+        print(f"broker: running on {broker.bootstrap}, pid {pid}; topics created: {', '.join(created) or 'none'}")
+    elif args.action == "down":
+        print("broker: stopped" if broker.stop() else "broker: was not running")
+    else:
+        pid = broker.pid()
+        print(f"broker: running on {broker.bootstrap}, pid {pid}" if pid else "broker: not running")
+        return 0 if pid else 3
+    return 0
+
+
+def _up(config, args) -> int:
+    from rdv import runner
+
+    runner.up(config, args.models or sorted(config.models), separate=args.separate)
+    return 0
+
+
+def _down(config, args) -> int:
+    from rdv import runner
+
+    runner.down(config, stop_broker=not args.keep_broker)
+    return 0
+
+
+def _status(config, args) -> int:
+    from rdv import runner
+    from rdv.kafka_local import LocalBroker
+
+    if config.profile == "local":
+        pid = LocalBroker.from_config(config).pid()
+        print(f"broker: {'running, pid ' + str(pid) if pid else 'not running'}")
+    jobs = runner.running_jobs(config)
+    for name, pid in jobs.items():
+        print(f"job {name}: running, pid {pid}")
+    if not jobs:
+        print("jobs: none running")
+    rows = runner.status_rows(config)
+    if rows:
+        print(f"{'query':<20} {'state':<8} {'batch':>6} {'rows/s':>8} {'batch ms':>9} {'lag':>7}  updated")
+        for r in rows:
+            print(f"{r['query']:<20} {r['state']:<8} {r['batch']:>6} {r['input_rows_per_s']:>8} "
+                  f"{r['batch_ms']:>9} {r['lag']:>7}  {r['updated']}")
+    return 0 if jobs else 3
+
+
+def _train(config, args) -> int:
+    from rdv.demo.train import train_demo_models
+    from rdv.spark import build_session
+
+    spark = build_session(config, "rdv-train")
+    for alias, version in train_demo_models(spark, config, rows=args.rows).items():
+        print(f"fraud version {version} is the {alias}")
+    return 0
+
+
+def _replay(config, args) -> int:
+    from rdv.demo.replay import replay
+
+    sent = replay(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, args.events, args.rate,
+                  seed=args.seed, bad_every=args.bad_every, id_prefix=args.id_prefix,
+                  progress=lambda i, n: print(f"replay: {i}/{n} sent", flush=True))
+    print(f"replay: {sent['events']} events and {sent['bad']} bad messages sent")
+    return 0
+
+
+def _demo(config, args) -> int:
+    from rdv.demo.run import run_demo
+
+    return 0 if run_demo(config, args.events, args.rate, separate=args.separate, bad_every=args.bad_every) else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="rdv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--conf", default="conf", help="the conf directory (default: %(default)s)")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    kafka = commands.add_parser("kafka", help="the local single-node broker (local profile)")
+    kafka.add_argument("action", choices=["up", "down", "status"], help="start it and create the topics, stop it, or show it")
+    kafka.set_defaults(run=_kafka)
+
+    up = commands.add_parser("up", help="start the broker (local profile) and every job in the background")
+    up.add_argument("--separate", action="store_true", help="one spark-submit process per job, as production runs them")
+    up.add_argument("--models", nargs="*", help="model configs to run (default: every file in conf/models)")
+    up.set_defaults(run=_up)
+
+    down = commands.add_parser("down", help="stop every job `rdv up` started, then the local broker")
+    down.add_argument("--keep-broker", action="store_true", help="leave the local broker running")
+    down.set_defaults(run=_down)
+
+    commands.add_parser("status", help="each job's pid and each query's progress and consumer lag").set_defaults(run=_status)
+
+    train = commands.add_parser("train", help="train the demo models and register them (aliases champion, challenger)")
+    train.add_argument("--rows", type=int, default=20_000, help="training events (default: %(default)s)")
+    train.set_defaults(run=_train)
+
+    replay = commands.add_parser("replay", help="send generated events to the raw topic at a given rate")
+    replay.add_argument("--events", type=int, default=1000, help="how many (default: %(default)s)")
+    replay.add_argument("--rate", type=float, default=50, help="events per second (default: %(default)s)")
+    replay.add_argument("--seed", type=int, default=7)
+    replay.add_argument("--bad-every", type=int, default=0, help="add one bad message after every N events (0: none)")
+    replay.add_argument("--id-prefix", default="replay", help="request ids are <prefix>-<n> (default: %(default)s)")
+    replay.set_defaults(run=_replay)
+
+    demo = commands.add_parser("demo", help="train, start everything, replay, wait for every answer, summarize, stop")
+    demo.add_argument("--events", type=int, default=2000, help="events to replay (default: %(default)s)")
+    demo.add_argument("--rate", type=float, default=50, help="events per second (default: %(default)s)")
+    demo.add_argument("--separate", action="store_true", help="run each job as its own spark-submit process")
+    demo.add_argument("--bad-every", type=int, default=100, help="one bad message after every N events (default: %(default)s)")
+    demo.set_defaults(run=_demo)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("rdv").setLevel(logging.INFO)
+    # kafka-python logs every refused connection while a broker starts; rdv reports failures itself.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    try:
+        config = load_config(args.conf)
+        return args.run(config, args)
+    except (ConfigError, RuntimeError) as error:
+        print(f"rdv {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

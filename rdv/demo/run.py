@@ -1,0 +1,56 @@
+"""`rdv demo`: the whole pipeline on the embedded default, from an empty machine to a summary.
+
+Trains and registers the demo models if the registry lacks them, starts the broker and every
+job through `rdv up`, replays generated events at a given rate, waits until every request is
+archived, scored by every model and answered, prints a summary, and stops what it started.
+The Delta tables stay under var/ for the notebook.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+from rdv import runner
+from rdv.config import PipelineConfig
+from rdv.demo.replay import replay
+from rdv.demo.summary import count_run, summarize
+from rdv.demo.train import demo_models_registered, train_demo_models
+from rdv.spark import build_session
+
+
+def run_demo(config: PipelineConfig, events: int, rate: float, separate: bool = False, bad_every: int = 100,
+             echo=print) -> bool:
+    models = sorted(config.models)
+    spark = build_session(config, "rdv-demo")
+    if not demo_models_registered(config):
+        echo("models: training the demo champion and challenger")
+        for alias, version in train_demo_models(spark, config).items():
+            echo(f"models: fraud version {version} is the {alias}")
+    run_id = f"demo-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    try:
+        runner.up(config, models, separate=separate, echo=echo)
+        echo(f"replay: {events} events at {rate:g}/s into {config.kafka.topics.raw.name} (run {run_id})")
+        sent = replay(
+            config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events, rate, id_prefix=run_id,
+            bad_every=bad_every, progress=lambda i, n: echo(f"replay: {i}/{n} sent"),
+        )
+        echo(f"replay: done, {sent['events']} events and {sent['bad']} bad messages (for the quarantine)")
+        _wait_for_everything(spark, config, run_id, events, models, timeout_s=180 + events / rate, echo=echo)
+        text, ok = summarize(spark, config, run_id, events, models)
+        echo("\n" + text)
+        return ok
+    finally:
+        runner.down(config, echo=echo)
+        spark.stop()
+
+
+def _wait_for_everything(spark, config, run_id, events, models, timeout_s, echo) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        counts = count_run(spark, config, run_id)
+        scored = ", ".join(f"{m} {counts.scores.get(m, 0)}" for m in models)
+        echo(f"waiting: archived {counts.archive}/{events}, answered {counts.answered}/{events}, scored: {scored}")
+        if counts.complete(events, models):
+            return
+        time.sleep(5)
+    echo(f"waiting: gave up after {timeout_s:.0f} s; the summary shows what is missing")

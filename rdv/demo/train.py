@@ -1,0 +1,99 @@
+"""Train the demo's champion and challenger and register them in MLflow with their aliases.
+
+Training features come from the features job's own transform (features.transform.parse_raw) run
+over the generated raw events, so the models see exactly what they will be served.
+"""
+from __future__ import annotations
+
+import logging
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from features.spec import FEATURES
+from features.transform import parse_raw
+from rdv.config import PipelineConfig
+from rdv.demo.generator import generate_events, raw_json
+
+log = logging.getLogger(__name__)
+
+REGISTERED_MODEL = "fraud"
+EXPERIMENT = "rendezvous-demo"
+CHAMPION_FEATURES = ["log_amount", "amount_ratio", "distance_km", "is_foreign", "is_night"]
+
+
+def training_frame(spark: SparkSession, config: PipelineConfig, n: int, seed: int, drift_at: float):
+    """Canonical features and labels of n generated events, computed by the features job's transform."""
+    events = generate_events(n, seed=seed, drift_at=drift_at)
+    raw = spark.createDataFrame(
+        [(value, "training", 0, i) for i, value in enumerate(raw_json(events))],
+        "value string, topic string, partition int, offset long",
+    )
+    requests = parse_raw(raw, config.policy, config.rendezvous.max_deadline_ms).where(F.col("reason").isNull())
+    frame = requests.select("request_id", "features.*").toPandas()
+    return frame.merge(events[["request_id", "is_fraud"]], on="request_id")
+
+
+# Types our own HistGradientBoosting model is made of; MLflow's skops format asks us to vouch for them.
+_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+
+
+def _log_and_register(model, columns: list[str], frame, run_name: str) -> str:
+    with mlflow.start_run(run_name=run_name):
+        mlflow.log_params({"features": ",".join(columns), "rows": len(frame)})
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            input_example=frame[columns].head(3),
+            pyfunc_predict_fn="predict_proba",
+            registered_model_name=REGISTERED_MODEL,
+            skops_trusted_types=_TRUSTED_TYPES,
+        )
+        return str(info.registered_model_version)
+
+
+def demo_models_registered(config: PipelineConfig) -> bool:
+    client = MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri)
+    try:
+        aliases = client.get_registered_model(REGISTERED_MODEL).aliases
+    except mlflow.exceptions.MlflowException:
+        return False
+    return {"champion", "challenger"} <= set(aliases)
+
+
+def train_demo_models(spark: SparkSession, config: PipelineConfig, rows: int = 20_000, seed: int = 11) -> dict[str, str]:
+    """Train, evaluate before and after the drift, register; returns alias -> version."""
+    mlflow.set_tracking_uri(config.tracking_uri)
+    mlflow.set_registry_uri(config.tracking_uri)
+    artifacts = config.path(config.mlflow.artifact_root)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
+    mlflow.set_experiment(EXPERIMENT)
+
+    frame = training_frame(spark, config, rows, seed, drift_at=0.9)
+    old = frame.iloc[: int(rows * 0.9)]
+    everything = list(FEATURES)
+    champion = LogisticRegression(max_iter=500).fit(old[CHAMPION_FEATURES], old["is_fraud"])
+    challenger = HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(frame[everything], frame["is_fraud"])
+
+    test = training_frame(spark, config, 6_000, seed + 1, drift_at=0.5)
+    for name, model, columns in (("champion", champion, CHAMPION_FEATURES), ("challenger", challenger, everything)):
+        halves = np.array_split(test, 2)
+        aucs = [roc_auc_score(h["is_fraud"], model.predict_proba(h[columns])[:, 1]) for h in halves]
+        log.info("%s: ROC AUC %.3f before the drift, %.3f after", name, *aucs)
+
+    versions = {
+        "champion": _log_and_register(champion, CHAMPION_FEATURES, old, "champion-logreg"),
+        "challenger": _log_and_register(challenger, everything, frame, "challenger-gbt"),
+    }
+    client = MlflowClient()
+    for alias, version in versions.items():
+        client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
+    return versions

@@ -1,0 +1,174 @@
+"""Starting, watching and stopping the pipeline's jobs as background processes.
+
+`up` starts the local broker (local profile) and then either one Spark application with every
+query (the default) or one spark-submit per job (separate, as production runs them). Each
+process has a pid file under var/run/jobs and a log under var/logs; each query reports its
+progress to var/run/progress (see rdv.streams.ProgressFiles), which is what `status` shows.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rdv.config import PipelineConfig
+from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
+from rdv.spark import local_jars
+
+JOB_FILES = {"features": "featurize.py", "decoy": "decoy.py", "rendezvous": "decide.py"}
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    command: list[str]
+    queries: tuple[str, ...]
+
+
+def _dirs(config: PipelineConfig) -> tuple[Path, Path, Path]:
+    var = config.path(config.paths.var)
+    return var / "run" / "jobs", var / "run" / "progress", var / "logs"
+
+
+def plan(config: PipelineConfig, models: list[str], separate: bool) -> list[Job]:
+    """The processes that run the given models and every other job."""
+    conf = ["--conf", str(config.conf_dir)]
+    queries = ("features", *[f"score-{m}" for m in models], "decoy", "rendezvous")
+    if not separate:
+        return [Job("pipeline", [sys.executable, "-m", "jobs.pipeline", *conf, "--models", *models], queries)]
+    jobs_dir = Path(__file__).resolve().parent.parent / "jobs"
+    submit = [
+        str(Path(sys.executable).parent / "spark-submit"),
+        "--master", config.spark.master,
+        "--jars", ",".join(local_jars(config)),
+        "--conf", "spark.driver.memory=1g",
+    ]
+    jobs = [Job(name, [*submit, str(jobs_dir / JOB_FILES[name]), *conf], (name,)) for name in ("features", "decoy")]
+    jobs += [Job(f"score-{m}", [*submit, str(jobs_dir / "score.py"), *conf, "--model", m], (f"score-{m}",)) for m in models]
+    jobs.append(Job("rendezvous", [*submit, str(jobs_dir / JOB_FILES["rendezvous"]), *conf], ("rendezvous",)))
+    return jobs
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+
+
+def running_jobs(config: PipelineConfig) -> dict[str, int]:
+    """Job name -> pid of every job process started by `up` that is still alive."""
+    pid_dir, _, _ = _dirs(config)
+    jobs = {}
+    for pid_file in sorted(pid_dir.glob("*.pid")):
+        pid = int(pid_file.read_text())
+        if _alive(pid):
+            jobs[pid_file.stem] = pid
+        else:
+            pid_file.unlink()
+    return jobs
+
+
+def query_states(config: PipelineConfig) -> dict[str, dict]:
+    _, progress_dir, _ = _dirs(config)
+    states = {}
+    for path in sorted(progress_dir.glob("*.json")):
+        try:
+            states[path.stem] = json.loads(path.read_text())
+        except ValueError:
+            continue  # being rewritten
+    return states
+
+
+def up(config: PipelineConfig, models: list[str], separate: bool = False, timeout_s: float = 300.0,
+       echo=print) -> dict[str, int]:
+    """Start the broker (local profile) and every job; return once every query is running."""
+    if running := running_jobs(config):
+        raise RuntimeError(f"already running: {', '.join(running)} (run `rdv down` first)")
+    if config.profile == "local":
+        broker = LocalBroker.from_config(config)
+        echo(f"broker: starting on {broker.bootstrap}" if broker.pid() is None else f"broker: running on {broker.bootstrap}")
+        broker.start()
+    ensure_topics(config.kafka.bootstrap_servers, pipeline_topics(config))
+    pid_dir, progress_dir, log_dir = _dirs(config)
+    for directory in (pid_dir, progress_dir, log_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    for stale in progress_dir.glob("*.json"):
+        stale.unlink()
+    jobs = plan(config, models, separate)
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    pids = {}
+    for job in jobs:
+        with open(log_dir / f"{job.name}.log", "ab") as log:
+            process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       cwd=config.root, env=env, start_new_session=True)
+        (pid_dir / f"{job.name}.pid").write_text(str(process.pid))
+        pids[job.name] = process.pid
+        echo(f"{job.name}: started, pid {process.pid}, log {log_dir / (job.name + '.log')}")
+    _wait_running(config, jobs, timeout_s, echo)
+    return pids
+
+
+def _wait_running(config: PipelineConfig, jobs: list[Job], timeout_s: float, echo) -> None:
+    expected = {q for job in jobs for q in job.queries}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = running_jobs(config)
+        for job in jobs:
+            if job.name not in alive:
+                _, _, log_dir = _dirs(config)
+                tail = (log_dir / f"{job.name}.log").read_text(errors="replace").splitlines()[-30:]
+                down(config, stop_broker=False, echo=lambda *_: None)
+                raise RuntimeError(f"{job.name} exited while starting; the end of its log:\n" + "\n".join(tail))
+        states = query_states(config)
+        if all(states.get(q, {}).get("state") in ("started", "running") for q in expected):
+            echo(f"pipeline: {len(expected)} queries running")
+            return
+        time.sleep(1)
+    down(config, stop_broker=False, echo=lambda *_: None)
+    raise RuntimeError(f"the pipeline did not start within {timeout_s:.0f} s; see the logs under var/logs")
+
+
+def down(config: PipelineConfig, stop_broker: bool = True, timeout_s: float = 60.0, echo=print) -> None:
+    """Stop every job `up` started (by pid), then the local broker."""
+    jobs = running_jobs(config)
+    for name, pid in jobs.items():
+        os.killpg(pid, signal.SIGTERM)
+        echo(f"{name}: stopping pid {pid}")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and running_jobs(config):
+        time.sleep(0.5)
+    for name, pid in running_jobs(config).items():
+        os.killpg(pid, signal.SIGKILL)
+        echo(f"{name}: killed pid {pid}")
+    pid_dir, _, _ = _dirs(config)
+    for pid_file in pid_dir.glob("*.pid"):
+        pid_file.unlink()
+    if stop_broker and config.profile == "local":
+        if LocalBroker.from_config(config).stop():
+            echo("broker: stopped")
+
+
+def status_rows(config: PipelineConfig) -> list[dict]:
+    """One row per query: its state, batch, input rate, last batch duration and consumer lag."""
+    rows = []
+    for name, progress in query_states(config).items():
+        sources = progress.get("sources", [])
+        lag = sum(int(float(s.get("metrics", {}).get("maxOffsetsBehindLatest", 0) or 0)) for s in sources)
+        rows.append({
+            "query": name,
+            "state": progress.get("state", "?"),
+            "batch": progress.get("batchId", "-"),
+            "input_rows_per_s": round(progress.get("inputRowsPerSecond", 0.0) or 0.0, 1),
+            "batch_ms": progress.get("durationMs", {}).get("triggerExecution", "-"),
+            "lag": lag,
+            "updated": progress.get("timestamp", "-"),
+        })
+    return rows
