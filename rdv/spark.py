@@ -48,6 +48,9 @@ def build_session(config: PipelineConfig, app_name: str) -> SparkSession:
         "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.enabled": str(config.spark.ui).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        # Delta replays its log with this many tasks; the default (50) is sized for big clusters.
+        "spark.databricks.delta.snapshotPartitions": str(config.spark.shuffle_partitions),
         # Several streaming queries share one application by default: let them take turns.
         "spark.scheduler.mode": "FAIR",
         "spark.sql.streaming.stateStore.providerClass":

@@ -77,7 +77,7 @@ def immediate_answers(ranked: DataFrame) -> DataFrame:
 def deferred_answers(feature_records: DataFrame, ranked: DataFrame, decision_delay_ms: int) -> DataFrame:
     """One answer per request that had no immediate one, once its deadline has surely passed.
 
-    feature_records includes heartbeats: they move the watermark and are dropped after it.
+    feature_records includes heartbeats: they move the watermark and never become answers.
     """
     requests = feature_records.select(
         "kind",
@@ -94,7 +94,8 @@ def deferred_answers(feature_records: DataFrame, ranked: DataFrame, decision_del
     per_request = (
         requests.unionByName(scores)
         .withWatermark("event_time", f"{decision_delay_ms} milliseconds")
-        .where(F.col("kind") != "heartbeat")
+        # Heartbeats are aggregated too and dropped after (has_request is false): a filter here
+        # would be pushed below the watermark by the optimizer, and the watermark would stall.
         .groupBy("request_id", "event_time")
         .agg(
             F.max(F.col("kind") == "request").alias("has_request"),

@@ -71,15 +71,16 @@ def answers_sink(config: PipelineConfig) -> Callable[[DataFrame, int], None]:
     results_topic = config.kafka.topics.results.name
 
     def write_answers(batch: DataFrame, batch_id: int) -> None:
-        batch.persist()
+        # Materialised once for the three writes. persist() would do, but Spark 4.2 cannot map
+        # the cached output of this union of branches back to its attributes; a local checkpoint
+        # gives the batch a plan of its own.
+        batch = batch.localCheckpoint(eager=True)
         try:
             answered = results(batch.where(F.col("reason").isNotNull()), datetime.now(timezone.utc))
-            answered.persist()
             write_batch_to_topic(to_messages(answered), config, results_topic)
             _append(answered, results_table, "rendezvous-results", batch_id)
             _append(scores(batch.where(F.col("reason").isNull())), scores_table, "rendezvous-scores", batch_id,
                     partition_by="event_date")
-            answered.unpersist()
         finally:
             batch.unpersist()
 
