@@ -1,7 +1,9 @@
 """The rendezvous job: one answer per request under its policy, and every score of every model kept.
 
-Reads the requests (rdv.features) and the scores (rdv.scores); answers go to rdv.results and
-Delta `results`, every score to Delta `scores` (see rendezvous/selection.py for the rules).
+Three queries: `rendezvous` reads the requests (rdv.features) and the scores (rdv.scores) and
+publishes one answer per request to rdv.results (see rendezvous/selection.py for the rules);
+`results-table` and `scores-table` record rdv.results and rdv.scores in the Delta tables
+`results` and `scores`, off the latency path.
 
 Usage:
     spark-submit --packages <see README> jobs/decide.py --conf conf
@@ -16,33 +18,30 @@ from features.transform import parse_feature_records
 from models.scoring import SCORE_RECORD
 from rdv.config import PipelineConfig
 from rdv.jobrun import argument_parser, run_job
-from rdv.streams import read_topic
-from rendezvous.selection import rendezvous
-from rendezvous.sinks import answers_sink
+from rdv.streams import read_topic, to_messages, write_table, write_topic
+from rendezvous.selection import answers
+from rendezvous.sinks import result_rows, score_rows
 
-QUERY = "rendezvous"
+QUERIES = ("rendezvous", "results-table", "scores-table")
 
 
-def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
+def build(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:
     topics = config.kafka.topics
     requests = parse_feature_records(read_topic(spark, config, topics.features.name))
     scores = read_topic(spark, config, topics.scores.name).select(
         F.from_json(F.col("value").cast("string"), SCORE_RECORD).alias("s")
     ).select("s.*")
-    answers = rendezvous(requests, scores, config.rendezvous.decision_delay_ms)
-    return (
-        answers.writeStream.outputMode("append")
-        .foreachBatch(answers_sink(config))
-        .option("checkpointLocation", config.checkpoint(QUERY))
-        .queryName(QUERY)
-        .trigger(processingTime=config.spark.trigger)
-        .start()
-    )
+    answered = answers(requests, scores, config.rendezvous.decision_delay_ms)
+    return [
+        write_topic(to_messages(answered), config, "rendezvous", topic=topics.results.name),
+        write_table(result_rows(read_topic(spark, config, topics.results.name)), config, "results-table", "results"),
+        write_table(score_rows(read_topic(spark, config, topics.scores.name)), config, "scores-table", "scores"),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argument_parser("Answer every request under its policy and keep every score.")
-    run_job("rdv-rendezvous", parser, lambda spark, config, args: [build(spark, config)], argv)
+    run_job("rdv-rendezvous", parser, lambda spark, config, args: build(spark, config), argv)
 
 
 if __name__ == "__main__":

@@ -11,22 +11,14 @@ from pyspark.sql.streaming import StreamingQuery
 from models.decoy import archive_rows
 from rdv.config import PipelineConfig
 from rdv.jobrun import argument_parser, run_job
-from rdv.streams import read_topic
+from rdv.streams import read_topic, write_table
 
 QUERY = "decoy"
 
 
 def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
     archive = archive_rows(read_topic(spark, config, config.kafka.topics.features.name))
-    return (
-        archive.writeStream.format("delta")
-        .outputMode("append")
-        .partitionBy("event_date")
-        .option("checkpointLocation", config.checkpoint(QUERY))
-        .queryName(QUERY)
-        .trigger(processingTime=config.spark.trigger)
-        .start(config.table("archive"))
-    )
+    return write_table(archive, config, QUERY, "archive")
 
 
 def main(argv: list[str] | None = None) -> None:

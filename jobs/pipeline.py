@@ -17,7 +17,7 @@ def build_all(spark, config, model_names: list[str]):
         featurize.build(spark, config),
         *[score.build(spark, config, name) for name in model_names],
         decoy.build(spark, config),
-        decide.build(spark, config),
+        *decide.build(spark, config),
     ]
 
 

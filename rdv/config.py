@@ -91,12 +91,15 @@ class MlflowConfig(_Frozen):
 class SparkConfig(_Frozen):
     master: str = "local[2]"
     shuffle_partitions: int = Field(default=2, ge=1)
+    # Trigger of the queries on the latency path (features, models, rendezvous answers).
     trigger: str = "1 second"
+    # Trigger of the queries that only record into Delta (archive, results, scores).
+    table_trigger: str = "5 seconds"
     ui: bool = False
     # Any other Spark setting, passed through verbatim.
     conf: dict[str, str] = Field(default_factory=dict)
 
-    _trigger = field_validator("trigger")(classmethod(lambda cls, v: _check_duration(v)))
+    _triggers = field_validator("trigger", "table_trigger")(classmethod(lambda cls, v: _check_duration(v)))
 
 
 class Policy(_Frozen):

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobs import decide
 from rdv.config import PipelineConfig
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.spark import local_jars
@@ -38,7 +39,7 @@ def _dirs(config: PipelineConfig) -> tuple[Path, Path, Path]:
 def plan(config: PipelineConfig, models: list[str], separate: bool) -> list[Job]:
     """The processes that run the given models and every other job."""
     conf = ["--conf", str(config.conf_dir)]
-    queries = ("features", *[f"score-{m}" for m in models], "decoy", "rendezvous")
+    queries = ("features", *[f"score-{m}" for m in models], "decoy", *decide.QUERIES)
     if not separate:
         return [Job("pipeline", [sys.executable, "-m", "jobs.pipeline", *conf, "--models", *models], queries)]
     jobs_dir = Path(__file__).resolve().parent.parent / "jobs"
@@ -50,7 +51,7 @@ def plan(config: PipelineConfig, models: list[str], separate: bool) -> list[Job]
     ]
     jobs = [Job(name, [*submit, str(jobs_dir / JOB_FILES[name]), *conf], (name,)) for name in ("features", "decoy")]
     jobs += [Job(f"score-{m}", [*submit, str(jobs_dir / "score.py"), *conf, "--model", m], (f"score-{m}",)) for m in models]
-    jobs.append(Job("rendezvous", [*submit, str(jobs_dir / JOB_FILES["rendezvous"]), *conf], ("rendezvous",)))
+    jobs.append(Job("rendezvous", [*submit, str(jobs_dir / JOB_FILES["rendezvous"]), *conf], decide.QUERIES))
     return jobs
 
 
@@ -154,6 +155,16 @@ def down(config: PipelineConfig, stop_broker: bool = True, timeout_s: float = 60
     if stop_broker and config.profile == "local":
         if LocalBroker.from_config(config).stop():
             echo("broker: stopped")
+
+
+def check_healthy(config: PipelineConfig) -> None:
+    """Raise with the query's own error if a query failed or a job process is gone."""
+    failed = {name: state.get("exception") for name, state in query_states(config).items() if state.get("state") == "failed"}
+    if failed:
+        name, error = next(iter(failed.items()))
+        raise RuntimeError(f"query {name} failed: {(error or '').splitlines()[0] if error else 'see var/logs'}")
+    if not running_jobs(config):
+        raise RuntimeError("no job is running any more; see the logs under var/logs")
 
 
 def status_rows(config: PipelineConfig) -> list[dict]:

@@ -55,6 +55,7 @@ def build_session(config: PipelineConfig, app_name: str) -> SparkSession:
         "spark.scheduler.mode": "FAIR",
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.sql.streaming.metricsEnabled": "true",
         "spark.sql.warehouse.dir": str(config.path(config.paths.var) / "spark-warehouse"),
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={config.path(config.paths.var)}",

@@ -52,8 +52,18 @@ def write_topic(
     return writer.start()
 
 
-def write_batch_to_topic(messages: DataFrame, config: PipelineConfig, topic: str) -> None:
-    messages.write.format("kafka").options(**_kafka_options(config)).option("topic", topic).save()
+def write_table(rows: DataFrame, config: PipelineConfig, query_name: str, table: str) -> StreamingQuery:
+    """Start a query appending rows to a Delta table, partitioned by event_date, on the slower
+    table trigger: a Delta commit per batch is the cost, and nobody waits for these rows."""
+    return (
+        rows.writeStream.format("delta")
+        .outputMode("append")
+        .partitionBy("event_date")
+        .option("checkpointLocation", config.checkpoint(query_name))
+        .queryName(query_name)
+        .trigger(processingTime=config.spark.table_trigger)
+        .start(config.table(table))
+    )
 
 
 class ProgressFiles(StreamingQueryListener):

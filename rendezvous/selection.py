@@ -11,29 +11,41 @@ paths, which never answer the same request twice:
   the first preference that came in time, else the first preference that came at all (late),
   else the policy's default. Heartbeats on rdv.features keep event time moving when traffic stops.
 
-Both paths and the score rows for the Delta table come out of one query with one schema
-(ANSWER_COLUMNS); reason tells them apart (null for a plain score).
+Both paths come out of one query as result records (RESULT_RECORD), published to rdv.results.
 """
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 PREFERRED, FALLBACK, DEFAULT = "preferred", "fallback", "default"
 
-ANSWER_COLUMNS = [
-    "request_id",
-    "event_time",
-    "model",
-    "model_version",
-    "role",
-    "score",
-    "label",
-    "scored_at",
-    "deadline_ms",
-    "in_time",
-    "reason",
-]
+# One message on rdv.results: the answer to one request. model is null for a default answer.
+RESULT_RECORD = StructType(
+    [
+        StructField("request_id", StringType()),
+        StructField("event_time", TimestampType()),
+        StructField("model", StringType()),
+        StructField("model_version", StringType()),
+        StructField("role", StringType()),
+        StructField("score", DoubleType()),
+        StructField("label", IntegerType()),
+        StructField("scored_at", TimestampType()),
+        StructField("deadline_ms", IntegerType()),
+        StructField("in_time", BooleanType()),
+        StructField("reason", StringType()),
+        StructField("decided_at", TimestampType()),
+    ]
+)
 
 
 def rank_scores(scores: DataFrame) -> DataFrame:
@@ -61,12 +73,8 @@ def _answer(ranked: DataFrame, reason: Column) -> DataFrame:
         F.col("policy.deadline_ms").alias("deadline_ms"),
         "in_time",
         reason.alias("reason"),
+        F.current_timestamp().alias("decided_at"),
     )
-
-
-def score_rows(ranked: DataFrame) -> DataFrame:
-    """Every score of every model, for the Delta scores table."""
-    return _answer(ranked, F.lit(None).cast("string"))
 
 
 def immediate_answers(ranked: DataFrame) -> DataFrame:
@@ -119,15 +127,15 @@ def deferred_answers(feature_records: DataFrame, ranked: DataFrame, decision_del
         F.col("policy.deadline_ms").alias("deadline_ms"),
         choice.in_time.alias("in_time"),
         F.when(choice.isNull(), F.lit(DEFAULT)).otherwise(F.lit(FALLBACK)).alias("reason"),
+        F.current_timestamp().alias("decided_at"),
     )
 
 
-def rendezvous(feature_records: DataFrame, scores: DataFrame, decision_delay_ms: int) -> DataFrame:
-    """Answers (reason set) and score rows (reason null) of one query, in ANSWER_COLUMNS."""
+def answers(feature_records: DataFrame, scores: DataFrame, decision_delay_ms: int) -> DataFrame:
+    """Exactly one result record per request, immediate or deferred, in RESULT_RECORD's columns."""
     ranked = rank_scores(scores)
     return (
-        score_rows(ranked)
-        .unionByName(immediate_answers(ranked))
+        immediate_answers(ranked)
         .unionByName(deferred_answers(feature_records, ranked, decision_delay_ms))
-        .select(*ANSWER_COLUMNS)
+        .select(*RESULT_RECORD.fieldNames())
     )

@@ -47,6 +47,7 @@ def run_demo(config: PipelineConfig, events: int, rate: float, separate: bool = 
 def _wait_for_everything(spark, config, run_id, events, models, timeout_s, echo) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        runner.check_healthy(config)
         counts = count_run(spark, config, run_id)
         scored = ", ".join(f"{m} {counts.scores.get(m, 0)}" for m in models)
         echo(f"waiting: archived {counts.archive}/{events}, answered {counts.answered}/{events}, scored: {scored}")
