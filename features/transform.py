@@ -32,7 +32,7 @@ def _first_broken_rule(json: Column) -> Column:
         for f in RAW_FIELDS
     ]
     rules += [
-        (json["policy"].isNotNull() & F.col("raw_policy").isNull(), "bad_policy"),
+        (json["policy"].isNotNull() & ~F.ltrim(json["policy"]).startswith("{"), "bad_policy"),
         (F.col("raw_policy.deadline_ms") <= 0, "bad_policy"),
     ]
     reason = F.when(rules[0][0], F.lit(rules[0][1]))

@@ -79,6 +79,7 @@ class KafkaConfig(_Frozen):
 
 class PathsConfig(_Frozen):
     var: Path = Path("var")
+    jars: Path = Path("var/jars")  # what `make jars` caches: spark/ and kafka/
     tables: Path = Path("var/delta")
     checkpoints: Path = Path("var/checkpoints")
 

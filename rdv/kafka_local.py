@@ -55,7 +55,7 @@ class LocalBroker:
                 "(set profile: cluster to use your own broker)"
             )
         var = config.path(config.paths.var)
-        return cls(home=var / "kafka" / port, jar_dir=var / "jars" / "kafka", host="127.0.0.1", port=int(port))
+        return cls(home=var / "kafka" / port, jar_dir=config.path(config.paths.jars) / "kafka", host="127.0.0.1", port=int(port))
 
     @property
     def bootstrap(self) -> str:

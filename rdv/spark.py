@@ -23,7 +23,7 @@ PACKAGES = (
 
 
 def local_jars(config: PipelineConfig) -> list[str]:
-    jar_dir = config.path(config.paths.var) / "jars" / "spark"
+    jar_dir = config.path(config.paths.jars) / "spark"
     jars = sorted(str(p) for p in jar_dir.glob("*.jar"))
     if not jars:
         raise RuntimeError(

@@ -1,0 +1,43 @@
+"""Shared fixtures: one SparkSession and one real local Kafka broker for the whole run.
+
+The broker listens on its own port (not the demo's), keeps its data under the run's temp
+directory, and is stopped by its pid when the run ends. Each test gets its own topics,
+checkpoints and tables through its own config.
+"""
+from __future__ import annotations
+
+import pytest
+
+from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
+from rdv.spark import build_session
+from tests.helpers import make_config
+
+
+@pytest.fixture(scope="session")
+def base_config(tmp_path_factory):
+    return make_config(tmp_path_factory.mktemp("session"))
+
+
+@pytest.fixture(scope="session")
+def spark(base_config):
+    session = build_session(base_config, "rdv-tests")
+    yield session
+    for query in session.streams.active:
+        query.stop()
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(base_config):
+    local = LocalBroker.from_config(base_config)
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def config(tmp_path, broker):
+    """A config of this test's own: its topics exist on the broker, its paths are under tmp_path."""
+    test_config = make_config(tmp_path)
+    ensure_topics(test_config.kafka.bootstrap_servers, pipeline_topics(test_config))
+    return test_config

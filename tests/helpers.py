@@ -1,0 +1,36 @@
+"""Test configs: the project's own conf with per-test topics, paths and broker port."""
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import yaml
+
+from rdv.config import PipelineConfig, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_BROKER_PORT = 19092
+
+
+def write_conf(root: Path, port: int = TEST_BROKER_PORT, models: bool = True, **pipeline_overrides) -> Path:
+    """A conf directory under root (var/ beside it) whose topics are unique to this call."""
+    conf = root / "conf"
+    (conf / "models").mkdir(parents=True, exist_ok=True)
+    data = yaml.safe_load((REPO / "conf" / "pipeline.yaml").read_text())
+    suffix = uuid.uuid4().hex[:8]
+    data["kafka"]["bootstrap_servers"] = f"127.0.0.1:{port}"
+    for topic in data["kafka"]["topics"].values():
+        topic["name"] = f"{topic['name']}.{suffix}"
+    data["paths"]["jars"] = str(REPO / "var" / "jars")
+    for section, values in pipeline_overrides.items():
+        data.setdefault(section, {}).update(values)
+    (conf / "pipeline.yaml").write_text(yaml.safe_dump(data))
+    if models:
+        for model in (REPO / "conf" / "models").glob("*.yaml"):
+            shutil.copy(model, conf / "models" / model.name)
+    return conf
+
+
+def make_config(root: Path, **overrides) -> PipelineConfig:
+    return load_config(write_conf(root, **overrides))

@@ -1,0 +1,50 @@
+"""Loading the config: the shipped conf is valid, and every mistake names its file and field."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from rdv.config import ConfigError, load_config
+from tests.helpers import REPO
+
+
+@pytest.fixture
+def conf(tmp_path):
+    target = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", target)
+    return target
+
+
+def test_the_shipped_conf_loads_with_its_models_and_roles():
+    config = load_config(REPO / "conf")
+    assert {name: m.role for name, m in config.models.items()} == {"logreg": "champion", "gbt": "challenger"}
+    assert config.kafka.topics.raw.name == "rdv.raw"
+    assert config.rendezvous.decision_delay_ms == config.rendezvous.max_deadline_ms + 5000
+    assert config.table("results") == str(REPO / "var" / "delta" / "results")
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("pipeline.yaml", "partitions: 2", "partitions: two"), "pipeline.yaml: kafka.topics.raw.partitions: Input should be a valid integer"),
+        (("pipeline.yaml", "trigger: 1 second", "trigger: soon"), "pipeline.yaml: spark.trigger: Value error, 'soon' is not a duration"),
+        (("pipeline.yaml", "deadline_ms: 10000", "deadline_ms: 99000"), "policy.deadline_ms (99000) exceeds rendezvous.max_deadline_ms"),
+        (("pipeline.yaml", "profile: local", "profile: local\nprofil: typo"), "pipeline.yaml: profil: unknown field"),
+        (("models/gbt.yaml", "output: probability", "output: probabilty"), "models/gbt.yaml: output: Input should be 'probability'"),
+        (("models/gbt.yaml", "uri:", "ur:"), "models/gbt.yaml: uri: Field required"),
+    ],
+)
+def test_a_bad_config_fails_at_load_naming_the_file_and_field(conf, edit, message):
+    name, old, new = edit
+    path = conf / name
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
+    with pytest.raises(ConfigError) as error:
+        load_config(conf)
+    assert message in str(error.value)
+
+
+def test_an_unknown_model_is_named_with_the_configured_ones():
+    with pytest.raises(ConfigError, match=r"models/nope.yaml: no such model config \(configured: gbt, logreg\)"):
+        load_config(REPO / "conf").model("nope")
