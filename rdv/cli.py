@@ -85,8 +85,14 @@ def _replay(config, args) -> int:
 
 def _demo(config, args) -> int:
     from rdv.demo.run import run_demo
+    from rdv.spark import build_session
 
-    return 0 if run_demo(config, args.events, args.rate, separate=args.separate, bad_every=args.bad_every) else 1
+    spark = build_session(config, "rdv-demo")
+    try:
+        outcome = run_demo(spark, config, args.events, args.rate, separate=args.separate, bad_every=args.bad_every)
+    finally:
+        spark.stop()
+    return 0 if outcome.ok else 1
 
 
 def parser() -> argparse.ArgumentParser:

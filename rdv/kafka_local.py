@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -132,6 +133,12 @@ class LocalBroker:
         """Format the storage on first use, start the broker and wait until it answers."""
         if (pid := self.pid()) is not None:
             return pid
+        with socket.socket() as probe:
+            if probe.connect_ex((self.host, self.port)) == 0:
+                raise RuntimeError(
+                    f"{self.bootstrap} is taken by a process this broker did not start (pid file {self.pid_file}); "
+                    "stop it or choose another port in kafka.bootstrap_servers"
+                )
         self.home.mkdir(parents=True, exist_ok=True)
         properties = self._write_config()
         if not (self.home / "data" / "meta.properties").exists():

@@ -21,6 +21,7 @@ from rdv.config import PipelineConfig
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.spark import local_jars
 
+BROKER_STARTED = "broker.started-by-up"
 JOB_FILES = {"features": "featurize.py", "decoy": "decoy.py", "rendezvous": "decide.py"}
 
 
@@ -93,14 +94,18 @@ def up(config: PipelineConfig, models: list[str], separate: bool = False, timeou
     """Start the broker (local profile) and every job; return once every query is running."""
     if running := running_jobs(config):
         raise RuntimeError(f"already running: {', '.join(running)} (run `rdv down` first)")
-    if config.profile == "local":
-        broker = LocalBroker.from_config(config)
-        echo(f"broker: starting on {broker.bootstrap}" if broker.pid() is None else f"broker: running on {broker.bootstrap}")
-        broker.start()
-    ensure_topics(config.kafka.bootstrap_servers, pipeline_topics(config))
     pid_dir, progress_dir, log_dir = _dirs(config)
     for directory in (pid_dir, progress_dir, log_dir):
         directory.mkdir(parents=True, exist_ok=True)
+    if config.profile == "local":
+        broker = LocalBroker.from_config(config)
+        if broker.pid() is None:
+            echo(f"broker: starting on {broker.bootstrap}")
+            broker.start()
+            (pid_dir / BROKER_STARTED).touch()  # so that `down` stops it again
+        else:
+            echo(f"broker: running on {broker.bootstrap}")
+    ensure_topics(config.kafka.bootstrap_servers, pipeline_topics(config))
     for stale in progress_dir.glob("*.json"):
         stale.unlink()
     jobs = plan(config, models, separate)
@@ -138,7 +143,7 @@ def _wait_running(config: PipelineConfig, jobs: list[Job], timeout_s: float, ech
 
 
 def down(config: PipelineConfig, stop_broker: bool = True, timeout_s: float = 60.0, echo=print) -> None:
-    """Stop every job `up` started (by pid), then the local broker."""
+    """Stop every job `up` started (by pid), then the local broker if `up` started it."""
     jobs = running_jobs(config)
     for name, pid in jobs.items():
         os.killpg(pid, signal.SIGTERM)
@@ -152,9 +157,11 @@ def down(config: PipelineConfig, stop_broker: bool = True, timeout_s: float = 60
     pid_dir, _, _ = _dirs(config)
     for pid_file in pid_dir.glob("*.pid"):
         pid_file.unlink()
-    if stop_broker and config.profile == "local":
+    started_broker = pid_dir / BROKER_STARTED
+    if stop_broker and started_broker.exists():
         if LocalBroker.from_config(config).stop():
             echo("broker: stopped")
+        started_broker.unlink()
 
 
 def check_healthy(config: PipelineConfig) -> None:

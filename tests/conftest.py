@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from rdv.demo.train import train_demo_models
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.spark import build_session
 from tests.helpers import make_config
@@ -35,9 +36,17 @@ def broker(base_config):
     local.stop()
 
 
+@pytest.fixture(scope="session")
+def registry(base_config, spark):
+    """A real MLflow registry (sqlite) with the demo's champion and challenger, trained once."""
+    train_demo_models(spark, base_config, rows=4000)
+    return base_config.tracking_uri
+
+
 @pytest.fixture
-def config(tmp_path, broker):
-    """A config of this test's own: its topics exist on the broker, its paths are under tmp_path."""
-    test_config = make_config(tmp_path)
+def config(tmp_path, broker, registry):
+    """A config of this test's own: its topics exist on the broker, its paths are under tmp_path,
+    its models are in the session's registry."""
+    test_config = make_config(tmp_path, mlflow={"tracking_uri": registry})
     ensure_topics(test_config.kafka.bootstrap_servers, pipeline_topics(test_config))
     return test_config

@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parent.parent
 TEST_BROKER_PORT = 19092
 
 
-def write_conf(root: Path, port: int = TEST_BROKER_PORT, models: bool = True, **pipeline_overrides) -> Path:
+def write_conf(root: Path, port: int = TEST_BROKER_PORT, models: bool = True, profile_override: str | None = None,
+               **pipeline_overrides) -> Path:
     """A conf directory under root (var/ beside it) whose topics are unique to this call."""
     conf = root / "conf"
     (conf / "models").mkdir(parents=True, exist_ok=True)
@@ -23,6 +24,8 @@ def write_conf(root: Path, port: int = TEST_BROKER_PORT, models: bool = True, **
     for topic in data["kafka"]["topics"].values():
         topic["name"] = f"{topic['name']}.{suffix}"
     data["paths"]["jars"] = str(REPO / "var" / "jars")
+    if profile_override:
+        data["profile"] = profile_override
     for section, values in pipeline_overrides.items():
         data.setdefault(section, {}).update(values)
     (conf / "pipeline.yaml").write_text(yaml.safe_dump(data))

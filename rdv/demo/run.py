@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
 
 from rdv import runner
 from rdv.config import PipelineConfig
 from rdv.demo.replay import replay
 from rdv.demo.summary import count_run, summarize
 from rdv.demo.train import demo_models_registered, train_demo_models
-from rdv.spark import build_session
 
 
-def run_demo(config: PipelineConfig, events: int, rate: float, separate: bool = False, bad_every: int = 100,
-             echo=print) -> bool:
+@dataclass(frozen=True)
+class DemoOutcome:
+    ok: bool  # every request archived, answered exactly once, scored once by every model
+    run_id: str  # the prefix of this run's request ids
+    summary: str
+
+
+def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: float, separate: bool = False,
+             bad_every: int = 100, echo=print) -> DemoOutcome:
     models = sorted(config.models)
-    spark = build_session(config, "rdv-demo")
     if not demo_models_registered(config):
         echo("models: training the demo champion and challenger")
         for alias, version in train_demo_models(spark, config).items():
@@ -38,10 +46,9 @@ def run_demo(config: PipelineConfig, events: int, rate: float, separate: bool = 
         _wait_for_everything(spark, config, run_id, events, models, timeout_s=180 + events / rate, echo=echo)
         text, ok = summarize(spark, config, run_id, events, models)
         echo("\n" + text)
-        return ok
+        return DemoOutcome(ok, run_id, text)
     finally:
         runner.down(config, echo=echo)
-        spark.stop()
 
 
 def _wait_for_everything(spark, config, run_id, events, models, timeout_s, echo) -> None:

@@ -1,0 +1,133 @@
+"""The jobs against the real broker, real Delta tables and a real MLflow registry, in one session."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from mlflow import MlflowClient
+from pyspark.sql import functions as F
+from pyspark.sql.utils import AnalysisException
+
+from jobs import decide, decoy, featurize, score
+from rdv.demo.generator import BAD_MESSAGES, generate_events, raw_json
+from rdv.demo.replay import now_iso
+from tests.helpers import make_config
+from tests.integration.kafka_io import consume, produce
+
+
+def fresh_events(n: int, seed: int) -> list[str]:
+    """n generated raw events stamped now, as a producer would send them."""
+    messages = []
+    for message in raw_json(generate_events(n, seed=seed)):
+        record = json.loads(message)
+        record["event_time"] = now_iso()
+        messages.append(json.dumps(record))
+    return messages
+
+
+def wait_for(probe, done, timeout_s: float = 240.0):
+    """Poll probe() until done(value) holds; the last value either way."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(2)
+
+
+def delta_count(spark, path: str) -> int:
+    try:
+        return spark.read.format("delta").load(path).count()
+    except AnalysisException:
+        return 0
+
+
+def stop_all(queries):
+    for query in queries:
+        query.stop()
+
+
+def test_the_features_job_accounts_for_every_raw_record(spark, config):
+    good = fresh_events(25, seed=1)
+    produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, good + [m for _, m in BAD_MESSAGES])
+    query = featurize.build(spark, config)
+    try:
+        query.processAllAvailable()
+    finally:
+        query.stop()
+
+    records = consume(config.kafka.bootstrap_servers, config.kafka.topics.features.name)
+    requests = [r for r in records if r["kind"] == "request"]
+    quarantined = consume(config.kafka.bootstrap_servers, config.kafka.topics.quarantine.name)
+    assert sorted(r["request_id"] for r in requests) == sorted(json.loads(m)["request_id"] for m in good)
+    assert sorted((q["reason"], q["raw"]) for q in quarantined) == sorted(BAD_MESSAGES)
+    assert len(requests) + len(quarantined) == len(good) + len(BAD_MESSAGES)
+    assert {r["policy"]["deadline_ms"] for r in requests} == {config.policy.deadline_ms}
+
+
+def test_a_model_job_fails_at_start_on_an_unknown_feature(spark, tmp_path, registry, broker):
+    config = make_config(tmp_path, mlflow={"tracking_uri": registry})
+    (config.conf_dir / "models" / "typo.yaml").write_text("uri: models:/fraud@champion\nfeatures: [log_amount, amout]\n")
+    from rdv.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"models/typo.yaml: features: unknown feature\(s\) amout"):
+        score.build(spark, load_config(config.conf_dir), "typo")
+
+
+@pytest.fixture
+def fast_config(tmp_path, broker, registry):
+    """Short deadlines, so deferred answers come within seconds of the heartbeats."""
+    from rdv.kafka_local import ensure_topics, pipeline_topics
+
+    config = make_config(tmp_path, mlflow={"tracking_uri": registry}, policy={"deadline_ms": 3000},
+                         rendezvous={"max_deadline_ms": 3000, "grace": "1 second"})
+    ensure_topics(config.kafka.bootstrap_servers, pipeline_topics(config))
+    return config
+
+
+def test_the_pipeline_in_one_application_answers_each_request_once_and_keeps_every_score(spark, fast_config):
+    config = fast_config
+    events = fresh_events(30, seed=2)
+    ids = sorted(json.loads(e)["request_id"] for e in events)
+    queries = [featurize.build(spark, config), score.build(spark, config, "logreg"), score.build(spark, config, "gbt"),
+               decoy.build(spark, config), *decide.build(spark, config)]
+    try:
+        produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events)
+        # The queries run on their own triggers, as in production. (processAllAvailable would
+        # never return on the queries that read rdv.features: heartbeats keep arriving.)
+        results = wait_for(lambda: consume(config.kafka.bootstrap_servers, config.kafka.topics.results.name,
+                                           idle_ms=1000), lambda r: len(r) >= len(ids))
+        wait_for(lambda: delta_count(spark, config.table("archive")), lambda n: n >= len(ids))
+        for query in queries[-2:]:  # the table writers catch up with rdv.results and rdv.scores
+            query.processAllAvailable()
+    finally:
+        stop_all(queries)
+
+    assert sorted(r["request_id"] for r in results) == ids
+    assert {r["reason"] for r in results} <= {"preferred", "fallback", "default"}
+    for r in results:
+        if r["reason"] == "preferred":
+            assert r["role"] == "champion" and r["in_time"] is True
+
+    versions = {a: v.version for a, v in (
+        ("champion", MlflowClient(registry_uri=config.tracking_uri).get_model_version_by_alias("fraud", "champion")),
+        ("challenger", MlflowClient(registry_uri=config.tracking_uri).get_model_version_by_alias("fraud", "challenger")),
+    )}
+    scores = spark.read.format("delta").load(config.table("scores"))
+    per_model = {(r.model, r.model_version, r.role): (r.n, r.d) for r in
+                 scores.groupBy("model", "model_version", "role").agg(
+                     F.count("*").alias("n"), F.countDistinct("request_id").alias("d")).collect()}
+    assert per_model == {("logreg", versions["champion"], "champion"): (30, 30),
+                         ("gbt", versions["challenger"], "challenger"): (30, 30)}
+
+    stored = spark.read.format("delta").load(config.table("results"))
+    assert sorted(r.request_id for r in stored.select("request_id").collect()) == ids
+    assert stored.where("latency_ms IS NULL OR latency_ms < 0").count() == 0
+
+    archive = spark.read.format("delta").load(config.table("archive"))
+    assert sorted(r.request_id for r in archive.select("request_id").collect()) == ids
+    features_messages = {r["request_id"]: r for r in consume(config.kafka.bootstrap_servers,
+                                                                config.kafka.topics.features.name) if r["kind"] == "request"}
+    for row in archive.select("request_id", "message").collect():
+        assert json.loads(row.message) == features_messages[row.request_id]
