@@ -14,11 +14,11 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType, TimestampType
 
 from features.spec import FEATURES, POLICY_STRUCT
 from models.registry import ResolvedModel
 from rdv.config import ConfigError, ModelConfig
-from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType, TimestampType
 
 Output = Literal["probability", "label", "regression"]
 

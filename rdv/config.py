@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ROLES = ("champion", "challenger", "canary")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|seconds?|m|minutes?)\s*$")
@@ -43,6 +43,10 @@ class _Frozen(BaseModel):
 def _check_duration(value: str) -> str:
     duration_ms(value)
     return value
+
+
+# A duration in Spark's own spelling ('1 second', '500 ms'), checked at load.
+Duration = Annotated[str, AfterValidator(_check_duration)]
 
 
 class Topic(_Frozen):
@@ -93,14 +97,12 @@ class SparkConfig(_Frozen):
     master: str = "local[2]"
     shuffle_partitions: int = Field(default=2, ge=1)
     # Trigger of the queries on the latency path (features, models, rendezvous answers).
-    trigger: str = "1 second"
+    trigger: Duration = "1 second"
     # Trigger of the queries that only record into Delta (archive, results, scores).
-    table_trigger: str = "5 seconds"
+    table_trigger: Duration = "5 seconds"
     ui: bool = False
     # Any other Spark setting, passed through verbatim.
     conf: dict[str, str] = Field(default_factory=dict)
-
-    _triggers = field_validator("trigger", "table_trigger")(classmethod(lambda cls, v: _check_duration(v)))
 
 
 class Policy(_Frozen):
@@ -116,9 +118,7 @@ class Policy(_Frozen):
 class FeaturesJobConfig(_Frozen):
     schema_version: int = 1
     # A heartbeat on rdv.features keeps the rendezvous watermark moving when traffic stops.
-    heartbeat_interval: str = "1 second"
-
-    _hb = field_validator("heartbeat_interval")(classmethod(lambda cls, v: _check_duration(v)))
+    heartbeat_interval: Duration = "1 second"
 
 
 class RendezvousConfig(_Frozen):
@@ -126,9 +126,7 @@ class RendezvousConfig(_Frozen):
     max_deadline_ms: int = Field(default=10_000, gt=0)
     # How long a score may take from a model job to the rendezvous and still be seen
     # before the request's deferred decision is final.
-    grace: str = "5 seconds"
-
-    _grace = field_validator("grace")(classmethod(lambda cls, v: _check_duration(v)))
+    grace: Duration = "5 seconds"
 
     @property
     def decision_delay_ms(self) -> int:
@@ -136,12 +134,8 @@ class RendezvousConfig(_Frozen):
 
 
 class ModelSparkConfig(_Frozen):
-    trigger: str | None = None
+    trigger: Duration | None = None
     max_offsets_per_trigger: int | None = Field(default=None, gt=0)
-
-    _trigger = field_validator("trigger")(
-        classmethod(lambda cls, v: v if v is None else _check_duration(v))
-    )
 
 
 class ModelConfig(_Frozen):

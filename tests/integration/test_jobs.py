@@ -110,7 +110,7 @@ def test_the_pipeline_in_one_application_answers_each_request_once_and_keeps_eve
         if r["reason"] == "preferred":
             assert r["role"] == "champion" and r["in_time"] is True
 
-    versions = {a: v.version for a, v in (
+    versions = {a: str(v.version) for a, v in (
         ("champion", MlflowClient(registry_uri=config.tracking_uri).get_model_version_by_alias("fraud", "champion")),
         ("challenger", MlflowClient(registry_uri=config.tracking_uri).get_model_version_by_alias("fraud", "challenger")),
     )}

@@ -1,0 +1,30 @@
+"""What a model's raw predictions become: score and label, for each kind of output."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.scoring import feature_columns, predictions_to_scores
+from rdv.config import ConfigError, ModelConfig
+
+
+def test_probabilities_give_the_positive_class_and_a_thresholded_label():
+    scores = predictions_to_scores(np.array([[0.9, 0.1], [0.3, 0.7], [0.5, 0.5]]), "probability", threshold=0.5)
+    assert scores["score"].tolist() == [0.1, 0.7, 0.5]
+    assert scores["label"].tolist() == [0, 1, 1]
+
+
+def test_labels_are_their_own_score_and_regressions_have_no_label():
+    labels = predictions_to_scores(pd.Series([1, 0]), "label", threshold=0.5)
+    assert (labels["score"].tolist(), labels["label"].tolist()) == ([1.0, 0.0], [1, 0])
+    values = predictions_to_scores(np.array([12.5, -3.0]), "regression", threshold=0.5)
+    assert values["score"].tolist() == [12.5, -3.0]
+    assert values["label"].isna().all()
+
+
+def test_feature_columns_default_to_every_canonical_feature_and_reject_unknown_ones():
+    everything = feature_columns(ModelConfig(name="m", uri="models:/m@champion"), "conf")
+    assert everything[:2] == ["log_amount", "amount_ratio"] and len(everything) == 8
+    with pytest.raises(ConfigError, match=r"conf/models/m.yaml: features: unknown feature\(s\) colour"):
+        feature_columns(ModelConfig(name="m", uri="models:/m@champion", features=("colour",)), "conf")
