@@ -33,14 +33,7 @@ def score_rows(messages: DataFrame) -> DataFrame:
     parsed = messages.select(F.from_json(F.col("value").cast("string"), SCORE_RECORD).alias("s")).select("s.*")
     latency_ms = F.unix_millis("scored_at") - F.unix_millis("event_time")
     return parsed.select(
-        "request_id",
-        "event_time",
-        "model",
-        "model_version",
-        "role",
-        "score",
-        "label",
-        "scored_at",
+        *[c for c in SCORE_RECORD.fieldNames() if c != "policy"],
         latency_ms.alias("latency_ms"),
         F.col("policy.deadline_ms").alias("deadline_ms"),
         (latency_ms > F.col("policy.deadline_ms")).alias("late"),
