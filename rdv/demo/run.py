@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from pyspark.sql import SparkSession
 
@@ -35,6 +36,7 @@ def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: flo
         for alias, version in train_demo_models(spark, config).items():
             echo(f"models: fraud version {version} is the {alias}")
     run_id = f"demo-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    started = datetime.now(timezone.utc)
     try:
         runner.up(config, models, separate=separate, echo=echo)
         echo(f"replay: {events} events at {rate:g}/s into {config.kafka.topics.raw.name} (run {run_id})")
@@ -44,7 +46,7 @@ def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: flo
         )
         echo(f"replay: done, {sent['events']} events and {sent['bad']} bad messages (for the quarantine)")
         _wait_for_everything(spark, config, run_id, events, models, timeout_s=180 + events / rate, echo=echo)
-        text, ok = summarize(spark, config, run_id, events, models)
+        text, ok = summarize(spark, config, run_id, events, models, started)
         echo("\n" + text)
         return DemoOutcome(ok, run_id, text)
     finally:

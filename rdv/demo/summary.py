@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -46,7 +47,23 @@ def count_run(spark: SparkSession, config: PipelineConfig, id_prefix: str) -> Ru
     return counts
 
 
-def summarize(spark: SparkSession, config: PipelineConfig, id_prefix: str, events: int, models: list[str]) -> tuple[str, bool]:
+def quarantined_since(spark: SparkSession, config: PipelineConfig, since: datetime) -> dict[str, int]:
+    """Quarantine messages per reason since a time, read from the topic like any consumer would."""
+    messages = (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", config.kafka.bootstrap_servers)
+        .option("subscribe", config.kafka.topics.quarantine.name)
+        .option("startingOffsets", "earliest")
+        .load()
+    )
+    reasons = messages.where(F.col("timestamp") >= F.lit(since)).select(
+        F.get_json_object(F.col("value").cast("string"), "$.reason").alias("reason")
+    )
+    return {r.reason: r["count"] for r in reasons.groupBy("reason").count().collect()}
+
+
+def summarize(spark: SparkSession, config: PipelineConfig, id_prefix: str, events: int, models: list[str],
+              started: datetime) -> tuple[str, bool]:
     """A printable summary of the run and whether every promise held: each request archived,
     answered exactly once, and scored once by every model."""
     counts = count_run(spark, config, id_prefix)
@@ -76,6 +93,9 @@ def summarize(spark: SparkSession, config: PipelineConfig, id_prefix: str, event
                          f"{row.late:.1%} late, p50 {row.p50 / 1000:.2f} s after the event")
             ok = ok and row.n == events and row.d == events
     ok = ok and all(counts.scores.get(m) == events for m in models)
+    quarantined = quarantined_since(spark, config, started)
+    lines.append(f"quarantined        {sum(quarantined.values())}"
+                 + "".join(f"\n  {reason:<16} {n}" for reason, n in sorted(quarantined.items())))
     lines.append("every request answered exactly once, scored by every model and archived: "
                  + ("yes" if ok else "NO"))
     return "\n".join(lines), ok

@@ -23,6 +23,7 @@ def test_one_application_answers_every_request_and_the_notebook_runs_on_its_tabl
     outcome = run_demo(spark, config, events=200, rate=25, separate=False, bad_every=50)
     assert outcome.ok, outcome.summary
     assert "every request answered exactly once, scored by every model and archived: yes" in outcome.summary
+    assert "quarantined        4" in outcome.summary  # one bad message after every 50 events
 
     notebook = nbformat.read(REPO / "notebooks" / "champion_challenger.ipynb", as_version=4)
     env = {"RDV_CONF": str(config.conf_dir), "RDV_RUN": outcome.run_id}
@@ -44,3 +45,4 @@ def test_separate_spark_submit_processes_answer_every_request(spark, tmp_path, b
     config = pipeline_config(tmp_path, registry)
     outcome = run_demo(spark, config, events=120, rate=20, separate=True, bad_every=40)
     assert outcome.ok, outcome.summary
+    assert "quarantined        3" in outcome.summary
