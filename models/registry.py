@@ -66,4 +66,4 @@ def resolve_model(model: ModelConfig, tracking_uri: str, download_root: Path) ->
     target = download_root / f"{model.name}-v{version}-{uuid.uuid4().hex[:8]}"
     target.mkdir(parents=True)
     mlflow.artifacts.download_artifacts(artifact_uri=pinned_uri, dst_path=str(target))
-    return ResolvedModel(name=model.name, version=version, role=model.role or "challenger", local_dir=target)
+    return ResolvedModel(name=model.name, version=version, role=model.role, local_dir=target)

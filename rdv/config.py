@@ -143,18 +143,21 @@ class ModelConfig(_Frozen):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     uri: str = Field(min_length=1)
-    role: Literal["champion", "challenger", "canary"] | None = None
+    role: Literal["champion", "challenger", "canary"]
     features: tuple[str, ...] | None = None
     output: Literal["probability", "label", "regression"] = "probability"
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     spark: ModelSparkConfig = ModelSparkConfig()
 
-    @model_validator(mode="after")
-    def _role_from_alias(self) -> "ModelConfig":
-        if self.role is None:
-            alias = self.uri.rpartition("@")[2] if self.uri.startswith("models:/") and "@" in self.uri else None
-            object.__setattr__(self, "role", alias if alias in ROLES else "challenger")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _role_from_alias(cls, data):
+        """Without an explicit role, a model following @champion, @challenger or @canary has that role."""
+        if isinstance(data, dict) and data.get("role") is None:
+            uri = str(data.get("uri", ""))
+            alias = uri.rpartition("@")[2] if uri.startswith("models:/") and "@" in uri else None
+            data = {**data, "role": alias if alias in ROLES else "challenger"}
+        return data
 
 
 class PipelineConfig(_Frozen):

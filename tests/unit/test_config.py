@@ -28,7 +28,7 @@ def test_the_shipped_conf_loads_with_its_models_and_roles():
     "edit, message",
     [
         (("pipeline.yaml", "partitions: 2", "partitions: two"), "pipeline.yaml: kafka.topics.raw.partitions: Input should be a valid integer"),
-        (("pipeline.yaml", "trigger: 1 second", "trigger: soon"), "pipeline.yaml: spark.trigger: Value error, 'soon' is not a duration"),
+        (("pipeline.yaml", "trigger: 2 seconds", "trigger: soon"), "pipeline.yaml: spark.trigger: Value error, 'soon' is not a duration"),
         (("pipeline.yaml", "deadline_ms: 10000", "deadline_ms: 99000"), "policy.deadline_ms (99000) exceeds rendezvous.max_deadline_ms"),
         (("pipeline.yaml", "profile: local", "profile: local\nprofil: typo"), "pipeline.yaml: profil: unknown field"),
         (("models/gbt.yaml", "output: probability", "output: probabilty"), "models/gbt.yaml: output: Input should be 'probability'"),
