@@ -77,7 +77,7 @@ def _replay(config, args) -> int:
     from rdv.demo.replay import replay
 
     sent = replay(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, args.events, args.rate,
-                  seed=args.seed, bad_every=args.bad_every, id_prefix=args.id_prefix,
+                  seed=args.seed, drift_at=args.drift_at, bad_every=args.bad_every, id_prefix=args.id_prefix,
                   progress=lambda i, n: print(f"replay: {i}/{n} sent", flush=True))
     print(f"replay: {sent['events']} events and {sent['bad']} bad messages sent")
     return 0
@@ -89,7 +89,8 @@ def _demo(config, args) -> int:
 
     spark = build_session(config, "rdv-demo")
     try:
-        outcome = run_demo(spark, config, args.events, args.rate, separate=args.separate, bad_every=args.bad_every)
+        outcome = run_demo(spark, config, args.events, args.rate, separate=args.separate, bad_every=args.bad_every,
+                           drift_at=args.drift_at)
     finally:
         spark.stop()
     return 0 if outcome.ok else 1
@@ -123,6 +124,8 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--events", type=int, default=1000, help="how many (default: %(default)s)")
     replay.add_argument("--rate", type=float, default=50, help="events per second (default: %(default)s)")
     replay.add_argument("--seed", type=int, default=7)
+    replay.add_argument("--drift-at", type=float, default=0.5,
+                        help="fraction of the events after which fraud follows the new pattern (default: %(default)s)")
     replay.add_argument("--bad-every", type=int, default=0, help="add one bad message after every N events (0: none)")
     replay.add_argument("--id-prefix", default="replay", help="request ids are <prefix>-<n> (default: %(default)s)")
     replay.set_defaults(run=_replay)
@@ -132,6 +135,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=50, help="events per second (default: %(default)s)")
     demo.add_argument("--separate", action="store_true", help="run each job as its own spark-submit process")
     demo.add_argument("--bad-every", type=int, default=100, help="one bad message after every N events (default: %(default)s)")
+    demo.add_argument("--drift-at", type=float, default=0.5,
+                      help="fraction of the events after which fraud follows the new pattern, "
+                           "which the champion was not trained on (default: %(default)s)")
     demo.set_defaults(run=_demo)
     return top
 

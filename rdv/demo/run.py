@@ -29,7 +29,7 @@ class DemoOutcome:
 
 
 def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: float, separate: bool = False,
-             bad_every: int = 100, echo=print) -> DemoOutcome:
+             bad_every: int = 100, drift_at: float = 0.5, echo=print) -> DemoOutcome:
     models = sorted(config.models)
     if not demo_models_registered(config):
         echo("models: training the demo champion and challenger")
@@ -42,7 +42,7 @@ def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: flo
         echo(f"replay: {events} events at {rate:g}/s into {config.kafka.topics.raw.name} (run {run_id})")
         sent = replay(
             config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events, rate, id_prefix=run_id,
-            bad_every=bad_every, progress=lambda i, n: echo(f"replay: {i}/{n} sent"),
+            drift_at=drift_at, bad_every=bad_every, progress=lambda i, n: echo(f"replay: {i}/{n} sent"),
         )
         echo(f"replay: done, {sent['events']} events and {sent['bad']} bad messages (for the quarantine)")
         _wait_for_everything(spark, config, run_id, events, models, timeout_s=180 + events / rate, echo=echo)
