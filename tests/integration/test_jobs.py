@@ -10,8 +10,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
 from jobs import decide, decoy, featurize, score
+from rdv.config import ConfigError, load_config
 from rdv.demo.generator import BAD_MESSAGES, generate_events, raw_json
 from rdv.demo.replay import now_iso
+from rdv.kafka_local import ensure_topics, pipeline_topics
 from tests.helpers import make_config
 from tests.integration.kafka_io import consume, produce
 
@@ -69,17 +71,20 @@ def test_the_features_job_accounts_for_every_raw_record(spark, config):
 def test_a_model_job_fails_at_start_on_an_unknown_feature(spark, tmp_path, registry, broker):
     config = make_config(tmp_path, mlflow={"tracking_uri": registry})
     (config.conf_dir / "models" / "typo.yaml").write_text("uri: models:/fraud@champion\nfeatures: [log_amount, amout]\n")
-    from rdv.config import ConfigError, load_config
-
     with pytest.raises(ConfigError, match=r"models/typo.yaml: features: unknown feature\(s\) amout"):
         score.build(spark, load_config(config.conf_dir), "typo")
+
+
+def test_a_model_job_fails_at_start_on_a_model_the_registry_lacks(spark, tmp_path, registry, broker):
+    config = make_config(tmp_path, mlflow={"tracking_uri": registry})
+    (config.conf_dir / "models" / "ghost.yaml").write_text("uri: models:/fraud@nobody\n")
+    with pytest.raises(ConfigError, match=r"models/ghost.yaml: uri: models:/fraud@nobody: .*nobody"):
+        score.build(spark, load_config(config.conf_dir), "ghost")
 
 
 @pytest.fixture
 def fast_config(tmp_path, broker, registry):
     """Short deadlines, so deferred answers come within seconds of the heartbeats."""
-    from rdv.kafka_local import ensure_topics, pipeline_topics
-
     config = make_config(tmp_path, mlflow={"tracking_uri": registry}, policy={"deadline_ms": 3000},
                          rendezvous={"max_deadline_ms": 3000, "grace": "1 second"})
     ensure_topics(config.kafka.bootstrap_servers, pipeline_topics(config))
