@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from features.transform import parse_feature_records
-from models.registry import ModelNotFound, resolve_model
+from models.registry import ModelNotFound, model_inputs, resolve_model
 from models.scoring import feature_columns, score_requests, scorer
 from rdv.config import ConfigError, PipelineConfig
 from rdv.jobrun import argument_parser, run_job
@@ -22,10 +22,14 @@ from rdv.streams import read_topic, to_messages, write_topic
 def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> StreamingQuery:
     model = config.model(model_name)
     columns = feature_columns(model, config.conf_dir)
+    config_file = config.conf_dir / "models" / f"{model.name}.yaml"
     try:
         resolved = resolve_model(model, config.tracking_uri, config.path(config.paths.var) / "models")
     except ModelNotFound as error:
-        raise ConfigError(f"{config.conf_dir / 'models' / (model.name + '.yaml')}: uri: {error}") from None
+        raise ConfigError(f"{config_file}: uri: {error}") from None
+    missing = [c for c in model_inputs(resolved) or [] if c not in columns]
+    if missing:  # caught here, not at the first micro-batch
+        raise ConfigError(f"{config_file}: features: model version {resolved.version} also needs {', '.join(missing)}")
     spark.sparkContext.addFile(str(resolved.local_dir), recursive=True)
     messages = read_topic(spark, config, config.kafka.topics.features.name, model.spark.max_offsets_per_trigger)
     requests = parse_feature_records(messages).where(F.col("kind") == "request")

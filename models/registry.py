@@ -55,11 +55,20 @@ def _version_of(uri: str, client: MlflowClient) -> tuple[str, str]:
     return f"models:/{name}/{version}", str(version)
 
 
-def resolve_model(model: ModelConfig, tracking_uri: str, download_root: Path) -> ResolvedModel:
-    """Pin the config's URI to one version and download that version's files."""
+def _client(tracking_uri: str) -> MlflowClient:
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    pinned_uri, version = _version_of(model.uri, MlflowClient())
+    return MlflowClient()
+
+
+def current_version(uri: str, tracking_uri: str) -> str:
+    """The version a model URI points at now (an alias may have moved since a job started)."""
+    return _version_of(uri, _client(tracking_uri))[1]
+
+
+def resolve_model(model: ModelConfig, tracking_uri: str, download_root: Path) -> ResolvedModel:
+    """Pin the config's URI to one version and download that version's files."""
+    pinned_uri, version = _version_of(model.uri, _client(tracking_uri))
     # A fresh name per start: Spark refuses to ship two different directories under one name.
     for previous in download_root.glob(f"{model.name}-v*"):
         shutil.rmtree(previous, ignore_errors=True)
@@ -67,3 +76,9 @@ def resolve_model(model: ModelConfig, tracking_uri: str, download_root: Path) ->
     target.mkdir(parents=True)
     mlflow.artifacts.download_artifacts(artifact_uri=pinned_uri, dst_path=str(target))
     return ResolvedModel(name=model.name, version=version, role=model.role, local_dir=target)
+
+
+def model_inputs(model: ResolvedModel) -> list[str] | None:
+    """The input columns the model's signature names, or None when it has no signature."""
+    signature = mlflow.models.Model.load(str(model.local_dir)).signature
+    return None if signature is None else signature.inputs.input_names()

@@ -63,6 +63,32 @@ def _status(config, args) -> int:
     return 0 if jobs else 3
 
 
+def _model(config, args) -> int:
+    from rdv import runner
+    from rdv.model_configs import add_model_config, model_rows
+
+    if args.action == "add":
+        if not args.uri:
+            raise ConfigError("rdv model add needs --uri")
+        path = add_model_config(config, args.name, args.uri, features=args.features, output=args.output,
+                                role=args.role, force=args.force)
+        print(f"{args.name}: wrote {path}; start its job with `rdv model start {args.name}`")
+    elif args.action == "list":
+        rows = model_rows(config)
+        print(f"{'model':<16} {'role':<11} {'version':<20} {'running':<24} uri")
+        for r in rows:
+            print(f"{r['model']:<16} {r['role']:<11} {r['version']:<20} {r['running']:<24} {r['uri']}")
+    elif args.action == "start":
+        runner.start_model(config, args.name)
+    elif not runner.stop_job(config, f"score-{args.name}"):
+        print(f"{args.name}: no job of its own is running (a model inside the one-application pipeline "
+              "stops with `rdv down`)")
+        return 3
+    else:
+        print(f"{args.name}: stopped")
+    return 0
+
+
 def _train(config, args) -> int:
     from rdv.demo.train import train_demo_models
     from rdv.spark import build_session
@@ -116,6 +142,20 @@ def parser() -> argparse.ArgumentParser:
 
     commands.add_parser("status", help="each job's pid and each query's progress and consumer lag").set_defaults(run=_status)
 
+    model = commands.add_parser("model", help="add, list, start and stop model jobs (one conf/models/<name>.yaml each)")
+    model.add_argument("action", choices=["add", "list", "start", "stop"],
+                       help="add: write the config; list: every model with role, version and job; "
+                            "start/stop: its spark-submit job, leaving every other job running")
+    model.add_argument("name", nargs="?", help="the model's name (add, start, stop)")
+    model.add_argument("--uri", help="add: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a path")
+    model.add_argument("--features", nargs="*", help="add: canonical features it reads (default: all)")
+    model.add_argument("--output", default="probability", choices=["probability", "label", "regression"],
+                       help="add: what the model returns (default: %(default)s)")
+    model.add_argument("--role", choices=["champion", "challenger", "canary"],
+                       help="add: its role (default: the URI's alias, else challenger)")
+    model.add_argument("--force", action="store_true", help="add: replace an existing config")
+    model.set_defaults(run=_model)
+
     train = commands.add_parser("train", help="train the demo models and register them (aliases champion, challenger)")
     train.add_argument("--rows", type=int, default=20_000, help="training events (default: %(default)s)")
     train.set_defaults(run=_train)
@@ -150,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         config = load_config(args.conf)
+        if getattr(args, "action", None) in ("add", "start", "stop") and args.command == "model" and not args.name:
+            raise ConfigError(f"rdv model {args.action} needs the model's name")
         return args.run(config, args)
     except (ConfigError, RuntimeError) as error:
         print(f"rdv {args.command}: {error}", file=sys.stderr)

@@ -22,6 +22,7 @@ from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.spark import local_jars
 
 BROKER_STARTED = "broker.started-by-up"
+JOBS_DIR = Path(__file__).resolve().parent.parent / "jobs"
 JOB_FILES = {"features": "featurize.py", "decoy": "decoy.py", "rendezvous": "decide.py"}
 
 
@@ -43,17 +44,26 @@ def plan(config: PipelineConfig, models: list[str], separate: bool) -> list[Job]
     queries = ("features", *[f"score-{m}" for m in models], "decoy", *decide.QUERIES)
     if not separate:
         return [Job("pipeline", [sys.executable, "-m", "jobs.pipeline", *conf, "--models", *models], queries)]
-    jobs_dir = Path(__file__).resolve().parent.parent / "jobs"
-    submit = [
+    submit = _submit_command(config)
+    jobs = [Job(name, [*submit, str(JOBS_DIR / JOB_FILES[name]), *conf], (name,)) for name in ("features", "decoy")]
+    jobs += [model_job(config, m) for m in models]
+    jobs.append(Job("rendezvous", [*submit, str(JOBS_DIR / JOB_FILES["rendezvous"]), *conf], decide.QUERIES))
+    return jobs
+
+
+def _submit_command(config: PipelineConfig) -> list[str]:
+    return [
         str(Path(sys.executable).parent / "spark-submit"),
         "--master", config.spark.master,
         "--jars", ",".join(local_jars(config)),
         "--conf", "spark.driver.memory=1g",
     ]
-    jobs = [Job(name, [*submit, str(jobs_dir / JOB_FILES[name]), *conf], (name,)) for name in ("features", "decoy")]
-    jobs += [Job(f"score-{m}", [*submit, str(jobs_dir / "score.py"), *conf, "--model", m], (f"score-{m}",)) for m in models]
-    jobs.append(Job("rendezvous", [*submit, str(jobs_dir / JOB_FILES["rendezvous"]), *conf], decide.QUERIES))
-    return jobs
+
+
+def model_job(config: PipelineConfig, model: str) -> Job:
+    """The spark-submit process of one model job."""
+    command = [*_submit_command(config), str(JOBS_DIR / "score.py"), "--conf", str(config.conf_dir), "--model", model]
+    return Job(f"score-{model}", command, (f"score-{model}",))
 
 
 def _alive(pid: int) -> bool:
@@ -94,9 +104,8 @@ def up(config: PipelineConfig, models: list[str], separate: bool = False, timeou
     """Start the broker (local profile) and every job; return once every query is running."""
     if running := running_jobs(config):
         raise RuntimeError(f"already running: {', '.join(running)} (run `rdv down` first)")
-    pid_dir, progress_dir, log_dir = _dirs(config)
-    for directory in (pid_dir, progress_dir, log_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+    pid_dir, progress_dir, _ = _dirs(config)
+    pid_dir.mkdir(parents=True, exist_ok=True)
     if config.profile == "local":
         broker = LocalBroker.from_config(config)
         if broker.pid() is None:
@@ -106,23 +115,57 @@ def up(config: PipelineConfig, models: list[str], separate: bool = False, timeou
         else:
             echo(f"broker: running on {broker.bootstrap}")
     ensure_topics(config.kafka.bootstrap_servers, pipeline_topics(config))
+    progress_dir.mkdir(parents=True, exist_ok=True)
     for stale in progress_dir.glob("*.json"):
         stale.unlink()
     jobs = plan(config, models, separate)
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    pids = {}
-    for job in jobs:
-        with open(log_dir / f"{job.name}.log", "ab") as log:
-            process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       cwd=config.root, env=env, start_new_session=True)
-        (pid_dir / f"{job.name}.pid").write_text(str(process.pid))
-        pids[job.name] = process.pid
-        echo(f"{job.name}: started, pid {process.pid}, log {log_dir / (job.name + '.log')}")
+    pids = {job.name: _launch(config, job, echo) for job in jobs}
     _wait_running(config, jobs, timeout_s, echo)
     return pids
 
 
-def _wait_running(config: PipelineConfig, jobs: list[Job], timeout_s: float, echo) -> None:
+def _launch(config: PipelineConfig, job: Job, echo) -> int:
+    pid_dir, progress_dir, log_dir = _dirs(config)
+    for directory in (pid_dir, progress_dir, log_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    with open(log_dir / f"{job.name}.log", "ab") as log:
+        process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=config.root, env=env, start_new_session=True)
+    (pid_dir / f"{job.name}.pid").write_text(str(process.pid))
+    echo(f"{job.name}: started, pid {process.pid}, log {log_dir / (job.name + '.log')}")
+    return process.pid
+
+
+def start_model(config: PipelineConfig, model: str, timeout_s: float = 300.0, echo=print) -> int:
+    """Start one more model job next to a running pipeline; nothing else is touched."""
+    config.model(model)  # a model without a config fails here, naming the file
+    job = model_job(config, model)
+    if job.name in running_jobs(config) or query_states(config).get(job.name, {}).get("state") in ("started", "running"):
+        raise RuntimeError(f"{job.name} is already running")
+    (_dirs(config)[1] / f"{job.name}.json").unlink(missing_ok=True)
+    pid = _launch(config, job, echo)
+    _wait_running(config, [job], timeout_s, echo, stop_all_on_failure=False)
+    return pid
+
+
+def stop_job(config: PipelineConfig, name: str, timeout_s: float = 60.0) -> bool:
+    """Stop one job process by its pid; False when it is not running as a process of its own."""
+    pid = running_jobs(config).get(name)
+    if pid is None:
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and name in running_jobs(config):
+        time.sleep(0.5)
+    if name in running_jobs(config):
+        os.killpg(pid, signal.SIGKILL)
+    (_dirs(config)[0] / f"{name}.pid").unlink(missing_ok=True)
+    return True
+
+
+def _wait_running(config: PipelineConfig, jobs: list[Job], timeout_s: float, echo,
+                  stop_all_on_failure: bool = True) -> None:
     expected = {q for job in jobs for q in job.queries}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -131,14 +174,19 @@ def _wait_running(config: PipelineConfig, jobs: list[Job], timeout_s: float, ech
             if job.name not in alive:
                 _, _, log_dir = _dirs(config)
                 tail = (log_dir / f"{job.name}.log").read_text(errors="replace").splitlines()[-30:]
-                down(config, stop_broker=False, echo=lambda *_: None)
+                if stop_all_on_failure:
+                    down(config, stop_broker=False, echo=lambda *_: None)
                 raise RuntimeError(f"{job.name} exited while starting; the end of its log:\n" + "\n".join(tail))
         states = query_states(config)
         if all(states.get(q, {}).get("state") in ("started", "running") for q in expected):
             echo(f"pipeline: {len(expected)} queries running")
             return
         time.sleep(1)
-    down(config, stop_broker=False, echo=lambda *_: None)
+    if stop_all_on_failure:
+        down(config, stop_broker=False, echo=lambda *_: None)
+    else:
+        for job in jobs:
+            stop_job(config, job.name)
     raise RuntimeError(f"the pipeline did not start within {timeout_s:.0f} s; see the logs under var/logs")
 
 

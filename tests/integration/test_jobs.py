@@ -82,6 +82,13 @@ def test_a_model_job_fails_at_start_on_a_model_the_registry_lacks(spark, tmp_pat
         score.build(spark, load_config(config.conf_dir), "ghost")
 
 
+def test_a_model_job_fails_at_start_when_its_features_lack_a_model_input(spark, tmp_path, registry, broker):
+    config = make_config(tmp_path, mlflow={"tracking_uri": registry})
+    (config.conf_dir / "models" / "narrow.yaml").write_text("uri: models:/fraud@challenger\nfeatures: [log_amount]\n")
+    with pytest.raises(ConfigError, match=r"models/narrow.yaml: features: model version \d+ also needs amount_ratio"):
+        score.build(spark, load_config(config.conf_dir), "narrow")
+
+
 @pytest.fixture
 def fast_config(tmp_path, broker, registry):
     """Short deadlines, so deferred answers come within seconds of the heartbeats."""

@@ -1,0 +1,55 @@
+"""`rdv model add` and `rdv model list`: a model is one file in conf/models, checked before it is written."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from models.registry import ModelNotFound, current_version
+from models.scoring import feature_columns
+from rdv import runner
+from rdv.config import ConfigError, ModelConfig, PipelineConfig
+
+
+def add_model_config(config: PipelineConfig, name: str, uri: str, features: list[str] | None = None,
+                     output: str = "probability", role: str | None = None, force: bool = False) -> Path:
+    """Write conf/models/<name>.yaml after validating it as the model job will."""
+    path = config.conf_dir / "models" / f"{name}.yaml"
+    if path.exists() and not force:
+        raise ConfigError(f"{path}: already exists (--force replaces it)")
+    data = {"uri": uri, "output": output}
+    if features:
+        data["features"] = list(features)
+    if role:
+        data["role"] = role
+    try:
+        model = ModelConfig(name=name, **data)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+    feature_columns(model, config.conf_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# Added by `rdv model add {name}`.\n" + yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def model_rows(config: PipelineConfig) -> list[dict]:
+    """Each configured model: its role, the version its URI points at now, and whether its job runs."""
+    jobs = runner.running_jobs(config)
+    states = runner.query_states(config)
+    rows = []
+    for name, model in sorted(config.models.items()):
+        try:
+            version = current_version(model.uri, config.tracking_uri)
+        except ModelNotFound:
+            version = "not in the registry"
+        query = f"score-{name}"
+        if query in jobs:
+            running = f"yes, pid {jobs[query]}"
+        elif jobs and states.get(query, {}).get("state") in ("started", "running"):
+            running = "yes, in " + ", ".join(jobs)
+        else:
+            running = "no"
+        rows.append({"model": name, "role": model.role, "uri": model.uri, "version": version, "running": running})
+    return rows
