@@ -7,8 +7,6 @@ Usage:
 """
 from __future__ import annotations
 
-import argparse
-
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 

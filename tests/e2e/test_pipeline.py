@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 from rdv.demo.run import run_demo
