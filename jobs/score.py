@@ -1,43 +1,57 @@
 """The model job: one per model, scoring every feature record on rdv.features into rdv.scores.
 
-The same job serves every model; only its config, conf/models/<name>.yaml, differs.
+The same job serves every model; only its config, conf/models/<name>.yaml, differs. A job whose
+URI follows a registry alias moves to the alias's new version between micro-batches, without a
+restart (see models/following.py).
 
 Usage:
     spark-submit --packages <see README> jobs/score.py --conf conf --model logreg
 """
 from __future__ import annotations
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from features.transform import parse_feature_records
-from models.registry import ModelNotFound, model_inputs, resolve_model
+from models.following import ModelFollower
+from models.registry import ModelNotFound, ResolvedModel, model_inputs
 from models.scoring import feature_columns, score_requests, scorer
 from rdv.config import ConfigError, PipelineConfig
 from rdv.jobrun import argument_parser, run_job
-from rdv.streams import read_topic, to_messages, write_topic
+from rdv.streams import for_each_batch, publish, read_topic, to_messages
 
 
 def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> StreamingQuery:
     model = config.model(model_name)
-    columns = feature_columns(model, config.conf_dir)
+    allowed = feature_columns(model, config.conf_dir)
     config_file = config.conf_dir / "models" / f"{model.name}.yaml"
+
+    def prepare(resolved: ResolvedModel) -> list[str]:
+        """The version's own inputs if its signature names them, all the config allows if not;
+        checked before the version scores anything."""
+        inputs = model_inputs(resolved)
+        missing = [c for c in inputs or [] if c not in allowed]
+        if missing:
+            raise ConfigError(
+                f"{config_file}: features: model version {resolved.version} also needs {', '.join(missing)}"
+            )
+        spark.sparkContext.addFile(str(resolved.local_dir), recursive=True)
+        return list(inputs or allowed)
+
     try:
-        resolved = resolve_model(model, config.tracking_uri, config.path(config.paths.var) / "models")
+        follower = ModelFollower(model, config.tracking_uri, config.path(config.paths.var) / "models", prepare)
     except ModelNotFound as error:
         raise ConfigError(f"{config_file}: uri: {error}") from None
-    missing = [c for c in model_inputs(resolved) or [] if c not in columns]
-    if missing:  # caught here, not at the first micro-batch
-        raise ConfigError(f"{config_file}: features: model version {resolved.version} also needs {', '.join(missing)}")
-    spark.sparkContext.addFile(str(resolved.local_dir), recursive=True)
+
+    def score_batch(requests: DataFrame, batch_id: int) -> None:
+        serving = follower.refresh()
+        udf = scorer(serving.model.local_dir.name, serving.columns, model.output, model.threshold)
+        publish(to_messages(score_requests(requests, serving.model, udf)), config, config.kafka.topics.scores.name)
+
     messages = read_topic(spark, config, config.kafka.topics.features.name, model.spark.max_offsets_per_trigger)
     requests = parse_feature_records(messages).where(F.col("kind") == "request")
-    scores = score_requests(requests, resolved, scorer(resolved.local_dir.name, columns, model.output, model.threshold))
-    return write_topic(
-        to_messages(scores), config, f"score-{model.name}", topic=config.kafka.topics.scores.name,
-        trigger=model.spark.trigger,
-    )
+    return for_each_batch(requests, config, f"score-{model.name}", score_batch, trigger=model.spark.trigger)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,8 +1,9 @@
 """From a model config's URI to an exact model version whose files the workers can load.
 
-The driver resolves an alias or a version once, downloads the model's files and ships them to
-the executors with the job, so that Python workers never talk to the registry and every score
-names the version that produced it.
+The driver resolves an alias or a version, downloads that version's files and ships them to the
+executors, so that Python workers never talk to the registry and every score names the version
+that produced it. Roles follow MLflow's convention: the registry's `champion` and `challenger`
+aliases say which version plays which part, and `promote` is the one place that moves them.
 """
 from __future__ import annotations
 
@@ -26,23 +27,40 @@ class ModelNotFound(LookupError):
 
 
 @dataclass(frozen=True)
+class Pinned:
+    """What a model URI points at now."""
+
+    uri: str  # an artifact URI that names exactly one version
+    version: str  # the registry version, or the run id / 'local' for unregistered models
+    registered_model: str | None  # the registry's name for it; None for runs:/ and paths
+
+
+@dataclass(frozen=True)
 class ResolvedModel:
-    """One model job's model, pinned to a version."""
+    """One model job's model, pinned to a version, with its files on the driver."""
 
     name: str  # the model config's name, which every score carries
-    version: str  # the registry version, or the run id / 'local' for unregistered models
+    version: str
+    registered_model: str | None
     role: str
-    local_dir: Path  # the model's files on the driver
+    local_dir: Path
 
 
-def _version_of(uri: str, client: MlflowClient) -> tuple[str, str]:
-    """(artifact URI pinned to a version, version) for a URI of any supported kind."""
+def follows_alias(uri: str) -> bool:
+    """Whether the URI names a registry alias, whose version may move while a job runs."""
+    match = _REGISTRY_URI.match(uri)
+    return match is not None and match["alias"] is not None
+
+
+def pin(uri: str, tracking_uri: str) -> Pinned:
+    """The exact version a URI of any supported kind points at now."""
+    client = registry_client(tracking_uri)
     match = _REGISTRY_URI.match(uri)
     if match is None:
         if uri.startswith("runs:/"):
-            return uri, uri.split("/")[1]
+            return Pinned(uri, uri.split("/")[1], None)
         if Path(uri).exists():
-            return uri, "local"
+            return Pinned(uri, "local", None)
         raise ModelNotFound(f"{uri} is neither models:/NAME@ALIAS, models:/NAME/VERSION, runs:/... nor an existing path")
     name, alias, version = match["name"], match["alias"], match["version"]
     try:
@@ -52,33 +70,64 @@ def _version_of(uri: str, client: MlflowClient) -> tuple[str, str]:
             client.get_model_version(name, version)
     except MlflowException as error:
         raise ModelNotFound(f"{uri}: {error.message}") from None
-    return f"models:/{name}/{version}", str(version)
+    return Pinned(f"models:/{name}/{version}", str(version), name)
 
 
-def _client(tracking_uri: str) -> MlflowClient:
+def registry_client(tracking_uri: str) -> MlflowClient:
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    return MlflowClient()
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 def current_version(uri: str, tracking_uri: str) -> str:
     """The version a model URI points at now (an alias may have moved since a job started)."""
-    return _version_of(uri, _client(tracking_uri))[1]
+    return pin(uri, tracking_uri).version
+
+
+def clear_downloads(model_name: str, download_root: Path) -> None:
+    """Forget the files a previous run of this model's job downloaded."""
+    for previous in download_root.glob(f"{model_name}-v*"):
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def resolve_model(model: ModelConfig, tracking_uri: str, download_root: Path) -> ResolvedModel:
-    """Pin the config's URI to one version and download that version's files."""
-    pinned_uri, version = _version_of(model.uri, _client(tracking_uri))
-    # A fresh name per start: Spark refuses to ship two different directories under one name.
-    for previous in download_root.glob(f"{model.name}-v*"):
-        shutil.rmtree(previous, ignore_errors=True)
-    target = download_root / f"{model.name}-v{version}-{uuid.uuid4().hex[:8]}"
+    """Pin the config's URI to the version it points at now and download that version's files."""
+    pinned = pin(model.uri, tracking_uri)
+    # A fresh name per download: Spark refuses to ship two different directories under one name.
+    target = download_root / f"{model.name}-v{pinned.version}-{uuid.uuid4().hex[:8]}"
     target.mkdir(parents=True)
-    mlflow.artifacts.download_artifacts(artifact_uri=pinned_uri, dst_path=str(target))
-    return ResolvedModel(name=model.name, version=version, role=model.role, local_dir=target)
+    mlflow.artifacts.download_artifacts(artifact_uri=pinned.uri, dst_path=str(target))
+    return ResolvedModel(model.name, pinned.version, pinned.registered_model, model.role, target)
 
 
 def model_inputs(model: ResolvedModel) -> list[str] | None:
     """The input columns the model's signature names, or None when it has no signature."""
     signature = mlflow.models.Model.load(str(model.local_dir)).signature
     return None if signature is None else signature.inputs.input_names()
+
+
+@dataclass(frozen=True)
+class Promotion:
+    registered_model: str
+    champion: str  # the version that is the champion now
+    previous_champion: str | None  # now the challenger, or None when there was no champion
+
+
+def promote(registered_model: str, version: str, tracking_uri: str) -> Promotion:
+    """Make a version the champion and the previous champion a challenger; rollback is the same
+    call with the old version. Model jobs following either alias move to their new version at
+    their next micro-batch, and the rendezvous prefers whatever scores as the champion."""
+    client = registry_client(tracking_uri)
+    try:
+        client.get_model_version(registered_model, version)
+    except MlflowException as error:
+        raise ModelNotFound(f"models:/{registered_model}/{version}: {error.message}") from None
+    try:
+        previous = client.get_model_version_by_alias(registered_model, "champion").version
+    except MlflowException:
+        previous = None
+    # The champion first: it is what answers, so it is the one that must not wait.
+    client.set_registered_model_alias(registered_model, "champion", version)
+    if previous is not None and str(previous) != str(version):
+        client.set_registered_model_alias(registered_model, "challenger", previous)
+    return Promotion(registered_model, str(version), None if previous is None else str(previous))

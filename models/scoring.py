@@ -3,6 +3,11 @@
 The model is loaded once per Python worker (workers are reused across tasks and micro-batches)
 and every score is stamped with the model's name, version and role and the time it was made,
 so the rendezvous can tell whether it came in time and every stored score is traceable.
+
+A model that fails is contained here, where it fails: a batch that raises is scored again row by
+row, and a row that raises, or a prediction that is NaN or infinite, becomes a score record with
+no score and an error saying why. So a broken challenger neither stops its job nor goes silent,
+and the rendezvous never takes its output for an answer.
 """
 from __future__ import annotations
 
@@ -27,10 +32,12 @@ SCORE_RECORD = StructType(
     [
         StructField("request_id", StringType()),
         StructField("model", StringType()),
+        StructField("registered_model", StringType()),
         StructField("model_version", StringType()),
         StructField("role", StringType()),
         StructField("score", DoubleType()),
         StructField("label", IntegerType()),
+        StructField("error", StringType()),
         StructField("scored_at", TimestampType()),
         StructField("event_time", TimestampType()),
         StructField("policy", POLICY_STRUCT),
@@ -66,14 +73,47 @@ def predictions_to_scores(predictions, output: Output, threshold: float) -> pd.D
     return pd.DataFrame({"score": values, "label": labels})
 
 
-def scorer(shipped_name: str, columns: list[str], output: Output, threshold: float):
-    """The pandas UDF that scores a struct of features into (score, label, scored_at)."""
+def _row_by_row(model, features: pd.DataFrame, output: Output, threshold: float) -> pd.DataFrame:
+    rows = []
+    for i in range(len(features)):
+        try:
+            row = predictions_to_scores(model.predict(features.iloc[[i]]), output, threshold)
+            if len(row) != 1:
+                raise ValueError(f"returned {len(row)} predictions for one row")
+            rows.append(row.assign(error=None))
+        except Exception as error:  # noqa: BLE001 - any failure of the model's own code is a result
+            rows.append(pd.DataFrame({"score": [np.nan], "label": pd.array([None], dtype="Int32"),
+                                      "error": [f"raised {type(error).__name__}: {str(error)[:300]}"]}))
+    return pd.concat(rows, ignore_index=True)
 
-    @pandas_udf("score double, label int, scored_at timestamp")
+
+def contained_predictions(model, features: pd.DataFrame, output: Output, threshold: float) -> pd.DataFrame:
+    """(score, label, error) per row, whatever the model does: raise on some rows, return the
+    wrong number of predictions, or return NaN or infinity."""
+    try:
+        scores = predictions_to_scores(model.predict(features), output, threshold)
+        if len(scores) != len(features):
+            raise ValueError(f"returned {len(scores)} predictions for {len(features)} rows")
+        scores["error"] = None
+    except Exception:  # noqa: BLE001 - find the rows that fail; the others keep their scores
+        scores = _row_by_row(model, features, output, threshold)
+    not_finite = ~np.isfinite(scores["score"]) & scores["error"].isna()
+    if not_finite.any():
+        scores.loc[not_finite, "error"] = "not_finite: " + scores.loc[not_finite, "score"].astype(str)
+    failed = scores["error"].notna()
+    scores.loc[failed, "score"] = np.nan
+    scores.loc[failed, "label"] = pd.NA
+    return scores
+
+
+def scorer(shipped_name: str, columns: list[str], output: Output, threshold: float):
+    """The pandas UDF that scores a struct of features into (score, label, error, scored_at)."""
+
+    @pandas_udf("score double, label int, error string, scored_at timestamp")
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         model = _model(shipped_name)
         for features in batches:
-            scores = predictions_to_scores(model.predict(features[columns]), output, threshold)
+            scores = contained_predictions(model, features[columns], output, threshold)
             scores["scored_at"] = pd.Timestamp.now(tz="UTC")
             yield scores
 
@@ -86,15 +126,16 @@ def score_requests(requests: DataFrame, model: ResolvedModel, score_udf) -> Data
     return scored.select(
         "request_id",
         F.lit(model.name).alias("model"),
+        F.lit(model.registered_model).cast("string").alias("registered_model"),
         F.lit(model.version).alias("model_version"),
         F.lit(model.role).alias("role"),
         F.col("s.score").alias("score"),
         F.col("s.label").alias("label"),
+        F.col("s.error").alias("error"),
         F.col("s.scored_at").alias("scored_at"),
         "event_time",
         "policy",
     )
-
 
 
 def feature_columns(model: ModelConfig, conf_dir) -> list[str]:

@@ -114,6 +114,13 @@ class Policy(_Frozen):
     # The answer when no model scored the request in time.
     default_score: float = 0.0
 
+    @field_validator("preference")
+    @classmethod
+    def _servable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "canary" in value or "decoy" in value:
+            raise ValueError("a canary or the decoy is never served: leave them out of the preference")
+        return value
+
 
 class FeaturesJobConfig(_Frozen):
     schema_version: int = 1
@@ -133,9 +140,20 @@ class RendezvousConfig(_Frozen):
         return self.max_deadline_ms + duration_ms(self.grace)
 
 
+_MEMORY = r"^\d+[kmgt]$"
+
+
 class ModelSparkConfig(_Frozen):
+    """A model job's own Spark settings; unset ones fall back to the pipeline's."""
+
     trigger: Duration | None = None
+    # At most this many feature records per micro-batch, so a slow model catches up in steps.
     max_offsets_per_trigger: int | None = Field(default=None, gt=0)
+    # Memory of the job's JVM (spark-submit --driver-memory in local mode, executors on a cluster).
+    memory: str = Field(default="1g", pattern=_MEMORY)
+    # A hard limit on each Python worker's memory (spark.executor.pyspark.memory), for models
+    # that could grow without bound; unset, workers are not limited.
+    python_memory: str | None = Field(default=None, pattern=_MEMORY)
 
 
 class ModelConfig(_Frozen):

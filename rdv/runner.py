@@ -51,18 +51,24 @@ def plan(config: PipelineConfig, models: list[str], separate: bool) -> list[Job]
     return jobs
 
 
-def _submit_command(config: PipelineConfig) -> list[str]:
-    return [
+def _submit_command(config: PipelineConfig, memory: str = "1g", python_memory: str | None = None) -> list[str]:
+    command = [
         str(Path(sys.executable).parent / "spark-submit"),
         "--master", config.spark.master,
         "--jars", ",".join(local_jars(config)),
-        "--conf", "spark.driver.memory=1g",
+        "--driver-memory", memory,
+        "--executor-memory", memory,
     ]
+    if python_memory:
+        command += ["--conf", f"spark.executor.pyspark.memory={python_memory}"]
+    return command
 
 
 def model_job(config: PipelineConfig, model: str) -> Job:
-    """The spark-submit process of one model job."""
-    command = [*_submit_command(config), str(JOBS_DIR / "score.py"), "--conf", str(config.conf_dir), "--model", model]
+    """The spark-submit process of one model job, with the model's own memory settings."""
+    settings = config.model(model).spark
+    command = [*_submit_command(config, settings.memory, settings.python_memory), str(JOBS_DIR / "score.py"),
+               "--conf", str(config.conf_dir), "--model", model]
     return Job(f"score-{model}", command, (f"score-{model}",))
 
 

@@ -52,6 +52,25 @@ def write_topic(
     return writer.start()
 
 
+def publish(messages: DataFrame, config: PipelineConfig, topic: str) -> None:
+    """Write one micro-batch's (key, value) messages to a topic, from inside foreachBatch."""
+    messages.write.format("kafka").options(**_kafka_options(config)).option("topic", topic).save()
+
+
+def for_each_batch(
+    stream: DataFrame, config: PipelineConfig, query_name: str, process, trigger: str | None = None
+) -> StreamingQuery:
+    """Start a query that hands each micro-batch to process(batch, batch_id) on the driver: for
+    work that must decide something per batch, such as which model version scores it."""
+    return (
+        stream.writeStream.foreachBatch(process)
+        .option("checkpointLocation", config.checkpoint(query_name))
+        .queryName(query_name)
+        .trigger(processingTime=trigger or config.spark.trigger)
+        .start()
+    )
+
+
 def write_table(rows: DataFrame, config: PipelineConfig, query_name: str, table: str) -> StreamingQuery:
     """Start a query appending rows to a Delta table, partitioned by event_date, on the slower
     table trigger: a Delta commit per batch is the cost, and nobody waits for these rows."""
@@ -59,6 +78,8 @@ def write_table(rows: DataFrame, config: PipelineConfig, query_name: str, table:
         rows.writeStream.format("delta")
         .outputMode("append")
         .partitionBy("event_date")
+        # A column added to a record (a new field of the score record, say) is added to the table.
+        .option("mergeSchema", "true")
         .option("checkpointLocation", config.checkpoint(query_name))
         .queryName(query_name)
         .trigger(processingTime=config.spark.table_trigger)

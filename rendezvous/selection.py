@@ -35,6 +35,7 @@ RESULT_RECORD = StructType(
         StructField("request_id", StringType()),
         StructField("event_time", TimestampType()),
         StructField("model", StringType()),
+        StructField("registered_model", StringType()),
         StructField("model_version", StringType()),
         StructField("role", StringType()),
         StructField("score", DoubleType()),
@@ -49,15 +50,20 @@ RESULT_RECORD = StructType(
 
 
 def rank_scores(scores: DataFrame) -> DataFrame:
-    """Add rank (1-based place of the score's model or role in the preference, null when not
-    listed) and in_time (the score came within the request's deadline, on event time)."""
+    """Add rank (1-based place of the score's model or role in the preference) and in_time (the
+    score came within the request's deadline, on event time).
+
+    A score that can never be the answer has no rank: its model is not in the preference, it is
+    a canary's (never served, whatever a request asks), or it is an error record (no score).
+    """
     matches = F.transform(
         F.col("policy.preference"), lambda p: (p == F.col("model")) | (p == F.col("role"))
     )
+    servable = F.col("error").isNull() & (F.col("role") != F.lit("canary"))
     latency_ms = F.unix_millis("scored_at") - F.unix_millis("event_time")
-    return scores.withColumn("rank", F.nullif(F.array_position(matches, True), F.lit(0)).cast("int")).withColumn(
-        "in_time", latency_ms <= F.col("policy.deadline_ms")
-    )
+    return scores.withColumn(
+        "rank", F.when(servable, F.nullif(F.array_position(matches, True), F.lit(0))).cast("int")
+    ).withColumn("in_time", F.col("error").isNull() & (latency_ms <= F.col("policy.deadline_ms")))
 
 
 def _answer(ranked: DataFrame, reason: Column) -> DataFrame:
@@ -65,6 +71,7 @@ def _answer(ranked: DataFrame, reason: Column) -> DataFrame:
         "request_id",
         "event_time",
         "model",
+        "registered_model",
         "model_version",
         "role",
         "score",
@@ -92,13 +99,14 @@ def deferred_answers(feature_records: DataFrame, ranked: DataFrame, decision_del
         "request_id",
         "event_time",
         "policy",
-        *[F.lit(None).cast(t).alias(c) for c, t in (("model", "string"), ("model_version", "string"),
+        *[F.lit(None).cast(t).alias(c) for c, t in (("model", "string"), ("registered_model", "string"),
+                                                    ("model_version", "string"),
                                                     ("role", "string"), ("score", "double"), ("label", "int"),
                                                     ("scored_at", "timestamp"), ("rank", "int"),
                                                     ("in_time", "boolean"))],
     )
     scores = ranked.select(F.lit("score").alias("kind"), *requests.columns[1:])
-    chosen = F.struct("model", "model_version", "role", "score", "label", "scored_at", "in_time")
+    chosen = F.struct("model", "registered_model", "model_version", "role", "score", "label", "scored_at", "in_time")
     per_request = (
         requests.unionByName(scores)
         .withWatermark("event_time", f"{decision_delay_ms} milliseconds")
@@ -119,6 +127,7 @@ def deferred_answers(feature_records: DataFrame, ranked: DataFrame, decision_del
         "request_id",
         "event_time",
         choice.model.alias("model"),
+        choice.registered_model.alias("registered_model"),
         choice.model_version.alias("model_version"),
         choice.role.alias("role"),
         F.coalesce(choice.score, F.col("policy.default_score")).alias("score"),

@@ -18,7 +18,8 @@ def conf(tmp_path):
 
 def test_the_shipped_conf_loads_with_its_models_and_roles():
     config = load_config(REPO / "conf")
-    assert {name: m.role for name, m in config.models.items()} == {"logreg": "champion", "gbt": "challenger"}
+    assert {name: m.role for name, m in config.models.items()} == {
+        "champion": "champion", "challenger": "challenger", "canary": "canary"}
     assert config.kafka.topics.raw.name == "rdv.raw"
     assert config.rendezvous.decision_delay_ms == config.rendezvous.max_deadline_ms + 5000
     assert config.table("results") == str(REPO / "var" / "delta" / "results")
@@ -31,8 +32,12 @@ def test_the_shipped_conf_loads_with_its_models_and_roles():
         (("pipeline.yaml", "trigger: 2 seconds", "trigger: soon"), "pipeline.yaml: spark.trigger: Value error, 'soon' is not a duration"),
         (("pipeline.yaml", "deadline_ms: 10000", "deadline_ms: 99000"), "policy.deadline_ms (99000) exceeds rendezvous.max_deadline_ms"),
         (("pipeline.yaml", "profile: local", "profile: local\nprofil: typo"), "pipeline.yaml: profil: unknown field"),
-        (("models/gbt.yaml", "output: probability", "output: probabilty"), "models/gbt.yaml: output: Input should be 'probability'"),
-        (("models/gbt.yaml", "uri:", "ur:"), "models/gbt.yaml: uri: Field required"),
+        (("models/challenger.yaml", "output: probability", "output: probabilty"), "models/challenger.yaml: output: Input should be 'probability'"),
+        (("models/challenger.yaml", "uri:", "ur:"), "models/challenger.yaml: uri: Field required"),
+        (("models/canary.yaml", "output: probability", "output: probability\nspark: {memory: lots}"),
+         "models/canary.yaml: spark.memory: String should match pattern"),
+        (("pipeline.yaml", "preference: [champion, challenger]", "preference: [champion, canary]"),
+         "pipeline.yaml: policy.preference: Value error, a canary or the decoy is never served"),
     ],
 )
 def test_a_bad_config_fails_at_load_naming_the_file_and_field(conf, edit, message):
@@ -46,5 +51,5 @@ def test_a_bad_config_fails_at_load_naming_the_file_and_field(conf, edit, messag
 
 
 def test_an_unknown_model_is_named_with_the_configured_ones():
-    with pytest.raises(ConfigError, match=r"models/nope.yaml: no such model config \(configured: gbt, logreg\)"):
+    with pytest.raises(ConfigError, match=r"models/nope.yaml: no such model config \(configured: canary, challenger, champion\)"):
         load_config(REPO / "conf").model("nope")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.scoring import feature_columns, predictions_to_scores
+from models.scoring import contained_predictions, feature_columns, predictions_to_scores
 from rdv.config import ConfigError, ModelConfig
 
 
@@ -28,3 +28,28 @@ def test_feature_columns_default_to_every_canonical_feature_and_reject_unknown_o
     assert everything[:2] == ["log_amount", "amount_ratio"] and len(everything) == 8
     with pytest.raises(ConfigError, match=r"conf/models/m.yaml: features: unknown feature\(s\) colour"):
         feature_columns(ModelConfig(name="m", uri="models:/m@champion", features=("colour",)), "conf")
+
+
+class Flaky:
+    """A model's predict that raises on negative amounts and returns NaN for zero."""
+
+    def predict(self, features: pd.DataFrame):
+        if (features["amount"] < 0).any():
+            raise ValueError("negative amount")
+        return np.where(features["amount"] == 0, np.nan, features["amount"] / 100)
+
+
+def test_a_failing_model_fails_only_the_rows_it_fails_on_and_says_why():
+    scores = contained_predictions(Flaky(), pd.DataFrame({"amount": [50.0, -1.0, 0.0, 80.0]}), "regression", 0.5)
+    assert scores["score"].tolist()[::3] == [0.5, 0.8]
+    assert scores["score"].iloc[1:3].isna().all()
+    assert scores["error"].tolist() == [None, "raised ValueError: negative amount", "not_finite: nan", None]
+
+
+def test_a_model_returning_the_wrong_number_of_rows_is_scored_row_by_row():
+    class Short:
+        def predict(self, features):
+            return np.full(max(len(features) - 1, 1), 0.25)
+
+    scores = contained_predictions(Short(), pd.DataFrame({"x": [1, 2, 3]}), "probability", 0.5)
+    assert scores["score"].tolist() == [0.25, 0.25, 0.25] and scores["error"].isna().all()

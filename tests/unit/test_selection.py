@@ -15,8 +15,9 @@ POLICY = {"deadline_ms": 1000, "preference": ["champion", "gbt"], "default_score
 T0 = "2026-01-01T00:00:00Z"
 
 
-def score(request_id, model, role, scored_at, event_time=T0, policy=POLICY):
-    return {"request_id": request_id, "model": model, "model_version": "3", "role": role, "score": 0.9, "label": 1,
+def score(request_id, model, role, scored_at, event_time=T0, policy=POLICY, error=None):
+    return {"request_id": request_id, "model": model, "registered_model": "fraud", "model_version": "3", "role": role,
+            "score": None if error else 0.9, "label": None if error else 1, "error": error,
             "scored_at": scored_at, "event_time": event_time, "policy": policy}
 
 
@@ -41,6 +42,19 @@ def test_rank_is_the_place_of_the_model_or_its_role_in_the_preference(spark):
     ])
     actual = rank_scores(scores).select("model", "rank", "in_time")
     expected = spark.createDataFrame([("logreg", 1, True), ("gbt", 2, True), ("canary", None, False)],
+                                     "model string, rank int, in_time boolean")
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_canary_or_an_error_record_never_ranks_even_when_a_request_asks_for_it(spark):
+    asks_for_all = {**POLICY, "preference": ["canary", "champion", "gbt"]}
+    scores = frame(spark, SCORE_RECORD, [
+        score("a", "canary", "canary", "2026-01-01T00:00:00.100Z", policy=asks_for_all),
+        score("a", "logreg", "champion", "2026-01-01T00:00:00.400Z", policy=asks_for_all, error="raised ValueError: x"),
+        score("a", "gbt", "challenger", "2026-01-01T00:00:00.500Z", policy=asks_for_all),
+    ])
+    actual = rank_scores(scores).select("model", "rank", "in_time")
+    expected = spark.createDataFrame([("canary", None, True), ("logreg", None, False), ("gbt", 3, True)],
                                      "model string, rank int, in_time boolean")
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -95,7 +109,7 @@ def streams(spark, tmp_path):
 
 
 def test_each_request_is_answered_once_immediately_or_after_its_deadline(streams):
-    streams.requests(request("fast"), request("fallback"), request("late"), request("nobody"))
+    streams.requests(request("fast"), request("fallback"), request("late"), request("nobody"), request("failed"))
     streams.scores(
         score("fast", "logreg", "champion", "2026-01-01T00:00:00.500Z"),
         score("fast", "gbt", "challenger", "2026-01-01T00:00:00.200Z"),
@@ -103,6 +117,8 @@ def test_each_request_is_answered_once_immediately_or_after_its_deadline(streams
         score("fallback", "logreg", "champion", "2026-01-01T00:00:01.500Z"),
         score("late", "gbt", "challenger", "2026-01-01T00:00:01.800Z"),
         score("nobody", "canary", "canary", "2026-01-01T00:00:00.100Z"),
+        score("failed", "logreg", "champion", "2026-01-01T00:00:00.100Z", error="not_finite: nan"),
+        score("failed", "gbt", "challenger", "2026-01-01T00:00:00.700Z"),
     )
     # The preferred model came in time: answered in the batch its score arrived in.
     assert streams.advance() == [("fast", "logreg", "preferred", True, 0.9)]
@@ -111,6 +127,7 @@ def test_each_request_is_answered_once_immediately_or_after_its_deadline(streams
     streams.requests(heartbeat("2026-01-01T00:00:05Z"))
     streams.advance()
     assert streams.advance() == [
+        ("failed", "gbt", "fallback", True, 0.9),  # the champion's error record is no answer
         ("fallback", "gbt", "fallback", True, 0.9),  # the first preference in time
         ("fast", "logreg", "preferred", True, 0.9),
         ("late", "gbt", "fallback", False, 0.9),  # nothing in time: the first preference that came
@@ -119,4 +136,4 @@ def test_each_request_is_answered_once_immediately_or_after_its_deadline(streams
 
     # Later heartbeats answer nothing twice.
     streams.requests(heartbeat("2026-01-01T00:00:09Z"))
-    assert len(streams.advance()) == 4
+    assert len(streams.advance()) == 5
