@@ -89,6 +89,23 @@ def _model(config, args) -> int:
     return 0
 
 
+def _promote(config, args) -> int:
+    from models.registry import ModelNotFound, promote
+
+    try:
+        done = promote(args.registered_model, args.version, config.tracking_uri)
+    except ModelNotFound as error:
+        raise ConfigError(str(error)) from None
+    name = done.registered_model
+    if done.previous_champion in (None, done.champion):
+        print(f"{name}: version {done.champion} is the champion")
+    else:
+        print(f"{name}: version {done.champion} is the champion; version {done.previous_champion}, "
+              f"the previous champion, is the challenger (roll back with `rdv promote {name} {done.previous_champion}`)")
+    print("model jobs following @champion or @challenger score with their new version from their next micro-batch")
+    return 0
+
+
 def _train(config, args) -> int:
     from rdv.demo.train import train_demo_models
     from rdv.spark import build_session
@@ -155,6 +172,15 @@ def parser() -> argparse.ArgumentParser:
                        help="add: its role (default: the URI's alias, else challenger)")
     model.add_argument("--force", action="store_true", help="add: replace an existing config")
     model.set_defaults(run=_model)
+
+    promote = commands.add_parser(
+        "promote", help="make a registered model version the champion; the previous champion becomes the challenger",
+        description="Move the registry's @champion alias to VERSION and @challenger to the previous champion. "
+                    "Running model jobs that follow those aliases switch at their next micro-batch; nothing "
+                    "restarts. Roll back by promoting the old version.")
+    promote.add_argument("registered_model", help="the model's name in the MLflow registry (e.g. fraud)")
+    promote.add_argument("version", help="the version to make the champion")
+    promote.set_defaults(run=_promote)
 
     train = commands.add_parser("train", help="train the demo models and register them (aliases champion, challenger)")
     train.add_argument("--rows", type=int, default=20_000, help="training events (default: %(default)s)")

@@ -13,9 +13,11 @@ REPO = Path(__file__).resolve().parent.parent
 TEST_BROKER_PORT = 19092
 
 
-def write_conf(root: Path, port: int = TEST_BROKER_PORT, models: bool = True, profile_override: str | None = None,
-               **pipeline_overrides) -> Path:
-    """A conf directory under root (var/ beside it) whose topics are unique to this call."""
+def write_conf(root: Path, port: int = TEST_BROKER_PORT, models: tuple[str, ...] = ("champion", "challenger"),
+               profile_override: str | None = None, **pipeline_overrides) -> Path:
+    """A conf directory under root (var/ beside it) whose topics are unique to this call, with
+    the shipped model configs named in models (the canary only where a test asks for it: one
+    more model job is one more load on two cores)."""
     conf = root / "conf"
     (conf / "models").mkdir(parents=True, exist_ok=True)
     data = yaml.safe_load((REPO / "conf" / "pipeline.yaml").read_text())
@@ -29,9 +31,8 @@ def write_conf(root: Path, port: int = TEST_BROKER_PORT, models: bool = True, pr
     for section, values in pipeline_overrides.items():
         data.setdefault(section, {}).update(values)
     (conf / "pipeline.yaml").write_text(yaml.safe_dump(data))
-    if models:
-        for model in (REPO / "conf" / "models").glob("*.yaml"):
-            shutil.copy(model, conf / "models" / model.name)
+    for model in models:
+        shutil.copy(REPO / "conf" / "models" / f"{model}.yaml", conf / "models" / f"{model}.yaml")
     return conf
 
 

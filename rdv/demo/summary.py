@@ -84,13 +84,13 @@ def summarize(spark: SparkSession, config: PipelineConfig, id_prefix: str, event
         per_model = (
             scores.groupBy("model", "model_version", "role")
             .agg(F.count("*").alias("n"), F.countDistinct("request_id").alias("d"),
-                 F.avg(F.col("late").cast("double")).alias("late"),
+                 F.avg(F.col("late").cast("double")).alias("late"), F.count("error").alias("errors"),
                  F.percentile("latency_ms", 0.5).alias("p50"))
             .orderBy("model").collect()
         )
         for row in per_model:
             lines.append(f"scores {row.model} v{row.model_version} ({row.role}): {row.n} rows, {row.d} requests, "
-                         f"{row.late:.1%} late, p50 {row.p50 / 1000:.2f} s after the event")
+                         f"{row.errors} errors, {row.late:.1%} late, p50 {row.p50 / 1000:.2f} s after the event")
             ok = ok and row.n == events and row.d == events
     ok = ok and all(counts.scores.get(m) == events for m in models)
     quarantined = quarantined_since(spark, config, started)

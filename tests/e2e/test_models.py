@@ -17,27 +17,27 @@ def test_a_model_added_while_the_pipeline_runs_scores_the_requests_after_its_sta
     config = pipeline_config(tmp_path, registry)
     pids = runner.up(config, sorted(config.models))
     try:
-        add_model_config(config, "gbt-b", "models:/fraud@challenger")
+        add_model_config(config, "second", "models:/fraud@challenger")
         config = load_config(config.conf_dir)
-        assert [r["running"] for r in model_rows(config) if r["model"] == "gbt-b"] == ["no"]
-        runner.start_model(config, "gbt-b")
-        assert [r["running"].startswith("yes, pid") for r in model_rows(config) if r["model"] == "gbt-b"] == [True]
+        assert [r["running"] for r in model_rows(config) if r["model"] == "second"] == ["no"]
+        runner.start_model(config, "second")
+        assert [r["running"].startswith("yes, pid") for r in model_rows(config) if r["model"] == "second"] == [True]
 
         replay(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, 60, 20, id_prefix="after-start")
         deadline = time.monotonic() + 360
         while time.monotonic() < deadline:
             counts = count_run(spark, config, "after-start")
-            if counts.complete(60, ["gbt", "gbt-b", "logreg"]):
+            if counts.complete(60, ["challenger", "champion", "second"]):
                 break
             time.sleep(3)
-        assert counts.scores == {"gbt": 60, "gbt-b": 60, "logreg": 60}
+        assert counts.scores == {"challenger": 60, "champion": 60, "second": 60}
         assert (counts.results, counts.answered) == (60, 60)
         assert {name: pid for name, pid in runner.running_jobs(config).items() if name in pids} == pids
 
-        scores = spark.read.format("delta").load(config.table("scores")).where(F.col("model") == "gbt-b")
+        scores = spark.read.format("delta").load(config.table("scores")).where(F.col("model") == "second")
         assert {(r.role, r.model_version) for r in scores.select("role", "model_version").distinct().collect()} == {
-            ("challenger", model_rows(config)[0]["version"])}
-        assert runner.stop_job(config, "score-gbt-b")
+            ("challenger", next(r["version"] for r in model_rows(config) if r["model"] == "challenger"))}
+        assert runner.stop_job(config, "score-second")
         assert set(runner.running_jobs(config)) == set(pids)
     finally:
         runner.down(config)

@@ -102,7 +102,7 @@ def test_the_pipeline_in_one_application_answers_each_request_once_and_keeps_eve
     config = fast_config
     events = fresh_events(30, seed=2)
     ids = sorted(json.loads(e)["request_id"] for e in events)
-    queries = [featurize.build(spark, config), score.build(spark, config, "logreg"), score.build(spark, config, "gbt"),
+    queries = [featurize.build(spark, config), score.build(spark, config, "champion"), score.build(spark, config, "challenger"),
                decoy.build(spark, config), *decide.build(spark, config)]
     try:
         produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events)
@@ -130,8 +130,9 @@ def test_the_pipeline_in_one_application_answers_each_request_once_and_keeps_eve
     per_model = {(r.model, r.model_version, r.role): (r.n, r.d) for r in
                  scores.groupBy("model", "model_version", "role").agg(
                      F.count("*").alias("n"), F.countDistinct("request_id").alias("d")).collect()}
-    assert per_model == {("logreg", versions["champion"], "champion"): (30, 30),
-                         ("gbt", versions["challenger"], "challenger"): (30, 30)}
+    assert per_model == {("champion", versions["champion"], "champion"): (30, 30),
+                         ("challenger", versions["challenger"], "challenger"): (30, 30)}
+    assert scores.where(F.col("error").isNotNull() | (F.col("registered_model") != "fraud")).count() == 0
 
     stored = spark.read.format("delta").load(config.table("results"))
     assert sorted(r.request_id for r in stored.select("request_id").collect()) == ids
