@@ -44,12 +44,12 @@ def model_rows(config: PipelineConfig) -> list[dict]:
             version = current_version(model.uri, config.tracking_uri)
         except ModelNotFound:
             version = "not in the registry"
-        query = f"score-{name}"
-        if query in jobs:
-            running = f"yes, pid {jobs[query]}"
-        elif jobs and states.get(query, {}).get("state") in ("started", "running"):
-            running = "yes, in " + ", ".join(jobs)
+        state = states.get(f"score-{name}", {})
+        group = state.get("pgid")
+        if state.get("state") not in ("started", "running") or group is None or not runner.alive(group):
+            running = "no"  # never started, stopped, failed, or its process is gone (a stale file)
         else:
-            running = "no"
+            job = next((job for job, pid in jobs.items() if pid == group), None)
+            running = f"yes, pid {group}" if job == f"score-{name}" else f"yes, in {job or f'pid {group}'}"
         rows.append({"model": name, "role": model.role, "uri": model.uri, "version": version, "running": running})
     return rows

@@ -72,7 +72,7 @@ def model_job(config: PipelineConfig, model: str) -> Job:
     return Job(f"score-{model}", command, (f"score-{model}",))
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -87,7 +87,7 @@ def running_jobs(config: PipelineConfig) -> dict[str, int]:
     jobs = {}
     for pid_file in sorted(pid_dir.glob("*.pid")):
         pid = int(pid_file.read_text())
-        if _alive(pid):
+        if alive(pid):
             jobs[pid_file.stem] = pid
         else:
             pid_file.unlink()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -89,18 +90,20 @@ def write_table(rows: DataFrame, config: PipelineConfig, query_name: str, table:
 
 class ProgressFiles(StreamingQueryListener):
     """Keeps the last progress of every query of this application in <dir>/<query>.json, which
-    `rdv status` reads."""
+    `rdv status` reads. Each file names the process group of the job that wrote it (`rdv up`
+    starts each job in a group of its own), so a reader can tell a killed job's stale file."""
 
     def __init__(self, directory: Path):
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
 
     def onQueryStarted(self, event) -> None:
-        (self.directory / f"{event.name}.json").write_text(json.dumps({"name": event.name, "state": "started"}))
+        (self.directory / f"{event.name}.json").write_text(json.dumps({"name": event.name, "state": "started", "pgid": os.getpgid(0)}))
 
     def onQueryProgress(self, event) -> None:
         progress = json.loads(event.progress.json)
         progress["state"] = "running"
+        progress["pgid"] = os.getpgid(0)
         target = self.directory / f"{progress['name']}.json"
         tmp = target.with_suffix(".tmp")
         tmp.write_text(json.dumps(progress))

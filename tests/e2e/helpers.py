@@ -1,0 +1,27 @@
+"""Driving a running pipeline from an end-to-end test: send a batch of requests, wait for them."""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+
+from rdv.config import PipelineConfig
+from rdv.demo.replay import replay
+from rdv.demo.summary import count_run, run_rows
+from rdv.runner import check_healthy
+
+
+def send_and_wait(spark, config: PipelineConfig, prefix: str, events: int, models: list[str], rate: float = 10,
+                  seed: int = 7, timeout_s: float = 300) -> None:
+    """Replay events whose request ids start with prefix, then wait until every one is archived,
+    answered and scored by every named model (or fail with what is missing)."""
+    replay(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events, rate, seed=seed, id_prefix=prefix)
+    deadline = time.monotonic() + timeout_s
+    while not (counts := count_run(spark, config, prefix)).complete(events, models):
+        check_healthy(config)
+        assert time.monotonic() < deadline, f"{prefix}: still incomplete after {timeout_s:.0f} s: {counts}"
+        time.sleep(3)
+
+
+def table_rows(spark, config: PipelineConfig, table: str, prefix: str) -> pd.DataFrame:
+    return run_rows(spark, config, table, prefix).toPandas()

@@ -1,0 +1,113 @@
+"""A challenger that raises, returns NaN, is slow or dies changes no champion decision and delays
+no answer past the deadline; its failures are visible in `scores`, not dropped.
+
+One pipeline runs all four faulty challengers next to the champion (the slow and the dying one
+as spark-submit jobs of their own, as production runs models), and each case is asserted on
+what it left in the tables.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rdv import runner
+from rdv.config import PipelineConfig, load_config
+from rdv.model_configs import add_model_config, model_rows
+from tests.e2e.helpers import send_and_wait, table_rows
+from tests.fixtures.registry import register_code_model
+from tests.helpers import make_config
+
+EVENTS = 40  # per phase: before and after the dying challenger is killed
+DEADLINE_MS = 20_000  # two cores run five Spark applications here; the slow model sleeps past this
+SLOW_S = 25
+
+
+@dataclass
+class Run:
+    config: PipelineConfig
+    results: pd.DataFrame
+    scores: pd.DataFrame
+    features: pd.DataFrame  # the canonical features of each request, from the decoy's archive
+    models: dict[str, dict]  # `rdv model list` at the end
+
+
+@pytest.fixture(scope="module")
+def run(spark, tmp_path_factory, broker, registry) -> Run:
+    config = make_config(tmp_path_factory.mktemp("isolation"), models=("champion",), profile_override="cluster",
+                         mlflow={"tracking_uri": registry}, policy={"deadline_ms": DEADLINE_MS},
+                         rendezvous={"max_deadline_ms": DEADLINE_MS, "grace": "3 seconds"})
+    for fault, settings in (("raises", {}), ("nan", {}), ("slow", {"sleep_s": SLOW_S})):
+        version = register_code_model(registry, f"faulty-{fault}", "faulty.py", {"fault": fault, **settings})
+        add_model_config(config, fault, f"models:/faulty-{fault}/{version}", role="challenger")
+    add_model_config(config, "dying", "models:/fraud@challenger")
+    config = load_config(config.conf_dir)
+    runner.up(config, ["champion", "raises", "nan"])
+    try:
+        runner.start_model(config, "slow")
+        runner.start_model(config, "dying")
+        send_and_wait(spark, config, "alive", EVENTS, ["champion", "raises", "nan", "slow", "dying"])
+        os.killpg(runner.running_jobs(config)["score-dying"], signal.SIGKILL)
+        send_and_wait(spark, config, "dead", EVENTS, ["champion", "raises", "nan", "slow"], seed=8)
+        archive = table_rows(spark, config, "archive", "")
+        features = pd.DataFrame([json.loads(m)["features"] for m in archive["message"]], index=archive["request_id"])
+        yield Run(config, table_rows(spark, config, "results", ""), table_rows(spark, config, "scores", ""),
+                  features, {row["model"]: row for row in model_rows(config)})
+    finally:
+        runner.down(config)
+
+
+def assert_the_champion_decided_every_request_in_time(run: Run) -> None:
+    results = run.results.set_index("request_id")
+    champion = run.scores[run.scores["model"] == "champion"].set_index("request_id")
+    assert sorted(results.index) == sorted(run.features.index) and len(results) == 2 * EVENTS
+    assert (results["model"] == "champion").all() and (results["reason"] == "preferred").all()
+    assert results["in_time"].all()
+    np.testing.assert_array_equal(results["score"], champion["score"].reindex(results.index))
+    assert (results["latency_ms"] <= run.config.rendezvous.decision_delay_ms).all()
+
+
+def scores_of(run: Run, model: str) -> pd.DataFrame:
+    scores = run.scores[run.scores["model"] == model].set_index("request_id")
+    assert scores.index.is_unique
+    return scores
+
+
+def test_a_challenger_that_raises_on_some_rows_fails_only_those_and_says_so(run):
+    assert_the_champion_decided_every_request_in_time(run)
+    scores = scores_of(run, "raises").reindex(run.features.index)
+    raises = run.features["card_present"] == 0
+    assert 0 < raises.sum() < len(raises)
+    assert (scores.loc[raises, "error"] == "raised ValueError: faulty model: no answer without the card").all()
+    assert scores.loc[raises, "score"].isna().all()
+    assert scores.loc[~raises, "error"].isna().all() and scores.loc[~raises, "score"].notna().all()
+
+
+def test_a_challenger_that_returns_nan_has_error_records_not_scores(run):
+    assert_the_champion_decided_every_request_in_time(run)
+    scores = scores_of(run, "nan").reindex(run.features.index)
+    nan = run.features["card_present"] == 1
+    assert 0 < nan.sum() < len(nan)
+    assert (scores.loc[nan, "error"] == "not_finite: nan").all() and scores.loc[nan, "score"].isna().all()
+    assert scores.loc[~nan, "error"].isna().all() and scores.loc[~nan, "score"].notna().all()
+
+
+def test_a_slow_challenger_scores_every_request_late_and_delays_no_answer(run):
+    assert_the_champion_decided_every_request_in_time(run)
+    scores = scores_of(run, "slow")
+    assert sorted(scores.index) == sorted(run.features.index)
+    assert scores["late"].all() and scores["error"].isna().all()
+
+
+def test_a_challenger_whose_job_dies_is_missing_from_the_scores_and_shown_as_not_running(run):
+    assert_the_champion_decided_every_request_in_time(run)
+    scores = scores_of(run, "dying")
+    assert scores.index.str.startswith("alive-").sum() == EVENTS
+    assert not scores.index.str.startswith("dead-").any()
+    assert run.models["dying"]["running"] == "no"
+    assert run.models["slow"]["running"].startswith("yes, pid")
