@@ -4,7 +4,7 @@ The embedded default: one driver for all queries. Production runs each job as it
 spark-submit (`rdv up --separate` does that locally).
 
 Usage:
-    spark-submit --packages <see README> jobs/pipeline.py --conf conf [--models logreg gbt]
+    spark-submit --packages <see README> jobs/pipeline.py --conf conf [--models champion challenger]
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ URI follows a registry alias moves to the alias's new version between micro-batc
 restart (see models/following.py).
 
 Usage:
-    spark-submit --packages <see README> jobs/score.py --conf conf --model logreg
+    spark-submit --packages <see README> jobs/score.py --conf conf --model champion
 """
 from __future__ import annotations
 

@@ -23,5 +23,11 @@ def send_and_wait(spark, config: PipelineConfig, prefix: str, events: int, model
         time.sleep(3)
 
 
+def warm_up(spark, config: PipelineConfig, models: list[str]) -> None:
+    """A first batch of requests through every job: the first micro-batches start Python workers
+    and load models (tens of seconds on two cores), which is not what the tests measure."""
+    send_and_wait(spark, config, "warm-up", 10, models, seed=1)
+
+
 def table_rows(spark, config: PipelineConfig, table: str, prefix: str) -> pd.DataFrame:
     return run_rows(spark, config, table, prefix).toPandas()

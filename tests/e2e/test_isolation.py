@@ -19,13 +19,14 @@ import pytest
 from rdv import runner
 from rdv.config import PipelineConfig, load_config
 from rdv.model_configs import add_model_config, model_rows
-from tests.e2e.helpers import send_and_wait, table_rows
+from tests.e2e.helpers import send_and_wait, table_rows, warm_up
 from tests.fixtures.registry import register_code_model
 from tests.helpers import make_config
 
 EVENTS = 40  # per phase: before and after the dying challenger is killed
 DEADLINE_MS = 20_000  # two cores run five Spark applications here; the slow model sleeps past this
 SLOW_S = 25
+PHASES = ("alive-", "dead-")  # request ids of the two phases; the warm-up's are not asserted on
 
 
 @dataclass
@@ -49,15 +50,17 @@ def run(spark, tmp_path_factory, broker, registry) -> Run:
     config = load_config(config.conf_dir)
     runner.up(config, ["champion", "raises", "nan"])
     try:
+        warm_up(spark, config, ["champion", "raises", "nan"])
         runner.start_model(config, "slow")
         runner.start_model(config, "dying")
         send_and_wait(spark, config, "alive", EVENTS, ["champion", "raises", "nan", "slow", "dying"])
         os.killpg(runner.running_jobs(config)["score-dying"], signal.SIGKILL)
         send_and_wait(spark, config, "dead", EVENTS, ["champion", "raises", "nan", "slow"], seed=8)
-        archive = table_rows(spark, config, "archive", "")
+        archive = pd.concat([table_rows(spark, config, "archive", prefix) for prefix in PHASES])
         features = pd.DataFrame([json.loads(m)["features"] for m in archive["message"]], index=archive["request_id"])
-        yield Run(config, table_rows(spark, config, "results", ""), table_rows(spark, config, "scores", ""),
-                  features, {row["model"]: row for row in model_rows(config)})
+        yield Run(config, *[pd.concat([table_rows(spark, config, table, prefix) for prefix in PHASES])
+                            for table in ("results", "scores")], features,
+                  {row["model"]: row for row in model_rows(config)})
     finally:
         runner.down(config)
 

@@ -11,10 +11,11 @@ from rdv.demo.run import run_demo
 from tests.helpers import REPO, make_config
 
 
-def pipeline_config(tmp_path, registry, models=("champion", "challenger")):
+def pipeline_config(tmp_path, registry, models=("champion", "challenger"), deadline_ms=8000):
     # profile cluster: the session's broker is "theirs", so `rdv up` and `rdv down` leave it alone.
     return make_config(tmp_path, models=models, profile_override="cluster", mlflow={"tracking_uri": registry},
-                       policy={"deadline_ms": 8000}, rendezvous={"max_deadline_ms": 8000, "grace": "2 seconds"})
+                       policy={"deadline_ms": deadline_ms},
+                       rendezvous={"max_deadline_ms": deadline_ms, "grace": "2 seconds"})
 
 
 def test_one_application_answers_every_request_and_the_notebook_runs_on_its_tables(spark, tmp_path, broker, registry):
