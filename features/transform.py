@@ -106,16 +106,24 @@ def _quarantine_record() -> Column:
     )
 
 
-def route(requests: DataFrame, features_topic: str, quarantine_topic: str, schema_version: int) -> DataFrame:
-    """Kafka messages (topic, key, value): a feature record for a good event, else a quarantine record.
+def _heartbeat_record(schema_version: int) -> Column:
+    return F.struct(F.lit(schema_version).alias("schema_version"), F.lit("heartbeat").alias("kind"), "event_time")
+
+
+def route(requests: DataFrame, features_topic: str, quarantine_topic: str, schema_version: int,
+          heartbeats_topic: str) -> DataFrame:
+    """Kafka messages (topic, key, value): a feature record for a good event, else a quarantine
+    record; a heartbeat read from heartbeats_topic becomes a heartbeat record on rdv.features.
 
     One projection, so a single streaming query writes both topics in one pass over rdv.raw.
     """
+    heartbeat = F.col("topic") == heartbeats_topic
     good = F.col("reason").isNull()
     return requests.select(
-        F.when(good, F.lit(features_topic)).otherwise(F.lit(quarantine_topic)).alias("topic"),
-        F.col("request_id").alias("key"),
-        F.when(good, F.to_json(_feature_record(schema_version)))
+        F.when(heartbeat | good, F.lit(features_topic)).otherwise(F.lit(quarantine_topic)).alias("topic"),
+        F.when(~heartbeat, F.col("request_id")).alias("key"),
+        F.when(heartbeat, F.to_json(_heartbeat_record(schema_version)))
+        .when(good, F.to_json(_feature_record(schema_version)))
         .otherwise(F.to_json(_quarantine_record()))
         .alias("value"),
     )

@@ -21,8 +21,11 @@ QUERY = "features"
 
 def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
     topics = config.kafka.topics
-    requests = parse_raw(read_topic(spark, config, topics.raw.name), config.policy, config.rendezvous.max_deadline_ms)
-    messages = route(requests, topics.features.name, topics.quarantine.name, config.features.schema_version)
+    # One source over both topics: each micro-batch fixes their offsets together (rdv/heartbeat.py).
+    raw = read_topic(spark, config, f"{topics.raw.name},{topics.heartbeats.name}")
+    requests = parse_raw(raw, config.policy, config.rendezvous.max_deadline_ms)
+    messages = route(requests, topics.features.name, topics.quarantine.name, config.features.schema_version,
+                     topics.heartbeats.name)
     query = write_topic(messages, config, QUERY)
     start_heartbeat(config, query)
     return query

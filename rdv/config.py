@@ -60,9 +60,12 @@ class Topics(_Frozen):
     scores: Topic
     results: Topic
     quarantine: Topic
+    # The features job's own clock: read together with raw, so a heartbeat reaches rdv.features
+    # only after every raw event sent before it (see rdv/heartbeat.py).
+    heartbeats: Topic = Topic(name="rdv.heartbeats", partitions=1)
 
     def all(self) -> list[Topic]:
-        return [self.raw, self.features, self.scores, self.results, self.quarantine]
+        return [self.raw, self.features, self.scores, self.results, self.quarantine, self.heartbeats]
 
 
 class KafkaConfig(_Frozen):

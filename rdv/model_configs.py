@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from models.registry import ModelNotFound, current_version
+from models.registry import ModelNotFound, current_version, pin
 from models.scoring import feature_columns
 from rdv import runner
 from rdv.config import ConfigError, ModelConfig, PipelineConfig
@@ -14,7 +14,8 @@ from rdv.config import ConfigError, ModelConfig, PipelineConfig
 
 def add_model_config(config: PipelineConfig, name: str, uri: str, features: list[str] | None = None,
                      output: str = "probability", role: str | None = None, force: bool = False) -> Path:
-    """Write conf/models/<name>.yaml after validating it as the model job will."""
+    """Write conf/models/<name>.yaml after validating it as the model job will: its fields, its
+    features, and that the registry (or the file system) has the model."""
     path = config.conf_dir / "models" / f"{name}.yaml"
     if path.exists() and not force:
         raise ConfigError(f"{path}: already exists (--force replaces it)")
@@ -29,6 +30,10 @@ def add_model_config(config: PipelineConfig, name: str, uri: str, features: list
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise ConfigError(f"{path}: {problems}") from None
     feature_columns(model, config.conf_dir)
+    try:
+        pin(uri, config.tracking_uri)
+    except ModelNotFound as error:
+        raise ConfigError(f"{path}: uri: {error}") from None
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"# Added by `rdv model add {name}`.\n" + yaml.safe_dump(data, sort_keys=False))
     return path

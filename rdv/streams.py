@@ -19,8 +19,8 @@ def _kafka_options(config: PipelineConfig) -> dict[str, str]:
 
 
 def read_topic(spark: SparkSession, config: PipelineConfig, topic: str, max_offsets: int | None = None) -> DataFrame:
-    """A topic as a stream of Kafka rows, from its earliest offset on a new checkpoint, so a job
-    started after its producers loses nothing."""
+    """A topic (or several, comma-separated) as a stream of Kafka rows, from the earliest offset
+    on a new checkpoint, so a job started after its producers loses nothing."""
     reader = (
         spark.readStream.format("kafka")
         .options(**_kafka_options(config))

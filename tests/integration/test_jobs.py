@@ -14,6 +14,7 @@ from rdv.config import ConfigError, load_config
 from rdv.demo.generator import BAD_MESSAGES, generate_events, raw_json
 from rdv.demo.replay import now_iso
 from rdv.kafka_local import ensure_topics, pipeline_topics
+from rdv.model_configs import add_model_config
 from tests.helpers import make_config
 from tests.integration.kafka_io import consume, produce
 
@@ -80,6 +81,13 @@ def test_a_model_job_fails_at_start_on_a_model_the_registry_lacks(spark, tmp_pat
     (config.conf_dir / "models" / "ghost.yaml").write_text("uri: models:/fraud@nobody\n")
     with pytest.raises(ConfigError, match=r"models/ghost.yaml: uri: models:/fraud@nobody: .*nobody"):
         score.build(spark, load_config(config.conf_dir), "ghost")
+
+
+def test_model_add_refuses_a_model_the_registry_lacks_and_writes_nothing(tmp_path, registry):
+    config = make_config(tmp_path, mlflow={"tracking_uri": registry})
+    with pytest.raises(ConfigError, match=r"models/ghost.yaml: uri: models:/fraud/999: .*"):
+        add_model_config(config, "ghost", "models:/fraud/999")
+    assert not (config.conf_dir / "models" / "ghost.yaml").exists()
 
 
 def test_a_model_job_fails_at_start_when_its_features_lack_a_model_input(spark, tmp_path, registry, broker):

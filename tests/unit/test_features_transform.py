@@ -92,7 +92,7 @@ def test_an_event_without_an_id_gets_one_from_its_place_in_the_topic(spark):
 
 def test_route_sends_good_events_to_features_and_bad_ones_to_quarantine(spark):
     parsed = parse_raw(raw_frame(spark, [json.dumps(GOOD), "{oops"]), POLICY, 10_000)
-    messages = route(parsed, "rdv.features", "rdv.quarantine", schema_version=1)
+    messages = route(parsed, "rdv.features", "rdv.quarantine", schema_version=1, heartbeats_topic="rdv.heartbeats")
     by_topic = {r.topic: r for r in messages.collect()}
     assert set(by_topic) == {"rdv.features", "rdv.quarantine"}
     quarantined = json.loads(by_topic["rdv.quarantine"].value)
@@ -100,3 +100,13 @@ def test_route_sends_good_events_to_features_and_bad_ones_to_quarantine(spark):
     record = parse_feature_records(messages.where(F.col("topic") == "rdv.features"))
     row = record.first()
     assert (row.schema_version, row.kind, row.request_id, row.features.amount_ratio) == (1, "request", "r-1", 1.98)
+
+
+def test_a_heartbeat_read_with_the_raw_events_becomes_a_heartbeat_record_on_features(spark):
+    beat = spark.createDataFrame([('{"event_time": "2026-03-01T02:30:01.000Z"}', "rdv.heartbeats", 0, 7)],
+                                 "value string, topic string, partition int, offset long")
+    messages = route(parse_raw(beat, POLICY, 10_000), "rdv.features", "rdv.quarantine", 1, "rdv.heartbeats")
+    row = messages.first()
+    assert (row.topic, row.key) == ("rdv.features", None)
+    record = parse_feature_records(messages).first()
+    assert (record.kind, record.request_id, record.event_time) == ("heartbeat", None, datetime(2026, 3, 1, 2, 30, 1))
