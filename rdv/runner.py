@@ -164,9 +164,18 @@ def stop_job(config: PipelineConfig, name: str, timeout_s: float = 60.0) -> bool
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and name in running_jobs(config):
         time.sleep(0.5)
-    if name in running_jobs(config):
-        os.killpg(pid, signal.SIGKILL)
+    _kill_group(pid)
     (_dirs(config)[0] / f"{name}.pid").unlink(missing_ok=True)
+    return True
+
+
+def _kill_group(pid: int) -> bool:
+    """SIGKILL whatever is left of a job's process group (the job's pid is its group id): when
+    spark-submit's JVM exits first, its Python driver can outlive it, stuck on the dead gateway."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
     return True
 
 
@@ -205,9 +214,10 @@ def down(config: PipelineConfig, stop_broker: bool = True, timeout_s: float = 60
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and running_jobs(config):
         time.sleep(0.5)
-    for name, pid in running_jobs(config).items():
-        os.killpg(pid, signal.SIGKILL)
-        echo(f"{name}: killed pid {pid}")
+    still_running = running_jobs(config)
+    for name, pid in jobs.items():
+        if _kill_group(pid) and name in still_running:
+            echo(f"{name}: killed pid {pid}")
     pid_dir, _, _ = _dirs(config)
     for pid_file in pid_dir.glob("*.pid"):
         pid_file.unlink()

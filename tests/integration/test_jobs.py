@@ -56,12 +56,18 @@ def test_the_features_job_accounts_for_every_raw_record(spark, config):
     produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, good + [m for _, m in BAD_MESSAGES])
     query = featurize.build(spark, config)
     try:
-        query.processAllAvailable()
+        # Heartbeats keep arriving, so processAllAvailable would never return: wait for the outputs.
+        expected = len(good) + len(BAD_MESSAGES)
+        wait_for(lambda: sum(1 for r in consume(config.kafka.bootstrap_servers, config.kafka.topics.features.name,
+                                                idle_ms=1000) if r["kind"] == "request")
+                 + len(consume(config.kafka.bootstrap_servers, config.kafka.topics.quarantine.name, idle_ms=1000)),
+                 lambda n: n >= expected)
     finally:
         query.stop()
 
     records = consume(config.kafka.bootstrap_servers, config.kafka.topics.features.name)
     requests = [r for r in records if r["kind"] == "request"]
+    assert any(r["kind"] == "heartbeat" for r in records)  # passed on from rdv.heartbeats
     quarantined = consume(config.kafka.bootstrap_servers, config.kafka.topics.quarantine.name)
     assert sorted(r["request_id"] for r in requests) == sorted(json.loads(m)["request_id"] for m in good)
     assert sorted((q["reason"], q["raw"]) for q in quarantined) == sorted(BAD_MESSAGES)
