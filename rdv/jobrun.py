@@ -49,4 +49,14 @@ def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: 
         log.info("stopped")
     for query in queries:
         if query.exception() is not None:
-            raise SystemExit(f"{app_name}: query {query.name} failed: {query.exception()}")
+            raise SystemExit(f"{app_name}: query {query.name} failed: {query.exception()}"
+                             + _hint(str(query.exception()), config.checkpoint(query.name)))
+
+
+def _hint(error: str, checkpoint: str) -> str:
+    """What to do about a failure whose cause the user cannot guess from Spark's message."""
+    if "SCHEMA_NOT_COMPATIBLE" in error:
+        return (f"\n{checkpoint} holds the state of an earlier version of this query, whose records had "
+                "other fields. Start the query afresh by removing that checkpoint directory: it re-reads "
+                "its topics from the earliest offset still kept.")
+    return ""
