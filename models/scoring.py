@@ -53,6 +53,11 @@ def _model(shipped_name: str):
         import mlflow.pyfunc
         from pyspark import SparkFiles
 
+        # A job that moved to a new version (names are <model>-v<version>-<id>) drops the old one,
+        # so workers of a long-running job hold one version per model, not every one promoted.
+        model = shipped_name.rsplit("-", 2)[0]
+        for stale in [name for name in _loaded if name.rsplit("-", 2)[0] == model]:
+            del _loaded[stale]
         _loaded[shipped_name] = mlflow.pyfunc.load_model(SparkFiles.get(shipped_name))
     return _loaded[shipped_name]
 
