@@ -72,11 +72,16 @@ FEATURES: dict[str, str] = {
 
 FEATURES_STRUCT = StructType([StructField(name, DoubleType()) for name in FEATURES])
 
+# A request's policy, resolved by the features job (features/policy.py) and copied into every score.
 POLICY_STRUCT = StructType(
     [
-        StructField("deadline_ms", IntegerType()),
-        StructField("preference", ArrayType(StringType())),
-        StructField("default_score", DoubleType()),
+        StructField("strategy", StringType()),  # preferred, first, best, rules or split
+        StructField("deadline_ms", IntegerType()),  # a score is in time when scored_at - event_time <= deadline_ms
+        StructField("preference", ArrayType(StringType())),  # roles or model names, most preferred first
+        StructField("default_score", DoubleType()),  # the answer when no model scored the request
+        StructField("criterion", StringType()),  # strategy best: how scores are ranked; null otherwise
+        StructField("rule", StringType()),  # strategy rules: the rule that picked the preference, if any
+        StructField("arm", StringType()),  # strategy split: the model or role the request is exposed to
     ]
 )
 

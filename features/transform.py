@@ -2,7 +2,7 @@
 
 Every raw record leaves as exactly one of the two, so nothing is lost: the reason of a bad one
 is the first rule it breaks, in the order not_json, not_object, missing:<field>,
-wrong_type:<field>, bad_policy.
+wrong_type:<field>, bad_policy[:<field>] (see features/policy.py).
 """
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from features.spec import FEATURE_RECORD, FEATURES, POLICY_STRUCT, RAW_FIELDS
-from rdv.config import Policy
+from features.policy import override_problems, parse_overrides, request_policy
+from features.spec import FEATURE_RECORD, FEATURES, RAW_FIELDS
+from rdv.policy import Policy
 
 _CORRUPT = "_corrupt_record"
 _RAW_AS_TEXT = StructType(
@@ -20,7 +21,7 @@ _RAW_AS_TEXT = StructType(
 )
 
 
-def _first_broken_rule(json: Column) -> Column:
+def _first_broken_rule(json: Column, policy_problems: list[tuple[Column, Column | str]]) -> Column:
     """The quarantine reason of each record, or null when it is a good event."""
     rules: list[tuple[Column, str]] = [
         (F.get_json_object("value", "$").isNull(), "not_json"),
@@ -31,27 +32,14 @@ def _first_broken_rule(json: Column) -> Column:
         (json[f.name].isNotNull() & F.col(f"typed.{f.name}").isNull(), f"wrong_type:{f.name}")
         for f in RAW_FIELDS
     ]
-    rules += [
-        (json["policy"].isNotNull() & ~F.ltrim(json["policy"]).startswith("{"), "bad_policy"),
-        (F.col("raw_policy.deadline_ms") <= 0, "bad_policy"),
-    ]
+    rules += policy_problems
     reason = F.when(rules[0][0], F.lit(rules[0][1]))
     for condition, name in rules[1:]:
-        reason = reason.when(condition, F.lit(name))
+        reason = reason.when(condition, F.lit(name) if isinstance(name, str) else name)
     return reason
 
 
-def _request_policy(default: Policy, max_deadline_ms: int) -> Column:
-    """The event's own policy where it has one, the configured default elsewhere."""
-    raw = F.col("raw_policy")
-    return F.struct(
-        F.least(F.coalesce(raw.deadline_ms, F.lit(default.deadline_ms)), F.lit(max_deadline_ms)).alias("deadline_ms"),
-        F.coalesce(raw.preference, F.array(*[F.lit(p) for p in default.preference])).alias("preference"),
-        F.coalesce(raw.default_score, F.lit(default.default_score)).alias("default_score"),
-    )
-
-
-def parse_raw(raw: DataFrame, default_policy: Policy, max_deadline_ms: int) -> DataFrame:
+def parse_raw(raw: DataFrame, policy: Policy, max_deadline_ms: int) -> DataFrame:
     """Parse Kafka raw events (value, topic, partition, offset) into typed requests with a reason.
 
     Returns one row per input row: request_id, event_time, features, policy and reason (null for
@@ -63,19 +51,26 @@ def parse_raw(raw: DataFrame, default_policy: Policy, max_deadline_ms: int) -> D
         raw.withColumn("value", F.col("value").cast("string"))
         .withColumn("json", F.from_json("value", _RAW_AS_TEXT, {"columnNameOfCorruptRecord": _CORRUPT}))
         .withColumn("typed", typed)
-        .withColumn("raw_policy", F.from_json(json["policy"], POLICY_STRUCT))
+        .withColumn("overrides", parse_overrides(json["policy"]))
         .select("*", "typed.*")
     )
     # A request without an id gets one derived from its place in rdv.raw, so a replay of the
     # same raw record yields the same request.
     generated_id = F.concat_ws("-", F.lit("rq"), F.col("partition"), F.col("offset"))
     features = F.struct(*[F.expr(expression).cast("double").alias(name) for name, expression in FEATURES.items()])
-    return parsed.select(
+    # Rules test the typed raw fields and the features: both are columns before the policy is resolved.
+    requests = parsed.select(
         F.coalesce(F.col("typed.request_id"), generated_id).alias("request_id"),
         F.col("typed.event_time").alias("event_time"),
         features.alias("features"),
-        _request_policy(default_policy, max_deadline_ms).alias("policy"),
-        _first_broken_rule(json).alias("reason"),
+        "typed", "overrides", "json", "value", "topic", "partition", "offset",
+    )
+    return requests.select(
+        "request_id",
+        "event_time",
+        "features",
+        request_policy(policy, max_deadline_ms, F.col("overrides"), F.col("request_id")).alias("policy"),
+        _first_broken_rule(json, override_problems(json["policy"], F.col("overrides"), policy)).alias("reason"),
         "value",
         "topic",
         "partition",

@@ -28,14 +28,17 @@ QUERIES = ("rendezvous", "results-table", "scores-table")
 def build(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:
     topics = config.kafka.topics
     requests = parse_feature_records(read_topic(spark, config, topics.features.name))
+    # A score's place on rdv.scores breaks ties: all scores of a request share a partition (keyed
+    # by request_id), so the smaller offset arrived first, live and on a replay alike.
     scores = read_topic(spark, config, topics.scores.name).select(
-        F.from_json(F.col("value").cast("string"), SCORE_RECORD).alias("s")
-    ).select("s.*")
-    answered = answers(requests, scores, config.rendezvous.decision_delay_ms)
+        F.from_json(F.col("value").cast("string"), SCORE_RECORD).alias("s"), F.struct("partition", "offset").alias("arrival")
+    ).select("s.*", "arrival")
+    timing = config.rendezvous
+    answered = answers(requests, scores, timing.max_deadline_ms, timing.grace_ms, timing.transit_ms)
     return [
         write_topic(to_messages(answered), config, "rendezvous", topic=topics.results.name),
         write_table(result_rows(read_topic(spark, config, topics.results.name)), config, "results-table", "results"),
-        write_table(score_rows(read_topic(spark, config, topics.scores.name)), config, "scores-table", "scores"),
+        write_table(score_rows(read_topic(spark, config, topics.scores.name), timing.grace_ms), config, "scores-table", "scores"),
     ]
 
 

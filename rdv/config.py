@@ -1,7 +1,7 @@
 """The one configuration model of the pipeline, loaded from a conf directory and validated once.
 
-A conf directory holds ``pipeline.yaml`` (broker, topics, paths, Spark, policy defaults) and one
-``models/<name>.yaml`` per model job. Relative paths in it are resolved against the conf
+A conf directory holds ``pipeline.yaml`` (broker, topics, paths, Spark), ``policy.yaml`` (how
+requests are answered, see rdv/policy.py) and one ``models/<name>.yaml`` per model job. Relative paths in it are resolved against the conf
 directory's parent (the project root), so the same conf works from any working directory.
 Every error names the file and the field, because the person reading it is about to edit that
 file.
@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rdv.policy import Policy, PolicyError, load_policy
 
 ROLES = ("champion", "challenger", "canary")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|seconds?|m|minutes?)\s*$")
@@ -108,23 +110,6 @@ class SparkConfig(_Frozen):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
-class Policy(_Frozen):
-    """How a request is answered; the default for every request, overridable per raw event."""
-
-    deadline_ms: int = Field(default=3000, gt=0)
-    # Roles or model names, most preferred first.
-    preference: tuple[str, ...] = ("champion", "challenger")
-    # The answer when no model scored the request in time.
-    default_score: float = 0.0
-
-    @field_validator("preference")
-    @classmethod
-    def _servable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if "canary" in value or "decoy" in value:
-            raise ValueError("a canary or the decoy is never served: leave them out of the preference")
-        return value
-
-
 class FeaturesJobConfig(_Frozen):
     schema_version: int = 1
     # A heartbeat on rdv.features keeps the rendezvous watermark moving when traffic stops.
@@ -132,15 +117,24 @@ class FeaturesJobConfig(_Frozen):
 
 
 class RendezvousConfig(_Frozen):
+    """When decisions are final; see docs/rendezvous.md for the timeline."""
+
     # No request may ask for a longer deadline; larger ones are clipped to it.
     max_deadline_ms: int = Field(default=10_000, gt=0)
-    # How long a score may take from a model job to the rendezvous and still be seen
-    # before the request's deferred decision is final.
-    grace: Duration = "5 seconds"
+    # After its deadline, how long a request still waits for a late score before it falls back
+    # to the default answer (on event time: scored_at - event_time <= deadline_ms + grace).
+    grace: Duration = "1 second"
+    # How long a score may take from its model job to the rendezvous. A decision that waits is
+    # made this much later on the wall clock, so that live and replayed decisions agree.
+    transit: Duration = "3 seconds"
 
     @property
-    def decision_delay_ms(self) -> int:
-        return self.max_deadline_ms + duration_ms(self.grace)
+    def grace_ms(self) -> int:
+        return duration_ms(self.grace)
+
+    @property
+    def transit_ms(self) -> int:
+        return duration_ms(self.transit)
 
 
 _MEMORY = r"^\d+[kmgt]$"
@@ -188,20 +182,12 @@ class PipelineConfig(_Frozen):
     mlflow: MlflowConfig = MlflowConfig()
     spark: SparkConfig = SparkConfig()
     features: FeaturesJobConfig = FeaturesJobConfig()
+    # Loaded from policy.yaml beside pipeline.yaml; the features job re-reads that file while it runs.
     policy: Policy = Policy()
     rendezvous: RendezvousConfig = RendezvousConfig()
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     # Where the conf was loaded from; relative paths are resolved against its parent.
     conf_dir: Path = Path("conf")
-
-    @model_validator(mode="after")
-    def _deadline_within_bound(self) -> "PipelineConfig":
-        if self.policy.deadline_ms > self.rendezvous.max_deadline_ms:
-            raise ValueError(
-                f"policy.deadline_ms ({self.policy.deadline_ms}) exceeds "
-                f"rendezvous.max_deadline_ms ({self.rendezvous.max_deadline_ms})"
-            )
-        return self
 
     @property
     def root(self) -> Path:
@@ -217,6 +203,10 @@ class PipelineConfig(_Frozen):
 
     def checkpoint(self, query: str) -> str:
         return str(self.path(self.paths.checkpoints) / query)
+
+    @property
+    def policy_file(self) -> Path:
+        return self.conf_dir / "policy.yaml"
 
     @property
     def tracking_uri(self) -> str:
@@ -279,9 +269,16 @@ def load_config(conf_dir: Path | str = "conf") -> PipelineConfig:
     conf_dir = Path(conf_dir)
     pipeline_file = conf_dir / "pipeline.yaml"
     data = _read_yaml(pipeline_file)
+    if "policy" in data:
+        raise ConfigError(f"{pipeline_file}: policy: the policy has its own file now, {conf_dir / 'policy.yaml'}; "
+                          "move the section there (without the 'policy:' key)")
     models = {p.stem: load_model_config(p) for p in sorted((conf_dir / "models").glob("*.yaml"))}
     try:
         config = PipelineConfig(**data, models=models, conf_dir=conf_dir.resolve())
     except ValidationError as error:
         raise _explain(pipeline_file, error) from None
-    return config
+    try:
+        policy = load_policy(config.policy_file, config.rendezvous.max_deadline_ms)
+    except PolicyError as error:
+        raise ConfigError(str(error)) from None
+    return config.model_copy(update={"policy": policy})

@@ -53,9 +53,13 @@ def write_topic(
     return writer.start()
 
 
-def publish(messages: DataFrame, config: PipelineConfig, topic: str) -> None:
-    """Write one micro-batch's (key, value) messages to a topic, from inside foreachBatch."""
-    messages.write.format("kafka").options(**_kafka_options(config)).option("topic", topic).save()
+def publish(messages: DataFrame, config: PipelineConfig, topic: str | None = None) -> None:
+    """Write one micro-batch's (key, value) messages to a topic, or (topic, key, value) messages to
+    several, from inside foreachBatch."""
+    writer = messages.write.format("kafka").options(**_kafka_options(config))
+    if topic is not None:
+        writer = writer.option("topic", topic)
+    writer.save()
 
 
 def for_each_batch(

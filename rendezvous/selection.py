@@ -1,17 +1,22 @@
 """Choosing the one answer per request from its models' scores, in Spark SQL.
 
-The policy of a request (deadline_ms, preference, default_score) travels in its feature record
-and is copied into every score, so the decision needs no lookups. A decision is made on two
-paths, which never answer the same request twice:
+The policy of a request (strategy, deadline_ms, preference, default_score, criterion) travels in
+its feature record and in every score, so a decision needs no lookups and no Python per request.
+Each request is answered exactly once, on one of two paths of one query:
 
-* immediately, without state: a score from the request's first preference that came in time
-  (scored_at - event_time <= deadline_ms) is the answer, in the micro-batch it arrives in;
-* deferred, by a watermarked aggregation per request: once event time has passed the request
-  by the largest deadline plus a grace period, a request without such a score is answered by
-  the first preference that came in time, else the first preference that came at all (late),
-  else the policy's default. Heartbeats on rdv.features keep event time moving when traffic stops.
+* early: a score that satisfies the policy on its own answers the request in the micro-batch it
+  arrives in: for preferred, rules and split, the first preference's score in time; for first,
+  any preference's score in time. A deduplication keyed by request keeps only the first such
+  score (in its order on rdv.scores), so replayed or duplicate scores never answer twice.
+* at the decision point: a watermarked aggregation per request answers the others once event
+  time has passed the request's own deadline plus `grace`: the policy's choice among the scores
+  in time, else among the late scores that came within the grace, else the default answer.
 
-Both paths come out of one query as result records (RESULT_RECORD), published to rdv.results.
+Every time a decision depends on is event data (event_time, scored_at, deadline_ms) and every tie
+is broken by the order on rdv.scores, so a replay of the same topics decides byte for byte the
+same. The wall clock only says when a decision is published: the watermark lets a score take
+`transit` to reach the rendezvous before a request that waits for it is decided.
+See docs/rendezvous.md for the timeline and every edge case.
 """
 from __future__ import annotations
 
@@ -28,12 +33,18 @@ from pyspark.sql.types import (
 )
 
 PREFERRED, FALLBACK, DEFAULT = "preferred", "fallback", "default"
+# Strategies whose answer is the first preference in time, once the features job resolved the
+# preference (rules and split choose it per request).
+_BY_PREFERENCE = ("preferred", "rules", "split")
 
 # One message on rdv.results: the answer to one request. model is null for a default answer.
 RESULT_RECORD = StructType(
     [
         StructField("request_id", StringType()),
         StructField("event_time", TimestampType()),
+        StructField("strategy", StringType()),
+        StructField("rule", StringType()),
+        StructField("arm", StringType()),
         StructField("model", StringType()),
         StructField("registered_model", StringType()),
         StructField("model_version", StringType()),
@@ -48,103 +59,142 @@ RESULT_RECORD = StructType(
     ]
 )
 
+_CHOSEN = ("model", "registered_model", "model_version", "role", "score", "label", "scored_at", "in_time")
 
-def rank_scores(scores: DataFrame) -> DataFrame:
-    """Add rank (1-based place of the score's model or role in the preference) and in_time (the
-    score came within the request's deadline, on event time).
+
+def _millis_after(time: Column, millis: Column) -> Column:
+    return F.timestamp_millis(F.unix_millis(time) + millis)
+
+
+def rank_scores(scores: DataFrame, grace_ms: int) -> DataFrame:
+    """Judge each score on its own: rank (1-based place of its model or role in the preference),
+    in_time (scored_at - event_time <= deadline_ms), in_grace (late, but within the grace), and
+    pick, the key by which the request's policy orders candidates (smallest first).
 
     A score that can never be the answer has no rank: its model is not in the preference, it is
     a canary's (never served, whatever a request asks), or it is an error record (no score).
+    scores needs an `arrival` column, ordered like the scores' offsets on rdv.scores.
     """
-    matches = F.transform(
-        F.col("policy.preference"), lambda p: (p == F.col("model")) | (p == F.col("role"))
-    )
+    matches = F.transform(F.col("policy.preference"), lambda p: (p == F.col("model")) | (p == F.col("role")))
     servable = F.col("error").isNull() & (F.col("role") != F.lit("canary"))
     latency_ms = F.unix_millis("scored_at") - F.unix_millis("event_time")
-    return scores.withColumn(
-        "rank", F.when(servable, F.nullif(F.array_position(matches, True), F.lit(0))).cast("int")
-    ).withColumn("in_time", F.col("error").isNull() & (latency_ms <= F.col("policy.deadline_ms")))
-
-
-def _answer(ranked: DataFrame, reason: Column) -> DataFrame:
-    return ranked.select(
-        "request_id",
-        "event_time",
-        "model",
-        "registered_model",
-        "model_version",
-        "role",
-        "score",
-        "label",
-        "scored_at",
-        F.col("policy.deadline_ms").alias("deadline_ms"),
-        "in_time",
-        reason.alias("reason"),
-        F.current_timestamp().alias("decided_at"),
+    deadline_ms = F.col("policy.deadline_ms")
+    strategy = F.col("policy.strategy")
+    criterion = F.col("policy.criterion")
+    merit = (
+        F.when(criterion == "confidence", F.greatest(F.col("score"), 1 - F.col("score")))
+        .when(criterion == "highest_score", F.col("score"))
+        .when(criterion == "lowest_score", -F.col("score"))
+    )
+    return (
+        scores.withColumn("rank", F.when(servable, F.nullif(F.array_position(matches, True), F.lit(0))).cast("int"))
+        .withColumn("in_time", F.col("error").isNull() & (latency_ms <= deadline_ms))
+        .withColumn("in_grace", F.col("error").isNull() & ~F.col("in_time") & (latency_ms <= deadline_ms + grace_ms))
+        .withColumn(
+            "pick",
+            F.struct(
+                F.when(strategy == "best", -merit).otherwise(F.lit(0.0)).alias("merit"),
+                F.when(strategy == "first", F.lit(0)).otherwise(F.col("rank")).alias("place"),
+                F.col("arrival"),
+            ),
+        )
     )
 
 
-def immediate_answers(ranked: DataFrame) -> DataFrame:
-    """Requests answered by their first preference in time, as soon as that score arrives."""
-    return _answer(ranked.where((F.col("rank") == 1) & F.col("in_time")), F.lit(PREFERRED))
+def _early() -> Column:
+    """A score that answers its request on its own, as soon as it arrives.
 
-
-def deferred_answers(feature_records: DataFrame, ranked: DataFrame, decision_delay_ms: int) -> DataFrame:
-    """One answer per request that had no immediate one, once its deadline has surely passed.
-
-    feature_records includes heartbeats: they move the watermark and never become answers.
+    Wrapped in a CASE on decide_at, the watermark's column, because Spark's optimizer pushes a
+    filter below the watermark unless it refers to that column; below it, the filter would hide
+    heartbeats from the watermark, which would then stall whenever traffic stops.
     """
-    requests = feature_records.select(
+    strategy = F.col("policy.strategy")
+    satisfies = F.col("in_time") & (
+        (strategy.isin(*_BY_PREFERENCE) & (F.col("rank") == 1)) | ((strategy == "first") & F.col("rank").isNotNull())
+    )
+    return F.when(F.col("decide_at").isNotNull(), F.coalesce(satisfies, F.lit(False))).otherwise(F.lit(False))
+
+
+def _combined(requests: DataFrame, ranked: DataFrame, max_deadline_ms: int, grace_ms: int) -> DataFrame:
+    """Requests, heartbeats and scores as one stream of rows keyed by (request_id, decide_at).
+
+    decide_at is a request's decision point, event_time + deadline_ms + grace, on requests and
+    scores alike. A heartbeat's decide_at is that of a request with the longest deadline made at
+    its time, so heartbeats move the watermark exactly as such requests would.
+    """
+    decide_at = _millis_after(F.col("event_time"), F.col("policy.deadline_ms") + grace_ms)
+    nothing = {c: F.lit(None).cast(ranked.schema[c].dataType) for c in (*_CHOSEN, "rank", "in_grace", "pick")}
+    request_rows = requests.select(
         "kind",
         "request_id",
         "event_time",
         "policy",
-        *[F.lit(None).cast(t).alias(c) for c, t in (("model", "string"), ("registered_model", "string"),
-                                                    ("model_version", "string"),
-                                                    ("role", "string"), ("score", "double"), ("label", "int"),
-                                                    ("scored_at", "timestamp"), ("rank", "int"),
-                                                    ("in_time", "boolean"))],
+        F.when(F.col("kind") == "heartbeat", _millis_after(F.col("event_time"), F.lit(max_deadline_ms + grace_ms)))
+        .otherwise(decide_at)
+        .alias("decide_at"),
+        *[column.alias(name) for name, column in nothing.items()],
     )
-    scores = ranked.select(F.lit("score").alias("kind"), *requests.columns[1:])
-    chosen = F.struct("model", "registered_model", "model_version", "role", "score", "label", "scored_at", "in_time")
+    score_rows = ranked.select(
+        F.lit("score").alias("kind"), "request_id", "event_time", "policy", decide_at.alias("decide_at"), *nothing.keys()
+    )
+    return request_rows.unionByName(score_rows)
+
+
+def _result(request: Column, choice: Column, reason: Column, decided_at: Column) -> list[Column]:
+    """RESULT_RECORD's columns from the request's (request_id, event_time, policy) and the choice."""
+    return [
+        request.request_id.alias("request_id"),
+        request.event_time.alias("event_time"),
+        request.policy.strategy.alias("strategy"),
+        request.policy.rule.alias("rule"),
+        request.policy.arm.alias("arm"),
+        *[choice[c].alias(c) for c in _CHOSEN if c not in ("score", "in_time")],
+        F.coalesce(choice.score, request.policy.default_score).alias("score"),
+        request.policy.deadline_ms.alias("deadline_ms"),
+        choice.in_time.alias("in_time"),
+        reason.alias("reason"),
+        decided_at.alias("decided_at"),
+    ]
+
+
+def answers(requests: DataFrame, scores: DataFrame, max_deadline_ms: int, grace_ms: int, transit_ms: int) -> DataFrame:
+    """Exactly one result record per request (RESULT_RECORD), early or at its decision point.
+
+    requests are feature records, heartbeats included; scores are score records with `arrival`.
+    """
+    ranked = rank_scores(scores, grace_ms)
+    rows = (
+        _combined(requests, ranked, max_deadline_ms, grace_ms)
+        # The longest a row can precede its own decision point, plus the time a score may take to
+        # reach the rendezvous: a request is decided `transit` after its decision point.
+        .withWatermark("decide_at", f"{max_deadline_ms + grace_ms + transit_ms} milliseconds")
+    )
+    row = F.struct("request_id", "event_time", "policy")
+    chosen = F.struct(*_CHOSEN)
+
+    early = rows.where(_early()).dropDuplicates(["request_id", "decide_at"])
+    early_answers = early.select(*_result(row, chosen, F.lit(PREFERRED), F.col("scored_at")))
+
+    candidate = F.col("rank").isNotNull()
     per_request = (
-        requests.unionByName(scores)
-        .withWatermark("event_time", f"{decision_delay_ms} milliseconds")
-        # Heartbeats are aggregated too and dropped after (has_request is false): a filter here
-        # would be pushed below the watermark by the optimizer, and the watermark would stall.
-        .groupBy("request_id", "event_time")
+        rows.groupBy("request_id", "decide_at")
         .agg(
-            F.max(F.col("kind") == "request").alias("has_request"),
-            F.max(F.coalesce((F.col("rank") == 1) & F.col("in_time"), F.lit(False))).alias("answered"),
-            F.first(F.when(F.col("kind") == "request", F.col("policy")), ignorenulls=True).alias("policy"),
-            F.min_by(chosen, F.when(F.col("in_time"), F.col("rank"))).alias("in_time_choice"),
-            F.min_by(chosen, F.col("rank")).alias("late_choice"),
+            # Heartbeats are aggregated too and dropped after: a filter before the aggregation
+            # would be pushed below the watermark and stall it (see _early).
+            F.max(F.col("kind") != "heartbeat").alias("is_request"),
+            F.max(_early()).alias("answered"),
+            F.max(F.struct("event_time", "policy")).alias("request"),
+            F.min_by(chosen, F.when(candidate & F.col("in_time"), F.col("pick"))).alias("in_time_choice"),
+            F.min_by(chosen, F.when(candidate & F.col("in_grace"), F.col("pick"))).alias("late_choice"),
         )
-        .where(F.col("has_request") & ~F.col("answered"))
+        .where(F.col("is_request") & ~F.col("answered"))
     )
     choice = F.coalesce("in_time_choice", "late_choice")
-    return per_request.select(
-        "request_id",
-        "event_time",
-        choice.model.alias("model"),
-        choice.registered_model.alias("registered_model"),
-        choice.model_version.alias("model_version"),
-        choice.role.alias("role"),
-        F.coalesce(choice.score, F.col("policy.default_score")).alias("score"),
-        choice.label.alias("label"),
-        choice.scored_at.alias("scored_at"),
-        F.col("policy.deadline_ms").alias("deadline_ms"),
-        choice.in_time.alias("in_time"),
-        F.when(choice.isNull(), F.lit(DEFAULT)).otherwise(F.lit(FALLBACK)).alias("reason"),
-        F.current_timestamp().alias("decided_at"),
+    reason = (
+        F.when(choice.isNull(), F.lit(DEFAULT))
+        .when(F.col("in_time_choice").isNotNull() & (F.col("request.policy.strategy") == "best"), F.lit(PREFERRED))
+        .otherwise(F.lit(FALLBACK))
     )
-
-
-def answers(feature_records: DataFrame, scores: DataFrame, decision_delay_ms: int) -> DataFrame:
-    """Exactly one result record per request, immediate or deferred, in RESULT_RECORD's columns."""
-    ranked = rank_scores(scores)
-    return (
-        immediate_answers(ranked)
-        .unionByName(deferred_answers(feature_records, ranked, decision_delay_ms))
-        .select(*RESULT_RECORD.fieldNames())
-    )
+    request = F.struct("request_id", "request.event_time", "request.policy")
+    decided_answers = per_request.select(*_result(request, choice, reason, F.col("decide_at")))
+    return early_answers.unionByName(decided_answers).select(*RESULT_RECORD.fieldNames())

@@ -21,7 +21,8 @@ def test_the_shipped_conf_loads_with_its_models_and_roles():
     assert {name: m.role for name, m in config.models.items()} == {
         "champion": "champion", "challenger": "challenger", "canary": "canary"}
     assert config.kafka.topics.raw.name == "rdv.raw"
-    assert config.rendezvous.decision_delay_ms == config.rendezvous.max_deadline_ms + 5000
+    assert (config.policy.strategy, config.policy.preference) == ("preferred", ("champion", "challenger"))
+    assert (config.rendezvous.grace_ms, config.rendezvous.transit_ms) == (1000, 3000)
     assert config.table("results") == str(REPO / "var" / "delta" / "results")
 
 
@@ -30,14 +31,25 @@ def test_the_shipped_conf_loads_with_its_models_and_roles():
     [
         (("pipeline.yaml", "partitions: 2", "partitions: two"), "pipeline.yaml: kafka.topics.raw.partitions: Input should be a valid integer"),
         (("pipeline.yaml", "trigger: 2 seconds", "trigger: soon"), "pipeline.yaml: spark.trigger: Value error, 'soon' is not a duration"),
-        (("pipeline.yaml", "deadline_ms: 10000", "deadline_ms: 99000"), "policy.deadline_ms (99000) exceeds rendezvous.max_deadline_ms"),
+        (("policy.yaml", "deadline_ms: 10000", "deadline_ms: 99000"),
+         "policy.yaml: deadline_ms: 99000 exceeds rendezvous.max_deadline_ms (15000) of pipeline.yaml"),
+        (("policy.yaml", "strategy: preferred", "strategy: fastest"), "policy.yaml: strategy: Input should be 'preferred'"),
+        (("policy.yaml", "amount: {lt: 100}", "amount: {lt: cheap}"),
+         "policy.yaml: rules.0.when: Value error, amount.lt: 'cheap' does not fit the field's type double"),
+        (("policy.yaml", "amount: {lt: 100}", "amuont: {lt: 100}"), "policy.yaml: rules.0.when: Value error, unknown field 'amuont'"),
+        (("policy.yaml", "amount: {lt: 100}", "amount: {below: 100}"), "unknown operator 'below'; use one of eq, ne"),
+        (("policy.yaml", "{champion: 90, challenger: 10}", "{champion: 90, challenger: 20}"),
+         "policy.yaml: split.shares: Value error, the shares add up to 110, not 100"),
+        (("policy.yaml", "criterion: confidence", "criterion: vibes"), "policy.yaml: best.criterion: Input should be"),
+        (("pipeline.yaml", "rendezvous:", "policy: {deadline_ms: 5}\nrendezvous:"),
+         "pipeline.yaml: policy: the policy has its own file now"),
         (("pipeline.yaml", "profile: local", "profile: local\nprofil: typo"), "pipeline.yaml: profil: unknown field"),
         (("models/challenger.yaml", "output: probability", "output: probabilty"), "models/challenger.yaml: output: Input should be 'probability'"),
         (("models/challenger.yaml", "uri:", "ur:"), "models/challenger.yaml: uri: Field required"),
         (("models/canary.yaml", "output: probability", "output: probability\nspark: {memory: lots}"),
          "models/canary.yaml: spark.memory: String should match pattern"),
-        (("pipeline.yaml", "preference: [champion, challenger]", "preference: [champion, canary]"),
-         "pipeline.yaml: policy.preference: Value error, a canary or the decoy is never served"),
+        (("policy.yaml", "preference: [champion, challenger]  #", "preference: [champion, canary]  #"),
+         "policy.yaml: preference: Value error, a canary or the decoy is never served"),
     ],
 )
 def test_a_bad_config_fails_at_load_naming_the_file_and_field(conf, edit, message):

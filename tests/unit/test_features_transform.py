@@ -9,7 +9,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from features.transform import parse_feature_records, parse_raw, route
-from rdv.config import Policy
+from rdv.policy import Policy
 
 POLICY = Policy(deadline_ms=3000, preference=("champion", "challenger"), default_score=0.0)
 GOOD = {
@@ -63,7 +63,7 @@ def test_bad_records_are_kept_with_the_first_rule_they_break(spark):
     ]
     actual = parse_raw(raw_frame(spark, values), POLICY, 10_000).select("offset", "reason", "value")
     reasons = ["not_json", "not_object", "missing:amount", "wrong_type:amount", "wrong_type:event_time",
-               "bad_policy", "bad_policy", None]
+               "bad_policy:deadline_ms", "bad_policy", None]
     expected = spark.createDataFrame(
         [(i, r, v) for i, (r, v) in enumerate(zip(reasons, values))], "offset long, reason string, value string"
     )

@@ -1,139 +1,253 @@
-"""The rendezvous rules: ranking, immediate answers, and deferred answers on a real file stream."""
+"""The rendezvous rules with exact decisions: every strategy and every edge case, on file streams
+that stand in for the two topics, so each test controls what arrives in which micro-batch."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql.types import IntegerType, LongType, StructField, StructType
 
 from features.spec import FEATURE_RECORD
 from models.scoring import SCORE_RECORD
-from rendezvous.selection import answers, immediate_answers, rank_scores
+from rendezvous.selection import RESULT_RECORD, answers, rank_scores
 
-POLICY = {"deadline_ms": 1000, "preference": ["champion", "gbt"], "default_score": -1.0}
-T0 = "2026-01-01T00:00:00Z"
+DEADLINE_MS, GRACE_MS, TRANSIT_MS = 1000, 500, 1000
+T0 = datetime(2026, 1, 1)
+ARRIVAL = StructType([StructField("partition", IntegerType()), StructField("offset", LongType())])
+SCORE_ROW = StructType(SCORE_RECORD.fields + [StructField("arrival", ARRIVAL)])
+COLUMNS = ("request_id", "model", "score", "in_time", "reason", "decided_at")
 
 
-def score(request_id, model, role, scored_at, event_time=T0, policy=POLICY, error=None):
+def at(ms: int) -> datetime:
+    return T0 + timedelta(milliseconds=ms)
+
+
+def iso(ms: int) -> str:
+    return at(ms).isoformat(timespec="milliseconds") + "Z"
+
+
+def policy(strategy="preferred", preference=("champion", "challenger"), criterion=None, rule=None, arm=None):
+    return {"strategy": strategy, "deadline_ms": DEADLINE_MS, "preference": list(preference), "default_score": -1.0,
+            "criterion": criterion, "rule": rule, "arm": arm}
+
+
+PREFERRED = policy()
+
+
+def request(request_id, pol=PREFERRED, event_ms=0):
+    return {"schema_version": 1, "kind": "request", "request_id": request_id, "event_time": iso(event_ms),
+            "features": {}, "policy": pol}
+
+
+def heartbeat(ms):
+    return {"schema_version": 1, "kind": "heartbeat", "event_time": iso(ms)}
+
+
+def score(request_id, model, scored_ms, value=0.9, role=None, pol=PREFERRED, error=None, event_ms=0):
+    role = role or {"logreg": "champion", "gbt": "challenger", "canary": "canary"}.get(model, "challenger")
     return {"request_id": request_id, "model": model, "registered_model": "fraud", "model_version": "3", "role": role,
-            "score": None if error else 0.9, "label": None if error else 1, "error": error,
-            "scored_at": scored_at, "event_time": event_time, "policy": policy}
-
-
-def request(request_id, event_time=T0):
-    return {"schema_version": 1, "kind": "request", "request_id": request_id, "event_time": event_time,
-            "features": {}, "policy": POLICY}
-
-
-def heartbeat(event_time):
-    return {"schema_version": 1, "kind": "heartbeat", "event_time": event_time}
+            "score": None if error else value, "label": None if error else int(value >= 0.5), "error": error,
+            "scored_at": iso(scored_ms), "event_time": iso(event_ms), "policy": pol}
 
 
 def frame(spark, schema, records):
     return spark.read.schema(schema).json(spark.sparkContext.parallelize([json.dumps(r) for r in records]))
 
 
-def test_rank_is_the_place_of_the_model_or_its_role_in_the_preference(spark):
-    scores = frame(spark, SCORE_RECORD, [
-        score("a", "logreg", "champion", "2026-01-01T00:00:00.400Z"),
-        score("a", "gbt", "challenger", "2026-01-01T00:00:01.000Z"),
-        score("a", "canary", "canary", "2026-01-01T00:00:01.001Z"),
+def test_rank_is_the_place_of_the_model_or_its_role_and_canaries_and_errors_have_none(spark):
+    asks_for_all = policy(preference=("canary", "champion", "gbt"))
+    scores = frame(spark, SCORE_ROW, [
+        {**score("a", "logreg", 400, pol=asks_for_all), "arrival": {"partition": 0, "offset": 1}},
+        {**score("a", "gbt", 1200, pol=asks_for_all), "arrival": {"partition": 0, "offset": 2}},
+        {**score("a", "canary", 100, pol=asks_for_all), "arrival": {"partition": 0, "offset": 3}},
+        {**score("a", "other", 1600, pol=asks_for_all, error="raised ValueError: x"), "arrival": {"partition": 0, "offset": 4}},
     ])
-    actual = rank_scores(scores).select("model", "rank", "in_time")
-    expected = spark.createDataFrame([("logreg", 1, True), ("gbt", 2, True), ("canary", None, False)],
-                                     "model string, rank int, in_time boolean")
+    actual = rank_scores(scores, GRACE_MS).select("model", "rank", "in_time", "in_grace")
+    expected = spark.createDataFrame(
+        [("logreg", 2, True, False), ("gbt", 3, False, True), ("canary", None, True, False), ("other", None, False, False)],
+        "model string, rank int, in_time boolean, in_grace boolean")
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
-
-
-def test_a_canary_or_an_error_record_never_ranks_even_when_a_request_asks_for_it(spark):
-    asks_for_all = {**POLICY, "preference": ["canary", "champion", "gbt"]}
-    scores = frame(spark, SCORE_RECORD, [
-        score("a", "canary", "canary", "2026-01-01T00:00:00.100Z", policy=asks_for_all),
-        score("a", "logreg", "champion", "2026-01-01T00:00:00.400Z", policy=asks_for_all, error="raised ValueError: x"),
-        score("a", "gbt", "challenger", "2026-01-01T00:00:00.500Z", policy=asks_for_all),
-    ])
-    actual = rank_scores(scores).select("model", "rank", "in_time")
-    expected = spark.createDataFrame([("canary", None, True), ("logreg", None, False), ("gbt", 3, True)],
-                                     "model string, rank int, in_time boolean")
-    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
-
-
-def test_only_the_first_preference_in_time_answers_immediately(spark):
-    scores = frame(spark, SCORE_RECORD, [
-        score("a", "logreg", "champion", "2026-01-01T00:00:00.400Z"),
-        score("a", "gbt", "challenger", "2026-01-01T00:00:00.300Z"),
-        score("b", "logreg", "champion", "2026-01-01T00:00:02.000Z"),
-    ])
-    actual = immediate_answers(rank_scores(scores)).select("request_id", "model", "reason", "in_time")
-    expected = spark.createDataFrame([("a", "logreg", "preferred", True)],
-                                     "request_id string, model string, reason string, in_time boolean")
-    assert_df_equality(actual, expected, ignore_nullable=True)
 
 
 @pytest.fixture
-def streams(spark, tmp_path):
-    """File sources standing in for the two topics: each write() is one more file, each
-    advance() one more micro-batch, so the test controls exactly what arrives when."""
+def rendezvous(spark, tmp_path):
+    """Two file sources standing in for rdv.features and rdv.scores. send() writes files,
+    advance() runs the micro-batches they make and returns every answer so far."""
     requests_dir, scores_dir = tmp_path / "requests", tmp_path / "scores"
     requests_dir.mkdir()
     scores_dir.mkdir()
     requests = spark.readStream.schema(FEATURE_RECORD).json(str(requests_dir))
-    scores = spark.readStream.schema(SCORE_RECORD).json(str(scores_dir))
-    query = (answers(requests, scores, decision_delay_ms=2000).writeStream.format("memory")
-             .queryName(f"answers_{tmp_path.name}").option("checkpointLocation", str(tmp_path / "ck")).start())
-    written = []
+    scores = spark.readStream.schema(SCORE_ROW).json(str(scores_dir))
+    table = f"answers_{tmp_path.name}"
+    query = (answers(requests, scores, DEADLINE_MS, GRACE_MS, TRANSIT_MS).writeStream.format("memory")
+             .queryName(table).option("checkpointLocation", str(tmp_path / "ck")).start())
+    files, offsets = [], iter(range(1_000_000))
 
-    def write(directory, records):
-        path = directory / f"{len(written):04d}.json"
-        path.write_text("".join(json.dumps(r) + "\n" for r in records))
-        written.append(path)
-
-    class Streams:
-        table = f"answers_{tmp_path.name}"
-
-        def requests(self, *records):
-            write(requests_dir, records)
-
-        def scores(self, *records):
-            write(scores_dir, records)
+    class Rendezvous:
+        def send(self, *records):
+            """One micro-batch's worth: requests and heartbeats to one file, scores to another,
+            each score at the next offset of partition 0 (its arrival order)."""
+            for directory, kind in ((requests_dir, "request"), (scores_dir, "score")):
+                batch = [r for r in records if ("model" in r) == (kind == "score")]
+                if kind == "score":
+                    batch = [{**r, "arrival": {"partition": 0, "offset": next(offsets)}} for r in batch]
+                if batch:
+                    path = directory / f"{len(files):04d}.json"
+                    path.write_text("".join(json.dumps(r) + "\n" for r in batch))
+                    files.append(path)
 
         def advance(self):
             query.processAllAvailable()
-            # A list, not a set: a request answered twice must show up twice.
-            return sorted(((r.request_id, r.model, r.reason, r.in_time, r.score)
-                           for r in spark.table(self.table).collect()), key=str)
+            query.processAllAvailable()  # the batch without data in which the watermark decides
+            return spark.table(table)
 
-    yield Streams()
+    yield Rendezvous()
     query.stop()
 
 
-def test_each_request_is_answered_once_immediately_or_after_its_deadline(streams):
-    streams.requests(request("fast"), request("fallback"), request("late"), request("nobody"), request("failed"))
-    streams.scores(
-        score("fast", "logreg", "champion", "2026-01-01T00:00:00.500Z"),
-        score("fast", "gbt", "challenger", "2026-01-01T00:00:00.200Z"),
-        score("fallback", "gbt", "challenger", "2026-01-01T00:00:00.900Z"),
-        score("fallback", "logreg", "champion", "2026-01-01T00:00:01.500Z"),
-        score("late", "gbt", "challenger", "2026-01-01T00:00:01.800Z"),
-        score("nobody", "canary", "canary", "2026-01-01T00:00:00.100Z"),
-        score("failed", "logreg", "champion", "2026-01-01T00:00:00.100Z", error="not_finite: nan"),
-        score("failed", "gbt", "challenger", "2026-01-01T00:00:00.700Z"),
+def expect(spark, rows):
+    schema = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in RESULT_RECORD.fields if f.name in COLUMNS)
+    return spark.createDataFrame(rows, schema)
+
+
+def assert_answers(spark, actual, rows):
+    assert_df_equality(actual.select(*COLUMNS), expect(spark, rows), ignore_row_order=True, ignore_nullable=True)
+
+
+def test_preferred_answers_the_first_preference_in_time_at_once_and_falls_back_at_the_decision_point(spark, rendezvous):
+    rendezvous.send(
+        request("fast"), request("second"), request("late"), request("too-late"), request("canary-only"),
+        request("failed"),
+        score("fast", "logreg", 500), score("fast", "gbt", 200, value=0.1),
+        score("second", "gbt", 900, value=0.2), score("second", "logreg", 1100),
+        score("late", "gbt", 1400, value=0.3),
+        score("too-late", "logreg", 1501),
+        score("canary-only", "canary", 100),
+        score("failed", "logreg", 100, error="not_finite: nan"), score("failed", "gbt", 700, value=0.4),
     )
-    # The preferred model came in time: answered in the batch its score arrived in.
-    assert streams.advance() == [("fast", "logreg", "preferred", True, 0.9)]
+    # The first preference came in time: answered in this micro-batch, decided when it was scored.
+    assert_answers(spark, rendezvous.advance(), [("fast", "logreg", 0.9, True, "preferred", at(500))])
 
-    # Event time passes the deadline plus the delay (a heartbeat, as when traffic stops).
-    streams.requests(heartbeat("2026-01-01T00:00:05Z"))
-    streams.advance()
-    assert streams.advance() == [
-        ("failed", "gbt", "fallback", True, 0.9),  # the champion's error record is no answer
-        ("fallback", "gbt", "fallback", True, 0.9),  # the first preference in time
-        ("fast", "logreg", "preferred", True, 0.9),
-        ("late", "gbt", "fallback", False, 0.9),  # nothing in time: the first preference that came
-        ("nobody", None, "default", None, -1.0),  # the canary never answers: the policy's default
-    ]
+    rendezvous.send(heartbeat(5000))  # event time passes every decision point (1.5 s) by the transit
+    decision_point = at(DEADLINE_MS + GRACE_MS)
+    assert_answers(spark, rendezvous.advance(), [
+        ("fast", "logreg", 0.9, True, "preferred", at(500)),
+        ("second", "gbt", 0.2, True, "fallback", decision_point),  # the first preference in time
+        ("late", "gbt", 0.3, False, "fallback", decision_point),  # none in time: a late one within the grace
+        ("too-late", None, -1.0, None, "default", decision_point),  # after the grace: nothing counts
+        ("canary-only", None, -1.0, None, "default", decision_point),  # a canary never answers
+        ("failed", "gbt", 0.4, True, "fallback", decision_point),  # an error record is no answer
+    ])
 
-    # Later heartbeats answer nothing twice.
-    streams.requests(heartbeat("2026-01-01T00:00:09Z"))
-    assert len(streams.advance()) == 5
+
+def test_first_answers_the_first_score_to_arrive_in_time_from_any_preference(spark, rendezvous):
+    first = policy("first")
+    rendezvous.send(request("a", first), request("b", first), request("c", first),
+                    score("a", "gbt", 800, value=0.2, pol=first), score("a", "logreg", 300, pol=first),
+                    score("b", "logreg", 1200, pol=first))
+    rendezvous.send(score("b", "gbt", 900, value=0.3, pol=first), score("c", "gbt", 1300, value=0.4, pol=first))
+    assert_answers(spark, rendezvous.advance(), [
+        ("a", "gbt", 0.2, True, "preferred", at(800)),  # arrived first, though scored later than logreg
+        ("b", "gbt", 0.3, True, "preferred", at(900)),  # the first that came in time, in a later batch
+    ])
+    rendezvous.send(heartbeat(5000))
+    assert_answers(spark, rendezvous.advance(), [
+        ("a", "gbt", 0.2, True, "preferred", at(800)),
+        ("b", "gbt", 0.3, True, "preferred", at(900)),
+        ("c", "gbt", 0.4, False, "fallback", at(1500)),  # none in time: the first late one
+    ])
+
+
+def test_best_waits_for_the_decision_point_and_takes_the_best_score_in_time_by_its_criterion(spark, rendezvous):
+    confidence = policy("best", criterion="confidence")
+    highest = policy("best", criterion="highest_score")
+    rendezvous.send(
+        request("confident", confidence), request("highest", highest), request("late", confidence),
+        score("confident", "logreg", 100, value=0.6, pol=confidence), score("confident", "gbt", 900, value=0.1, pol=confidence),
+        score("highest", "logreg", 100, value=0.6, pol=highest), score("highest", "gbt", 900, value=0.1, pol=highest),
+        score("highest", "late-model", 1200, value=0.99, role="champion", pol=highest),  # best value, but late
+        score("late", "logreg", 1100, value=0.55, pol=confidence), score("late", "gbt", 1200, value=0.95, pol=confidence),
+    )
+    assert rendezvous.advance().count() == 0  # best must see every score in time first
+    rendezvous.send(heartbeat(5000))
+    decision_point = at(DEADLINE_MS + GRACE_MS)
+    assert_answers(spark, rendezvous.advance(), [
+        ("confident", "gbt", 0.1, True, "preferred", decision_point),  # max(p, 1 - p): 0.9 beats 0.6
+        ("highest", "logreg", 0.6, True, "preferred", decision_point),
+        ("late", "gbt", 0.95, False, "fallback", decision_point),  # none in time: the best late one
+    ])
+
+
+def test_rules_and_split_answer_by_the_preference_the_features_job_resolved(spark, rendezvous):
+    grocery = policy("rules", preference=("challenger", "champion"), rule="small-grocery")
+    exposed = policy("split", preference=("challenger", "champion"), arm="challenger")
+    rendezvous.send(request("r", grocery), request("s", exposed),
+                    score("r", "logreg", 100, pol=grocery), score("r", "gbt", 400, value=0.3, pol=grocery),
+                    score("s", "logreg", 100, pol=exposed), score("s", "gbt", 1200, value=0.4, pol=exposed))
+    actual = rendezvous.advance()
+    assert_answers(spark, actual, [("r", "gbt", 0.3, True, "preferred", at(400))])
+    assert [(r.strategy, r.rule, r.arm) for r in actual.collect()] == [("rules", "small-grocery", None)]
+    rendezvous.send(heartbeat(5000))
+    actual = rendezvous.advance()
+    assert_answers(spark, actual, [("r", "gbt", 0.3, True, "preferred", at(400)),
+                                   ("s", "logreg", 0.9, True, "fallback", at(1500))])
+    assert {(r.request_id, r.strategy, r.arm) for r in actual.collect()} == {
+        ("r", "rules", None), ("s", "split", "challenger")}
+
+
+def test_a_score_that_arrives_before_its_request_answers_it_all_the_same(spark, rendezvous):
+    rendezvous.send(score("a", "logreg", 300))
+    assert_answers(spark, rendezvous.advance(), [("a", "logreg", 0.9, True, "preferred", at(300))])
+    rendezvous.send(request("a"), heartbeat(5000))
+    assert_answers(spark, rendezvous.advance(), [("a", "logreg", 0.9, True, "preferred", at(300))])
+
+
+def test_a_score_in_the_batch_that_passes_the_deadline_still_counts(spark, rendezvous):
+    rendezvous.send(request("a"), heartbeat(1000))
+    assert rendezvous.advance().count() == 0
+    # The heartbeat in this batch moves the watermark past the decision point only after it.
+    rendezvous.send(score("a", "gbt", 1000, value=0.2), heartbeat(5000))
+    assert_answers(spark, rendezvous.advance(), [("a", "gbt", 0.2, True, "fallback", at(1500))])
+
+
+def test_a_request_no_model_scored_gets_the_default_and_only_after_its_decision_point(spark, rendezvous):
+    rendezvous.send(request("a"), heartbeat(2400))  # watermark: 2.4 s - transit = 1.4 s < 1.5 s
+    assert rendezvous.advance().count() == 0
+    rendezvous.send(heartbeat(2600))
+    assert_answers(spark, rendezvous.advance(), [("a", None, -1.0, None, "default", at(1500))])
+
+
+def test_duplicate_scores_of_one_model_answer_once_with_the_first_to_arrive(spark, rendezvous):
+    rendezvous.send(request("a"), request("b"),
+                    score("a", "logreg", 300, value=0.7), score("a", "logreg", 300, value=0.7),
+                    score("b", "gbt", 600, value=0.2), score("b", "gbt", 650, value=0.25))
+    rendezvous.send(score("a", "logreg", 400, value=0.8))  # a replay, re-scored later
+    assert_answers(spark, rendezvous.advance(), [("a", "logreg", 0.7, True, "preferred", at(300))])
+    rendezvous.send(score("b", "gbt", 500, value=0.3), heartbeat(5000))
+    assert_answers(spark, rendezvous.advance(), [("a", "logreg", 0.7, True, "preferred", at(300)),
+                                                 ("b", "gbt", 0.2, True, "fallback", at(1500))])
+
+
+def test_a_score_that_arrives_after_the_decision_never_changes_it(spark, rendezvous):
+    rendezvous.send(request("a"), score("a", "gbt", 700, value=0.2), heartbeat(5000))
+    decided = [("a", "gbt", 0.2, True, "fallback", at(1500))]
+    assert_answers(spark, rendezvous.advance(), decided)
+    # The champion's score in time, but later than the transit allows: the request is decided.
+    rendezvous.send(score("a", "logreg", 900), heartbeat(9000))
+    assert_answers(spark, rendezvous.advance(), decided)
+
+
+def test_a_request_seen_twice_is_answered_once(spark, rendezvous):
+    rendezvous.send(request("a"), request("b"), score("a", "logreg", 200))
+    rendezvous.send(request("a"), request("b"))
+    rendezvous.send(heartbeat(5000))
+    assert_answers(spark, rendezvous.advance(), [("a", "logreg", 0.9, True, "preferred", at(200)),
+                                                 ("b", None, -1.0, None, "default", at(1500))])
+
+
+def test_a_model_unknown_to_the_policy_is_never_the_answer(spark, rendezvous):
+    by_name = policy(preference=("logreg",))
+    rendezvous.send(request("a", by_name), score("a", "gbt", 100, value=0.2, pol=by_name), heartbeat(5000))
+    assert_answers(spark, rendezvous.advance(), [("a", None, -1.0, None, "default", at(1500))])
