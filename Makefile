@@ -9,7 +9,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 DEMO_EVENTS ?= 2000
 DEMO_RATE ?= 50
 
-.PHONY: setup jars demo test test-unit kafka-up kafka-down kafka-status up down status lock clean
+.PHONY: setup jars demo test test-unit bench-rendezvous kafka-up kafka-down kafka-status up down status lock clean
 
 setup: $(VENV)/.installed var/jars/.installed
 
@@ -32,6 +32,12 @@ test: setup
 
 test-unit: setup
 	$(PY) -m pytest tests/unit
+
+# The rendezvous job alone on a backlog of 3-model traffic, on its own broker; ends with one line.
+BENCH_RATE ?= 5000
+BENCH_SECONDS ?= 40
+bench-rendezvous: setup
+	$(PY) -m bench.rendezvous --rate $(BENCH_RATE) --seconds $(BENCH_SECONDS)
 
 kafka-up: setup
 	$(RDV) kafka up

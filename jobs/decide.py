@@ -10,7 +10,7 @@ Usage:
 """
 from __future__ import annotations
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
@@ -25,20 +25,34 @@ from rendezvous.sinks import result_rows, score_rows
 QUERIES = ("rendezvous", "results-table", "scores-table")
 
 
-def build(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:
+def decisions(spark: SparkSession, config: PipelineConfig) -> DataFrame:
+    """The result records of every request on rdv.features, from it and rdv.scores: what the
+    `rendezvous` query publishes, and what a replay of the topics into a fresh checkpoint
+    computes again, byte for byte."""
     topics = config.kafka.topics
-    requests = parse_feature_records(read_topic(spark, config, topics.features.name))
+    return decide(read_topic(spark, config, topics.features.name), read_topic(spark, config, topics.scores.name),
+                  config)
+
+
+def decide(feature_messages: DataFrame, score_messages: DataFrame, config: PipelineConfig) -> DataFrame:
+    """Result records from the Kafka rows of rdv.features and rdv.scores."""
+    requests = parse_feature_records(feature_messages)
     # A score's place on rdv.scores breaks ties: all scores of a request share a partition (keyed
     # by request_id), so the smaller offset arrived first, live and on a replay alike.
-    scores = read_topic(spark, config, topics.scores.name).select(
+    scores = score_messages.select(
         F.from_json(F.col("value").cast("string"), SCORE_RECORD).alias("s"), F.struct("partition", "offset").alias("arrival")
     ).select("s.*", "arrival")
     timing = config.rendezvous
-    answered = answers(requests, scores, timing.max_deadline_ms, timing.grace_ms, timing.transit_ms)
+    return answers(requests, scores, timing.max_deadline_ms, timing.grace_ms, timing.transit_ms)
+
+
+def build(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:
+    topics = config.kafka.topics
     return [
-        write_topic(to_messages(answered), config, "rendezvous", topic=topics.results.name),
+        write_topic(to_messages(decisions(spark, config)), config, "rendezvous", topic=topics.results.name),
         write_table(result_rows(read_topic(spark, config, topics.results.name)), config, "results-table", "results"),
-        write_table(score_rows(read_topic(spark, config, topics.scores.name), timing.grace_ms), config, "scores-table", "scores"),
+        write_table(score_rows(read_topic(spark, config, topics.scores.name), config.rendezvous.grace_ms), config,
+                    "scores-table", "scores"),
     ]
 
 

@@ -16,7 +16,7 @@ TEST_BROKER_PORT = 19092
 def write_conf(root: Path, port: int = TEST_BROKER_PORT, models: tuple[str, ...] = ("champion", "challenger"),
                profile_override: str | None = None, **pipeline_overrides) -> Path:
     """A conf directory under root (var/ beside it) whose topics are unique to this call, with
-    the shipped model configs named in models (the canary only where a test asks for it: one
+    the shipped policy (updated by a `policy` override) and the shipped model configs named in models (the canary only where a test asks for it: one
     more model job is one more load on two cores)."""
     conf = root / "conf"
     (conf / "models").mkdir(parents=True, exist_ok=True)
@@ -28,9 +28,12 @@ def write_conf(root: Path, port: int = TEST_BROKER_PORT, models: tuple[str, ...]
     data["paths"]["jars"] = str(REPO / "var" / "jars")
     if profile_override:
         data["profile"] = profile_override
+    policy = yaml.safe_load((REPO / "conf" / "policy.yaml").read_text())
+    policy.update(pipeline_overrides.pop("policy", {}))
     for section, values in pipeline_overrides.items():
         data.setdefault(section, {}).update(values)
     (conf / "pipeline.yaml").write_text(yaml.safe_dump(data))
+    (conf / "policy.yaml").write_text(yaml.safe_dump(policy))
     for model in models:
         shutil.copy(REPO / "conf" / "models" / f"{model}.yaml", conf / "models" / f"{model}.yaml")
     return conf

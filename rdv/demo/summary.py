@@ -77,20 +77,22 @@ def summarize(spark: SparkSession, config: PipelineConfig, id_prefix: str, event
             lines.append(f"  {row.reason:<16} {row['count']}")
         for row in results.groupBy("model").count().orderBy("model").collect():
             lines.append(f"  answered by {row.model or '(default)':<8} {row['count']}")
-        q = results.select(F.percentile("latency_ms", [0.5, 0.95, 0.99]).alias("p")).first().p
-        if q:
-            lines.append(f"latency event->result  p50 {q[0] / 1000:.2f} s  p95 {q[1] / 1000:.2f} s  p99 {q[2] / 1000:.2f} s")
+        q = results.select(F.percentile("latency_ms", [0.5, 0.95, 0.99]).alias("p"),
+                           F.avg(F.col("sla_met").cast("double")).alias("sla")).first()
+        if q.p:
+            lines.append(f"latency event->result  p50 {q.p[0] / 1000:.2f} s  p95 {q.p[1] / 1000:.2f} s  "
+                         f"p99 {q.p[2] / 1000:.2f} s; {q.sla:.1%} within the deadline")
     if scores is not None:
         per_model = (
             scores.groupBy("model", "model_version", "role")
             .agg(F.count("*").alias("n"), F.countDistinct("request_id").alias("d"),
-                 F.avg(F.col("late").cast("double")).alias("late"), F.count("error").alias("errors"),
+                 F.avg(F.col("in_time").cast("double")).alias("in_time"), F.count("error").alias("errors"),
                  F.percentile("latency_ms", 0.5).alias("p50"))
             .orderBy("model").collect()
         )
         for row in per_model:
             lines.append(f"scores {row.model} v{row.model_version} ({row.role}): {row.n} rows, {row.d} requests, "
-                         f"{row.errors} errors, {row.late:.1%} late, p50 {row.p50 / 1000:.2f} s after the event")
+                         f"{row.errors} errors, {row.in_time:.1%} in time, p50 {row.p50 / 1000:.2f} s after the event")
             ok = ok and row.n == events and row.d == events
     ok = ok and all(counts.scores.get(m) == events for m in models)
     quarantined = quarantined_since(spark, config, started)

@@ -14,11 +14,16 @@ def produce(bootstrap: str, topic: str, values: list[str]) -> None:
     producer.close()
 
 
-def consume(bootstrap: str, topic: str, idle_ms: int = 3000) -> list[dict]:
-    """Every message on the topic so far, as JSON."""
+def consume_bytes(bootstrap: str, topic: str, idle_ms: int = 3000) -> list[tuple[bytes | None, bytes]]:
+    """Every message on the topic so far, as (key, value) bytes exactly as stored."""
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                              enable_auto_commit=False, consumer_timeout_ms=idle_ms)
     try:
-        return [json.loads(m.value) for m in consumer]
+        return [(m.key, m.value) for m in consumer]
     finally:
         consumer.close()
+
+
+def consume(bootstrap: str, topic: str, idle_ms: int = 3000) -> list[dict]:
+    """Every message on the topic so far, as JSON."""
+    return [json.loads(value) for _, value in consume_bytes(bootstrap, topic, idle_ms)]
