@@ -35,7 +35,7 @@ from jobs.decide import decide
 from rdv.config import PipelineConfig, load_config
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.spark import build_session
-from rdv.streams import read_topic, to_messages
+from rdv.streams import publish, read_topic, to_messages, write_topic
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = (("champion", "champion"), ("gbt", "challenger"), ("forest", "challenger"))
@@ -112,12 +112,10 @@ def load_traffic(spark: SparkSession, config: PipelineConfig, rate: int, seconds
                 "event_time", _policy(config).alias("policy"))).alias("value"),
         ))
     all_scores = scores[0].unionByName(scores[1]).unionByName(scores[2])
-    kafka = {"kafka.bootstrap.servers": config.kafka.bootstrap_servers}
     topics = config.kafka.topics
     for messages, order, topic in ((features, "event_time", topics.features.name),
                                    (all_scores, "scored_at", topics.scores.name)):
-        (_in_order(messages, order).select(F.col("request_id").alias("key"), "value")
-         .write.format("kafka").options(**kafka).option("topic", topic).save())
+        publish(_in_order(messages, order).select(F.col("request_id").alias("key"), "value"), config, topic)
     return total
 
 
@@ -131,6 +129,14 @@ def results_on_topic(config: PipelineConfig) -> int:
         consumer.close()
 
 
+def _offsets_read(source: dict) -> int:
+    """Records a micro-batch took from a source (its numInputRows counts every scan of it)."""
+    start, end = (json.loads(source[k]) if isinstance(source[k], str) else source[k] for k in ("startOffset", "endOffset"))
+    start = start or {}
+    return sum(offset - start.get(topic, {}).get(partition, 0)
+               for topic, partitions in end.items() for partition, offset in partitions.items())
+
+
 def run(spark: SparkSession, config: PipelineConfig, rate: int, seconds: int, batch_seconds: int) -> dict:
     started = time.monotonic()
     total = load_traffic(spark, config, rate, seconds)
@@ -139,10 +145,7 @@ def run(spark: SparkSession, config: PipelineConfig, rate: int, seconds: int, ba
     topics = config.kafka.topics
     answered = decide(read_topic(spark, config, topics.features.name, max_offsets=per_batch),
                       read_topic(spark, config, topics.scores.name, max_offsets=3 * per_batch), config)
-    query = (to_messages(answered).writeStream.format("kafka")
-             .option("kafka.bootstrap.servers", config.kafka.bootstrap_servers).option("topic", topics.results.name)
-             .option("checkpointLocation", config.checkpoint("bench-rendezvous")).queryName("bench-rendezvous")
-             .trigger(processingTime="0 seconds").start())
+    query = write_topic(to_messages(answered), config, "bench-rendezvous", topic=topics.results.name)
     try:
         while results_on_topic(config) < total and query.isActive:
             time.sleep(2)
@@ -155,7 +158,11 @@ def run(spark: SparkSession, config: PipelineConfig, rate: int, seconds: int, ba
     finally:
         query.stop()
     measured = progress[1:]  # the first micro-batch pays for start-up
-    requests = sum(p["sources"][0]["numInputRows"] for p in measured)
+    requests = sum(_offsets_read(source) for p in measured for source in p["sources"]
+                   if topics.features.name in source["description"])
+    phases = {key: statistics.mean(p["durationMs"].get(key, 0) for p in measured)
+              for key in measured[0]["durationMs"] if key != "triggerExecution"}
+    state = [sum(op["numRowsTotal"] for op in p["stateOperators"]) for p in measured]
     busy_s = sum(p["durationMs"]["triggerExecution"] for p in measured) / 1000
     durations = sorted(p["durationMs"]["triggerExecution"] / 1000 for p in measured)
     decided = results_on_topic(config)
@@ -163,6 +170,7 @@ def run(spark: SparkSession, config: PipelineConfig, rate: int, seconds: int, ba
         "scenario": "rendezvous", "models": len(MODELS), "offered_rate": rate, "batch_seconds": batch_seconds,
         "requests": total, "decided": decided, "throughput_rps": requests / busy_s if busy_s else 0.0,
         "batch_p50_s": statistics.median(durations), "batch_max_s": durations[-1], "batches": len(measured),
+        "mean_phase_ms": {k: round(v) for k, v in phases.items()}, "state_rows_max": max(state),
     }
 
 
@@ -195,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / f"rendezvous-{result['date'][:10]}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"micro-batches of {args.batch_seconds} s of traffic at {args.rate}/s: p50 {result['batch_p50_s']:.2f} s, "
           f"max {result['batch_max_s']:.2f} s; {result['decided']} requests, each answered once")
+    print(f"mean time per micro-batch by phase (ms): {result['mean_phase_ms']}; state rows at most {result['state_rows_max']}")
     print(f"rendezvous: {result['throughput_rps']:.0f} requests/s sustained with {result['models']} models")
 
 

@@ -75,6 +75,10 @@ class KafkaConfig(_Frozen):
     topics: Topics
     # Extra options passed to Spark's Kafka source and sink (without the 'kafka.' prefix).
     options: dict[str, str] = Field(default_factory=dict)
+    # Producer settings of every Kafka sink (without the 'kafka.' prefix): a micro-batch's records
+    # are sent in large compressed batches; lingering 20 ms is nothing next to a trigger.
+    producer: dict[str, str] = Field(
+        default_factory=lambda: {"linger.ms": "20", "batch.size": "524288", "compression.type": "lz4"})
 
     @field_validator("bootstrap_servers")
     @classmethod

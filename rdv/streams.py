@@ -32,6 +32,12 @@ def read_topic(spark: SparkSession, config: PipelineConfig, topic: str, max_offs
     return reader.load()
 
 
+def _producer_options(config: PipelineConfig) -> dict[str, str]:
+    options = _kafka_options(config)
+    options.update({f"kafka.{k}": v for k, v in config.kafka.producer.items()})
+    return options
+
+
 def to_messages(records: DataFrame, key: str = "request_id") -> DataFrame:
     """Rows as Kafka messages: the key column, and the whole row as a JSON value."""
     return records.select(F.col(key).alias("key"), F.to_json(F.struct(*records.columns)).alias("value"))
@@ -43,7 +49,7 @@ def write_topic(
     """Start a query writing (key, value) messages to a topic, or (topic, key, value) to several."""
     writer = (
         messages.writeStream.format("kafka")
-        .options(**_kafka_options(config))
+        .options(**_producer_options(config))
         .option("checkpointLocation", config.checkpoint(query_name))
         .queryName(query_name)
         .trigger(processingTime=trigger or config.spark.trigger)
@@ -56,7 +62,7 @@ def write_topic(
 def publish(messages: DataFrame, config: PipelineConfig, topic: str | None = None) -> None:
     """Write one micro-batch's (key, value) messages to a topic, or (topic, key, value) messages to
     several, from inside foreachBatch."""
-    writer = messages.write.format("kafka").options(**_kafka_options(config))
+    writer = messages.write.format("kafka").options(**_producer_options(config))
     if topic is not None:
         writer = writer.option("topic", topic)
     writer.save()
