@@ -76,9 +76,9 @@ class KafkaConfig(_Frozen):
     # Extra options passed to Spark's Kafka source and sink (without the 'kafka.' prefix).
     options: dict[str, str] = Field(default_factory=dict)
     # Producer settings of every Kafka sink (without the 'kafka.' prefix): a micro-batch's records
-    # are sent in large compressed batches; lingering 20 ms is nothing next to a trigger.
-    producer: dict[str, str] = Field(
-        default_factory=lambda: {"linger.ms": "20", "batch.size": "524288", "compression.type": "lz4"})
+    # are sent in large batches; lingering 20 ms is nothing next to a trigger. Not compressed by
+    # default: every consumer of the topics would need the codec (kafka-python needs a package for lz4).
+    producer: dict[str, str] = Field(default_factory=lambda: {"linger.ms": "20", "batch.size": "524288"})
 
     @field_validator("bootstrap_servers")
     @classmethod
