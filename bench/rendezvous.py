@@ -42,8 +42,9 @@ MODELS = (("champion", "champion"), ("gbt", "challenger"), ("forest", "challenge
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def bench_config(work: Path, port: int) -> PipelineConfig:
-    """The shipped conf with the benchmark's broker and its own paths under work/."""
+def bench_config(work: Path, port: int, spark_conf: dict[str, str]) -> PipelineConfig:
+    """The shipped conf with the benchmark's broker, its own paths under work/ and any Spark
+    settings under test."""
     conf = work / "conf"
     conf.mkdir(parents=True)
     data = yaml.safe_load((ROOT / "conf" / "pipeline.yaml").read_text())
@@ -51,6 +52,7 @@ def bench_config(work: Path, port: int) -> PipelineConfig:
     data["paths"] = {"var": str(work / "var"), "jars": str(ROOT / "var" / "jars"),
                      "tables": str(work / "delta"), "checkpoints": str(work / "checkpoints")}
     data["spark"]["trigger"] = "0 seconds"  # back to back: the benchmark measures processing time
+    data["spark"]["conf"] = {**data["spark"].get("conf", {}), **spark_conf}
     (conf / "pipeline.yaml").write_text(yaml.safe_dump(data))
     shutil.copy(ROOT / "conf" / "policy.yaml", conf / "policy.yaml")
     return load_config(conf)
@@ -180,11 +182,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=int, default=40, help="seconds of traffic (default: %(default)s)")
     parser.add_argument("--batch-seconds", type=int, default=2, help="seconds of traffic per micro-batch (default: %(default)s)")
     parser.add_argument("--port", type=int, default=19192, help="the benchmark broker's port (default: %(default)s)")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Spark setting to try, as in spark-submit (repeatable)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where results go (default: bench/results)")
     args = parser.parse_args(argv)
 
     work = ROOT / "var" / "bench" / f"rendezvous-{int(time.time())}"
-    config = bench_config(work, args.port)
+    spark_conf = dict(setting.split("=", 1) for setting in args.conf)
+    config = bench_config(work, args.port, spark_conf)
     broker = LocalBroker.from_config(config)
     broker.start()
     spark = build_session(config, "rdv-bench-rendezvous")

@@ -12,6 +12,9 @@ Each request is answered exactly once, on one of two paths of one query:
   time has passed the request's own deadline plus `grace`: the policy's choice among the scores
   in time, else among the late scores that came within the grace, else the default answer.
 
+Both paths are keyed by (request_id, decide_at) and read one shared shuffle of the rows, so a
+micro-batch reads and parses the two topics once (see _shuffled).
+
 Every time a decision depends on is event data (event_time, scored_at, deadline_ms) and every tie
 is broken by the order on rdv.scores, so a replay of the same topics decides byte for byte the
 same. The wall clock only says when a decision is published: the watermark lets a score take
@@ -102,17 +105,13 @@ def rank_scores(scores: DataFrame, grace_ms: int) -> DataFrame:
 
 
 def _early() -> Column:
-    """A score that answers its request on its own, as soon as it arrives.
-
-    Wrapped in a CASE on decide_at, the watermark's column, because Spark's optimizer pushes a
-    filter below the watermark unless it refers to that column; below it, the filter would hide
-    heartbeats from the watermark, which would then stall whenever traffic stops.
-    """
+    """A score that answers its request on its own, as soon as it arrives: for preferred, rules and
+    split, the first preference's score in time; for first, any preference's score in time."""
     strategy = F.col("policy.strategy")
     satisfies = F.col("in_time") & (
         (strategy.isin(*_BY_PREFERENCE) & (F.col("rank") == 1)) | ((strategy == "first") & F.col("rank").isNotNull())
     )
-    return F.when(F.col("decide_at").isNotNull(), F.coalesce(satisfies, F.lit(False))).otherwise(F.lit(False))
+    return F.coalesce(satisfies, F.lit(False))
 
 
 def _combined(requests: DataFrame, ranked: DataFrame, max_deadline_ms: int, grace_ms: int) -> DataFrame:
@@ -157,22 +156,47 @@ def _result(request: Column, choice: Column, reason: Column, decided_at: Column)
     ]
 
 
+def _shuffled(rows: DataFrame, watermark_ms: int) -> DataFrame:
+    """rows hash-partitioned by (request_id, decide_at), watermarked, as (request_id, decide_at,
+    early, row): the one input of both stateful operators.
+
+    Both operators are keyed by (request_id, decide_at), so Spark reuses this one shuffle for both
+    and a micro-batch reads and parses rdv.features and rdv.scores once, not once per operator.
+    Reuse needs the plans below the shuffle to be identical in both branches, hence its shape:
+    every other column travels in the struct `row`, which both branches use, so the optimizer
+    prunes no column below the shuffle in one branch only; `early` is computed here once, and the
+    early branch's filter on it is fenced (see answers). The watermark comes after the shuffle:
+    Spark finds each stateful operator's watermark in the operator's own subtree, and a reused
+    shuffle would hide it from one of them.
+    """
+    keys = ["request_id", "decide_at"]
+    packed = F.struct(*[c for c in rows.columns if c not in keys]).alias("row")
+    return (
+        rows.select(*keys, _early().alias("early"), packed)
+        .repartition(*keys)
+        .withWatermark("decide_at", f"{watermark_ms} milliseconds")
+    )
+
+
 def answers(requests: DataFrame, scores: DataFrame, max_deadline_ms: int, grace_ms: int, transit_ms: int) -> DataFrame:
     """Exactly one result record per request (RESULT_RECORD), early or at its decision point.
 
     requests are feature records, heartbeats included; scores are score records with `arrival`.
     """
     ranked = rank_scores(scores, grace_ms)
-    rows = (
-        _combined(requests, ranked, max_deadline_ms, grace_ms)
-        # The longest a row can precede its own decision point, plus the time a score may take to
-        # reach the rendezvous: a request is decided `transit` after its decision point.
-        .withWatermark("decide_at", f"{max_deadline_ms + grace_ms + transit_ms} milliseconds")
-    )
+    # The watermark delay is the longest a row can precede its own decision point, plus the time a
+    # score may take to reach the rendezvous: a request is decided `transit` after that point.
+    shuffled = _shuffled(_combined(requests, ranked, max_deadline_ms, grace_ms),
+                         max_deadline_ms + grace_ms + transit_ms)
+    rows = shuffled.select("request_id", "decide_at", "early", "row.*")
     row = F.struct("request_id", "event_time", "policy")
     chosen = F.struct(*_CHOSEN)
 
-    early = rows.where(_early()).dropDuplicates(["request_id", "decide_at"])
+    # Not deterministic to the optimizer, so it is not pushed below the shared shuffle (which would
+    # then differ between the branches and run twice); true for every partition, so it filters on
+    # `early` alone.
+    fenced_early = F.when(F.spark_partition_id() >= 0, F.col("early"))
+    early = shuffled.where(fenced_early).dropDuplicates(["request_id", "decide_at"]).select("request_id", "row.*")
     early_answers = early.select(*_result(row, chosen, F.lit(PREFERRED), F.col("scored_at")))
 
     candidate = F.col("rank").isNotNull()
@@ -180,9 +204,9 @@ def answers(requests: DataFrame, scores: DataFrame, max_deadline_ms: int, grace_
         rows.groupBy("request_id", "decide_at")
         .agg(
             # Heartbeats are aggregated too and dropped after: a filter before the aggregation
-            # would be pushed below the watermark and stall it (see _early).
+            # would be pushed below the watermark and the shuffle, and hide them from both.
             F.max(F.col("kind") != "heartbeat").alias("is_request"),
-            F.max(_early()).alias("answered"),
+            F.max("early").alias("answered"),
             F.max(F.struct("event_time", "policy")).alias("request"),
             F.min_by(chosen, F.when(candidate & F.col("in_time"), F.col("pick"))).alias("in_time_choice"),
             F.min_by(chosen, F.when(candidate & F.col("in_grace"), F.col("pick"))).alias("late_choice"),

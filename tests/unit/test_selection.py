@@ -98,6 +98,10 @@ def rendezvous(spark, tmp_path):
                     path.write_text("".join(json.dumps(r) + "\n" for r in batch))
                     files.append(path)
 
+        def plan(self) -> str:
+            """The physical plan of the last micro-batch."""
+            return query._jsq.explainInternal(False)
+
         def advance(self):
             query.processAllAvailable()
             query.processAllAvailable()  # the batch without data in which the watermark decides
@@ -251,3 +255,16 @@ def test_a_model_unknown_to_the_policy_is_never_the_answer(spark, rendezvous):
     by_name = policy(preference=("logreg",))
     rendezvous.send(request("a", by_name), score("a", "gbt", 100, value=0.2, pol=by_name), heartbeat(5000))
     assert_answers(spark, rendezvous.advance(), [("a", None, -1.0, None, "default", at(1500))])
+
+
+def test_a_micro_batch_reads_each_source_once_for_both_paths(spark, rendezvous):
+    """Both stateful operators read one shared shuffle; were it planned twice, each micro-batch
+    would read and parse both topics twice (a throughput regression, not a wrong answer)."""
+    rendezvous.send(request("a"), score("a", "logreg", 400))
+    rendezvous.advance()
+    # Event times the watermark has seen already: no batch without data follows this one.
+    rendezvous.send(request("b"), score("b", "logreg", 400), score("b", "gbt", 300))
+    rendezvous.advance()
+    plan = rendezvous.plan()
+    assert plan.count("ReusedExchange") == 1, plan
+    assert plan.count("FileScan") == 2, plan
