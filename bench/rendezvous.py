@@ -177,7 +177,8 @@ def run(spark: SparkSession, config: PipelineConfig, rate: int, seconds: int, ba
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Benchmark the rendezvous job alone with 3 models.")
+    parser = argparse.ArgumentParser(prog="python -m bench.rendezvous",
+                                     description="Benchmark the rendezvous job alone with 3 models.")
     parser.add_argument("--rate", type=int, default=5000, help="offered requests per second (default: %(default)s)")
     parser.add_argument("--seconds", type=int, default=40, help="seconds of traffic (default: %(default)s)")
     parser.add_argument("--batch-seconds", type=int, default=2, help="seconds of traffic per micro-batch (default: %(default)s)")
