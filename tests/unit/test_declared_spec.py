@@ -1,0 +1,69 @@
+"""The declared feature spec (conf/features.yaml): load, validation messages, expression checks."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from features.declared import SpecError, check_expressions, load_feature_spec
+from features.spec import FEATURES, RAW_FIELDS
+
+SPEC = Path(__file__).resolve().parents[2] / "conf" / "features.yaml"
+
+
+def test_the_shipped_spec_declares_the_fields_and_features_the_pipeline_uses():
+    spec = load_feature_spec(SPEC)
+    assert {name: (f.type, f.required) for name, f in spec.raw.items()} == {
+        f.name: (f.sql_type, f.required) for f in RAW_FIELDS}
+    assert list(spec.features) == list(FEATURES)
+    assert spec.raw["card_id"].personal == "hash"
+
+
+def test_the_shipped_expressions_compute_what_the_pipeline_computes(spark):
+    spec = load_feature_spec(SPEC)
+    check_expressions(spark, spec, SPEC)
+    rows = [("r1", datetime(2026, 1, 1, 3), "c1", 120.0, "Travel", "FR", "DE", 800.0, False, 3, 40.0),
+            ("r2", datetime(2026, 1, 1, 14), "c2", 8.5, "grocery", "DE", "DE", 1.2, True, 0, 30.0),
+            ("r3", datetime(2026, 1, 1, 22), "c3", 50.0, "pets", "US", "US", 3.0, True, 9, 0.0)]
+    raw = spark.createDataFrame(rows, spec.raw_schema())
+    declared = raw.select("request_id", *[F.expr(f.expr).cast(f.type).alias(n) for n, f in spec.features.items()])
+    built_in = raw.select("request_id", *[F.expr(e).cast("double").alias(n) for n, e in FEATURES.items()])
+    assert_df_equality(declared, built_in, ignore_nullable=True)
+
+
+def write_spec(tmp_path, edit) -> Path:
+    data = yaml.safe_load(SPEC.read_text())
+    edit(data)
+    path = tmp_path / "features.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["raw"]["amount"].update(type="decimal"), "raw.amount.type: Input should be 'string'"),
+    (lambda d: d["raw"]["amount"].update(requird=True), "raw.amount.requird: unknown field"),
+    (lambda d: d["raw"]["amount"]["checks"].update(min=10, max=1), "raw.amount.checks: Value error, min (10) is above max (1)"),
+    (lambda d: d["raw"]["country"]["checks"].update(regex="[A-Z"), "raw.country.checks.regex: Value error, '[A-Z' is not"),
+    (lambda d: d["raw"]["card_present"].update(checks={"min": 0}), "raw.card_present: Value error, min and max apply to numbers"),
+    (lambda d: d["raw"]["card_id"].update(personal="mask"), "raw.card_id.personal: Input should be 'hash' or 'drop'"),
+    (lambda d: d["raw"].pop("event_time"), "raw.event_time must be declared"),
+    (lambda d: d["features"]["is_night"]["checks"].update(allowed=[]), "features.is_night.checks.allowed: Tuple should have at least 1 item"),
+    (lambda d: d.pop("schema_version"), "schema_version: Field required"),
+])
+def test_a_bad_spec_fails_at_load_naming_the_file_and_the_field(tmp_path, edit, message):
+    path = write_spec(tmp_path, edit)
+    with pytest.raises(SpecError) as error:
+        load_feature_spec(path)
+    assert str(path) in str(error.value)
+    assert message in str(error.value)
+
+
+def test_an_expression_over_an_undeclared_field_fails_at_job_start_naming_the_feature(spark, tmp_path):
+    path = write_spec(tmp_path, lambda d: d["features"]["log_amount"].update(expr="ln(1 + amont)"))
+    spec = load_feature_spec(path)
+    with pytest.raises(SpecError, match=r"features\.log_amount\.expr: .*amont"):
+        check_expressions(spark, spec, path)
