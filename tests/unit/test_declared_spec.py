@@ -9,6 +9,7 @@ import yaml
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
+from features.checks import check_rules, first_broken
 from features.declared import SpecError, check_expressions, load_feature_spec
 from features.spec import FEATURES, RAW_FIELDS
 
@@ -67,3 +68,24 @@ def test_an_expression_over_an_undeclared_field_fails_at_job_start_naming_the_fe
     spec = load_feature_spec(path)
     with pytest.raises(SpecError, match=r"features\.log_amount\.expr: .*amont"):
         check_expressions(spark, spec, path)
+
+
+def test_each_declared_check_quarantines_with_its_own_reason(spark):
+    spec = load_feature_spec(SPEC)
+    good = ("r", datetime(2026, 1, 1, 3), "c", 120.0, "travel", "FR", "DE", 800.0, False, 3, 40.0)
+    cases = [
+        (good, None),
+        (good[:3] + (-5.0,) + good[4:], "below_min:amount"),
+        (good[:3] + (2e6,) + good[4:], "above_max:amount"),
+        (good[:3] + (float("nan"),) + good[4:], "not_finite:amount"),
+        (good[:7] + (float("inf"),) + good[8:], "not_finite:distance_km"),
+        (good[:5] + ("france",) + good[6:], "no_match:country"),
+        (good[:3] + (-5.0, "travel", "fr") + good[6:], "below_min:amount"),  # the first check broken
+        (good[:9] + (-1,) + good[10:], "below_min:txn_count_24h"),
+    ]
+    raw = spark.createDataFrame([row for row, _ in cases], spec.raw_schema())
+    features = F.struct(*[F.expr(f.expr).cast(f.type).alias(n) for n, f in spec.features.items()])
+    checked = (raw.select(F.struct(*raw.columns).alias("typed"), features.alias("features"))
+               .select(F.col("typed.amount").alias("amount"), first_broken(check_rules(spec)).alias("reason")))
+    expected = spark.createDataFrame([(row[3], reason) for row, reason in cases], "amount double, reason string")
+    assert_df_equality(checked, expected, ignore_nullable=True, allow_nan_equality=True)
