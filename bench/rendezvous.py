@@ -30,7 +30,6 @@ from kafka import KafkaConsumer, TopicPartition
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from features.spec import FEATURES
 from jobs.decide import decide
 from rdv.config import PipelineConfig, load_config
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
@@ -87,7 +86,7 @@ def load_traffic(spark: SparkSession, config: PipelineConfig, rate: int, seconds
     requests = ids.select(
         "request_id", "event_time",
         F.to_json(F.struct(F.lit(1).alias("schema_version"), F.lit("request").alias("kind"), "request_id", "event_time",
-                           F.struct(*[F.lit(0.5).alias(name) for name in FEATURES]).alias("features"),
+                           F.struct(*[F.lit(0.5).alias(name) for name in config.spec.features]).alias("features"),
                            _policy(config).alias("policy"))).alias("value"),
     )
     beats = spark.range(seconds + (config.rendezvous.max_deadline_ms + config.rendezvous.grace_ms

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from features.declared import Checks, FeatureSpec
+from features.spec import Checks, FeatureSpec
 
 
 def _broken(checks: Checks, value: Column, field: str, sql_type: str) -> list[tuple[Column, str]]:
@@ -42,9 +42,10 @@ def check_rules(spec: FeatureSpec, raw: str = "typed", features: str = "features
     return rules
 
 
-def first_broken(rules: list[tuple[Column, str]]) -> Column:
-    """The reason of the first rule broken, or null when none is."""
+def first_broken(rules: list[tuple[Column, Column | str]]) -> Column:
+    """The reason of the first rule broken, or null when none is; a rule whose test is null (of a
+    null value) is not broken."""
     reason = F.lit(None).cast("string")
     for broken, name in reversed(rules):
-        reason = F.when(F.coalesce(broken, F.lit(False)), F.lit(name)).otherwise(reason)
+        reason = F.when(F.coalesce(broken, F.lit(False)), F.lit(name) if isinstance(name, str) else name).otherwise(reason)
     return reason

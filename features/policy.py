@@ -18,7 +18,6 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 
-from features.spec import RAW_FIELDS
 from rdv.policy import CRITERIA, STRATEGIES, Policy, Rule, Split
 
 # What a raw event may override.
@@ -29,7 +28,6 @@ _OVERRIDES_AS_TEXT = StructType([StructField(name, StringType()) for name in OVE
 SPLIT_BUCKETS = 10_000
 _COMPARE = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le, "gt": operator.gt,
             "ge": operator.ge}
-_RAW_NAMES = {f.name for f in RAW_FIELDS}
 
 
 def parse_overrides(policy_text: Column) -> Column:
@@ -63,16 +61,12 @@ def override_problems(policy_text: Column, overrides: Column, policy: Policy) ->
     ]
 
 
-def _field(name: str) -> Column:
-    """A field a rule tests: the typed raw field, or else the canonical feature."""
-    return F.col(f"typed.{name}") if name in _RAW_NAMES else F.col(f"features.{name}")
-
-
-def rule_condition(rule: Rule) -> Column:
-    """The rule as one Spark SQL predicate: every comparison must hold (a null value holds none)."""
+def rule_condition(rule: Rule, raw_names: set[str]) -> Column:
+    """The rule as one Spark SQL predicate: every comparison must hold (a null value holds none).
+    A name is the typed raw field if the spec has a raw field of that name, else the feature."""
     parts = []
     for name, comparisons in rule.when.items():
-        column = _field(name)
+        column = F.col(f"typed.{name}") if name in raw_names else F.col(f"features.{name}")
         for op, value in comparisons.items():
             if op == "in":
                 parts.append(column.isin(*value))
@@ -83,11 +77,11 @@ def rule_condition(rule: Rule) -> Column:
     return reduce(operator.and_, parts)
 
 
-def _first_rule(rules: tuple[Rule, ...], value) -> Column:
+def _first_rule(rules: tuple[Rule, ...], raw_names: set[str], value) -> Column:
     """CASE WHEN <rule 1> THEN value(rule 1) WHEN <rule 2> ... END (null when none holds)."""
-    case = F.when(rule_condition(rules[0]), value(rules[0]))
+    case = F.when(rule_condition(rules[0], raw_names), value(rules[0]))
     for rule in rules[1:]:
-        case = case.when(rule_condition(rule), value(rule))
+        case = case.when(rule_condition(rule, raw_names), value(rule))
     return case
 
 
@@ -108,16 +102,18 @@ def _strings(values) -> Column:
     return F.array(*[F.lit(v) for v in values])
 
 
-def request_policy(policy: Policy, max_deadline_ms: int, overrides: Column, request_id: Column) -> Column:
-    """The policy record of a request (features.spec.POLICY_STRUCT), from the configured policy
-    and the event's overrides; rules read the columns `typed` (raw fields) and `features`."""
+def request_policy(policy: Policy, raw_names: set[str], max_deadline_ms: int, overrides: Column,
+                   request_id: Column) -> Column:
+    """The policy record of a request (features.records.POLICY_STRUCT), from the configured policy
+    and the event's overrides; rules read the columns `typed` (raw fields, named in raw_names) and
+    `features`."""
     strategy = F.coalesce(overrides.strategy, F.lit(policy.strategy))
     own = overrides.preference
     configured = _strings(policy.preference)
     none = F.lit(None).cast("string")
-    rule = (F.when(own.isNull() & (strategy == "rules"), _first_rule(policy.rules, lambda r: F.lit(r.name)))
+    rule = (F.when(own.isNull() & (strategy == "rules"), _first_rule(policy.rules, raw_names, lambda r: F.lit(r.name)))
             if policy.rules else none)
-    rule_preference = _first_rule(policy.rules, lambda r: _strings(r.preference)) if policy.rules else None
+    rule_preference = _first_rule(policy.rules, raw_names, lambda r: _strings(r.preference)) if policy.rules else None
     arm = F.when(own.isNull() & (strategy == "split"), split_arm(policy.split, request_id)) if policy.split else none
     preference = F.when(own.isNotNull(), own)
     if rule_preference is not None:

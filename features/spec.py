@@ -1,99 +1,219 @@
-"""The raw event contract and the canonical feature record, declared once.
+"""The feature spec, conf/features.yaml: raw fields, canonical features, their checks and limits.
 
-Producers write raw events to rdv.raw; the features job turns each into one canonical feature
-record on rdv.features, which every model job, the decoy and the rendezvous read with the
-schemas below. Bump SCHEMA_VERSION when the canonical features change.
+A user brings their own data set by writing this file, with no code change: the features job parses
+raw events with its raw fields, computes its features, and quarantines what breaks its checks or
+limits; the model jobs and the Delta tables follow its feature list. It is validated once, on
+load, and every error names the file and the field. The feature expressions are Spark SQL;
+`check_expressions` analyses them against the raw fields at job start, so a typo fails there and
+not at scoring.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from pathlib import Path
+from typing import Literal, Union
 
-from pyspark.sql.types import (
-    ArrayType,
-    DoubleType,
-    IntegerType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pyspark.errors import AnalysisException, ParseException
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructField, StructType, _parse_datatype_string
 
-SCHEMA_VERSION = 1
+from rdv.durations import Duration, duration_ms
 
-
-@dataclass(frozen=True)
-class RawField:
-    """A field of a raw event: its Spark SQL type and whether an event without it is quarantined."""
-
-    name: str
-    sql_type: str
-    required: bool
+SqlType = Literal["string", "double", "int", "bigint", "boolean", "timestamp", "date"]
+_NUMERIC = ("double", "int", "bigint")
+# Columns the features job uses while the raw fields are top-level columns; no raw field may use it.
+INTERNAL_PREFIX = "_rdv_"
+# A field name: usable as a column and in a Spark SQL expression without quoting.
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+Scalar = Union[bool, int, float, str]
 
 
-RAW_FIELDS: tuple[RawField, ...] = (
-    RawField("request_id", "string", required=False),
-    RawField("event_time", "timestamp", required=True),
-    RawField("card_id", "string", required=True),
-    RawField("amount", "double", required=True),
-    RawField("merchant_category", "string", required=True),
-    RawField("country", "string", required=True),
-    RawField("home_country", "string", required=True),
-    RawField("distance_km", "double", required=True),
-    RawField("card_present", "boolean", required=True),
-    RawField("txn_count_24h", "int", required=True),
-    RawField("avg_amount_30d", "double", required=True),
-)
+class SpecError(ValueError):
+    """A feature spec that cannot be used; the message names the file and the field."""
 
-# Merchant categories with their prior fraud risk; anything else counts as 'other'.
-CATEGORY_RISK = {
-    "grocery": 0.05,
-    "fuel": 0.15,
-    "restaurant": 0.1,
-    "electronics": 0.6,
-    "travel": 0.5,
-    "online": 0.7,
-    "other": 0.3,
-}
 
-_category_cases = " ".join(f"WHEN '{name}' THEN {risk}" for name, risk in CATEGORY_RISK.items())
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-# Canonical feature name -> Spark SQL expression over the typed raw fields. All are doubles,
-# the type every model job receives.
-FEATURES: dict[str, str] = {
-    "log_amount": "ln(1 + greatest(amount, 0))",
-    "amount_ratio": "amount / greatest(avg_amount_30d, 1.0)",
-    "distance_km": "distance_km",
-    "is_foreign": "CAST(country <> home_country AS DOUBLE)",
-    "is_night": "CAST(hour(event_time) < 6 AS DOUBLE)",
-    "card_present": "CAST(card_present AS DOUBLE)",
-    "txn_count_24h": "CAST(txn_count_24h AS DOUBLE)",
-    "category_risk": f"CASE lower(merchant_category) {_category_cases} ELSE {CATEGORY_RISK['other']} END",
-}
 
-FEATURES_STRUCT = StructType([StructField(name, DoubleType()) for name in FEATURES])
+class Checks(_Frozen):
+    """What a valid value looks like. A value that breaks a check sends its record to quarantine,
+    with the check and the field as the reason."""
 
-# A request's policy, resolved by the features job (features/policy.py) and copied into every score.
-POLICY_STRUCT = StructType(
-    [
-        StructField("strategy", StringType()),  # preferred, first, best, rules or split
-        StructField("deadline_ms", IntegerType()),  # a score is in time when scored_at - event_time <= deadline_ms
-        StructField("preference", ArrayType(StringType())),  # roles or model names, most preferred first
-        StructField("default_score", DoubleType()),  # the answer when no model scored the request
-        StructField("criterion", StringType()),  # strategy best: how scores are ranked; null otherwise
-        StructField("rule", StringType()),  # strategy rules: the rule that picked the preference, if any
-        StructField("arm", StringType()),  # strategy split: the model or role the request is exposed to
-    ]
-)
+    not_null: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[Scalar, ...] | None = Field(default=None, min_length=1)
+    regex: str | None = None
 
-# One message on rdv.features. kind is 'request' for a feature record and 'heartbeat' for the
-# records that keep event time moving when traffic stops (they carry only event_time).
-FEATURE_RECORD = StructType(
-    [
-        StructField("schema_version", IntegerType()),
-        StructField("kind", StringType()),
-        StructField("request_id", StringType()),
-        StructField("event_time", TimestampType()),
-        StructField("features", FEATURES_STRUCT),
-        StructField("policy", POLICY_STRUCT),
-    ]
-)
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"{pattern!r} is not a regular expression: {error}") from None
+        return pattern
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Checks:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) is above max ({self.max:g})")
+        return self
+
+    def fit(self, sql_type: str) -> None:
+        """Refuse checks that cannot apply to a value of sql_type."""
+        if (self.min is not None or self.max is not None) and sql_type not in _NUMERIC:
+            raise ValueError(f"min and max apply to numbers, not to {sql_type}")
+        if self.regex is not None and sql_type != "string":
+            raise ValueError(f"regex applies to strings, not to {sql_type}")
+
+
+class RawField(_Frozen):
+    type: SqlType
+    required: bool = False
+    # Personal data: hash keeps a keyed hash of the value, drop keeps nothing of it.
+    personal: Literal["hash", "drop"] | None = None
+    checks: Checks = Checks()
+
+    @model_validator(mode="after")
+    def _checks_fit(self) -> RawField:
+        self.checks.fit(self.type)
+        return self
+
+
+class Feature(_Frozen):
+    expr: str = Field(min_length=1)
+    type: Literal["double", "int", "bigint", "boolean", "string"] = "double"
+    checks: Checks = Checks()
+
+    @model_validator(mode="after")
+    def _checks_fit(self) -> Feature:
+        self.checks.fit(self.type)
+        return self
+
+
+class Limits(_Frozen):
+    """Bounds on a raw record as a whole; a record outside them is quarantined with the reason."""
+
+    # A larger message is quarantined as `too_large` without being parsed.
+    max_bytes: int = Field(default=65_536, gt=0)
+    # event_time against the record's Kafka timestamp (its arrival at rdv.raw): further ahead is
+    # `too_new:event_time`, further behind is `too_old:event_time`. Both are deterministic: a replay
+    # of rdv.raw quarantines the same records.
+    max_future: Duration = "5 minutes"
+    # Under the policy's deadline + grace + transit, how long the rendezvous waits (checked at load).
+    max_lateness: Duration = "5 seconds"
+    # A request_id seen again within this time of its first good arrival is `duplicate:request_id`;
+    # null turns deduplication off (and with it the features job's only state).
+    dedup_window: Duration | None = "2 minutes"
+
+    @property
+    def max_future_ms(self) -> int:
+        return duration_ms(self.max_future)
+
+    @property
+    def max_lateness_ms(self) -> int:
+        return duration_ms(self.max_lateness)
+
+    @property
+    def dedup_window_ms(self) -> int | None:
+        return None if self.dedup_window is None else duration_ms(self.dedup_window)
+
+
+class FeatureSpec(_Frozen):
+    # The version of the raw records and of the feature records this spec makes. A raw record may
+    # say which version it follows (its own `schema_version` field); one not accepted is quarantined.
+    schema_version: int = Field(ge=1)
+    # The raw versions the features job takes: by default every version up to schema_version, as
+    # adding an optional field keeps older producers valid.
+    accepted_versions: tuple[int, ...] | None = Field(default=None, min_length=1)
+    raw: dict[str, RawField] = Field(min_length=1)
+    features: dict[str, Feature] = Field(min_length=1)
+    limits: Limits = Limits()
+
+    @field_validator("raw", "features")
+    @classmethod
+    def _plain_names(cls, fields: dict) -> dict:
+        for name in fields:
+            if not _NAME.match(name) or name.startswith(INTERNAL_PREFIX):
+                raise ValueError(f"{name!r}: a name is a letter then letters, digits or _, and does not start "
+                                 f"with {INTERNAL_PREFIX!r}")
+        return fields
+
+    @model_validator(mode="after")
+    def _has_its_keys(self) -> FeatureSpec:
+        event_time = self.raw.get("event_time")
+        if event_time is None or event_time.type != "timestamp" or not event_time.required:
+            raise ValueError("raw.event_time must be declared as {type: timestamp, required: true}: "
+                             "every decision is made on event time")
+        request_id = self.raw.get("request_id")
+        if request_id is not None and (request_id.type != "string" or request_id.personal):
+            raise ValueError("raw.request_id, when declared, is a string and not personal data: "
+                             "it keys every record")
+        if "schema_version" in self.raw:
+            raise ValueError("raw.schema_version is reserved: a raw record's version is checked against "
+                             "schema_version and accepted_versions")
+        if self.accepted_versions is not None and any(v < 1 or v > self.schema_version for v in self.accepted_versions):
+            raise ValueError(f"accepted_versions: each must be between 1 and schema_version ({self.schema_version})")
+        return self
+
+    @property
+    def versions(self) -> tuple[int, ...]:
+        """The raw schema versions the features job accepts."""
+        return self.accepted_versions or tuple(range(1, self.schema_version + 1))
+
+    def field_types(self) -> dict[str, str]:
+        """What a policy rule may test, with its Spark SQL type: the canonical features, then the
+        raw fields (a name that is both is the raw field)."""
+        types = {name: feature.type for name, feature in self.features.items()}
+        types.update({name: field.type for name, field in self.raw.items()})
+        return types
+
+    def raw_schema(self) -> StructType:
+        """The typed raw event, as the feature expressions see it."""
+        return StructType([StructField(name, _parse_datatype_string(f.type)) for name, f in self.raw.items()])
+
+    def features_schema(self) -> StructType:
+        """The features struct of a feature record on rdv.features."""
+        return StructType([StructField(name, _parse_datatype_string(f.type)) for name, f in self.features.items()])
+
+
+def load_feature_spec(path: Path | str) -> FeatureSpec:
+    """Load and validate a feature spec; a SpecError names the file and the field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such feature spec") from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping with schema_version, raw and features")
+    try:
+        return FeatureSpec(**data)
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+            message = "unknown field (check the spelling)" if problem["type"] == "extra_forbidden" else problem["msg"]
+            lines.append(f"{path}: {field}: {message}")
+        raise SpecError("\n".join(lines)) from None
+
+
+def check_expressions(spark: SparkSession, spec: FeatureSpec, path: Path | str) -> None:
+    """Analyse every feature expression against the raw fields; a SpecError names the feature.
+
+    Analysis only: nothing is computed, so this costs milliseconds at job start.
+    """
+    raw = spark.createDataFrame([], spec.raw_schema())
+    for name, feature in spec.features.items():
+        try:
+            raw.select(F.expr(feature.expr).cast(feature.type)).schema
+        except (AnalysisException, ParseException) as error:
+            first_line = str(error).strip().splitlines()[0]
+            raise SpecError(f"{path}: features.{name}.expr: {first_line}") from None

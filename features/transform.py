@@ -1,82 +1,178 @@
 """Raw events to canonical feature records, or to quarantine with the reason: pure DataFrame logic.
 
-Every raw record leaves as exactly one of the two, so nothing is lost: the reason of a bad one
-is the first rule it breaks, in the order not_json, not_object, missing:<field>,
-wrong_type:<field>, bad_policy[:<field>] (see features/policy.py).
+Every raw record leaves as exactly one of the two, so nothing is lost. A bad record's reason is the
+first rule it breaks, in this order (docs/data-quality.md): too_large, not_json, not_object,
+unknown_version:schema_version, missing:<field>, wrong_type:<field>, the spec's checks
+(null, not_finite, below_min, above_max, not_allowed, no_match, each :<field>), too_new:event_time,
+too_old:event_time, duplicate:request_id, bad_policy[:<field>].
+
+Three steps, each where it can run: `check_raw` applies the spec (stateless, in the streaming
+plan); `with_arrival_marks` finds the first arrival of each request id (stateful, in the streaming
+plan); `flag_duplicates` and `with_policy` run on each micro-batch, the latter with the policy
+file as it is then.
 """
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from features.checks import check_rules, first_broken
 from features.policy import override_problems, parse_overrides, request_policy
-from features.spec import FEATURE_RECORD, FEATURES, RAW_FIELDS
+from features.spec import INTERNAL_PREFIX, FeatureSpec
 from rdv.policy import Policy
 
-_CORRUPT = "_corrupt_record"
-_RAW_AS_TEXT = StructType(
-    [StructField(f.name, StringType()) for f in RAW_FIELDS]
-    + [StructField("policy", StringType()), StructField(_CORRUPT, StringType())]
-)
+_JSON, _TYPED, _FEATURES, _SOURCE, _CORRUPT = (f"{INTERNAL_PREFIX}{n}" for n in ("json", "typed", "features", "source",
+                                                                                  "corrupt"))
+DUPLICATE = "duplicate:request_id"
+# What check_raw gives for each raw record, heartbeats included.
+CHECKED = ("kind", "request_id", "own_id", "event_time", "typed", "features", "policy_text", "reason",
+           "value", "topic", "partition", "offset")
 
 
-def _first_broken_rule(json: Column, policy_problems: list[tuple[Column, Column | str]]) -> Column:
-    """The quarantine reason of each record, or null when it is a good event."""
+def _as_text(spec: FeatureSpec) -> StructType:
+    """The raw event with every field read as its JSON text, so that a wrong type is a reason and
+    not a silent null (Spark keeps a non-string value's text in a string field)."""
+    names = [*spec.raw, "schema_version", "policy"]
+    return StructType([StructField(name, StringType()) for name in names] + [StructField(_CORRUPT, StringType())])
+
+
+def _typed(text: Column, sql_type: str) -> Column:
+    """A raw field's JSON text as its declared type, or null when it is not of that type. Spark's
+    JSON reader gives the bare tokens NaN and Infinity a string's quotes in a text field: they are
+    unquoted for a double, so that they are read as what they are (and refused as not finite)."""
+    if sql_type == "double":
+        bare = text.isin('"NaN"', '"Infinity"', '"+Infinity"', '"-Infinity"')
+        text = F.when(bare, F.translate(text, '"', "")).otherwise(text)
+    return text.try_cast(sql_type)
+
+
+def _rules(spec: FeatureSpec, fits: Column, parsed_text: Column) -> list[tuple[Column, str]]:
+    """(broken, reason) for every rule of the spec, in the order they are checked."""
+    json, typed = F.col(_JSON), F.col(_TYPED)
+    version = json["schema_version"]
     rules: list[tuple[Column, str]] = [
-        (F.get_json_object("value", "$").isNull(), "not_json"),
+        (~fits, "too_large"),
+        # Spark's JSON reader takes NaN and Infinity, which strict JSON does not: such a record is an
+        # object with a value that is not finite, not a record that is not JSON.
+        (json.isNull() | (json[_CORRUPT].isNotNull() & F.get_json_object(parsed_text, "$").isNull()), "not_json"),
         (json[_CORRUPT].isNotNull(), "not_object"),
+        (version.isNotNull() & ~F.coalesce(version.try_cast("int").isin(*spec.versions), F.lit(False)),
+         "unknown_version:schema_version"),
     ]
-    rules += [(json[f.name].isNull(), f"missing:{f.name}") for f in RAW_FIELDS if f.required]
-    rules += [
-        (json[f.name].isNotNull() & F.col(f"typed.{f.name}").isNull(), f"wrong_type:{f.name}")
-        for f in RAW_FIELDS
-    ]
-    rules += policy_problems
-    reason = F.when(rules[0][0], F.lit(rules[0][1]))
-    for condition, name in rules[1:]:
-        reason = reason.when(condition, F.lit(name) if isinstance(name, str) else name)
-    return reason
+    rules += [(json[name].isNull(), f"missing:{name}") for name, field in spec.raw.items() if field.required]
+    rules += [(json[name].isNotNull() & typed[name].isNull(), f"wrong_type:{name}") for name in spec.raw]
+    rules += check_rules(spec, raw=_TYPED, features=_FEATURES)
+    # How far event_time is ahead of the record's arrival on rdv.raw (its Kafka timestamp).
+    lead_ms = F.unix_millis(typed["event_time"]) - F.unix_millis(F.col(_SOURCE)["timestamp"])
+    rules += [(lead_ms > spec.limits.max_future_ms, "too_new:event_time"),
+              (-lead_ms > spec.limits.max_lateness_ms, "too_old:event_time")]
+    return rules
 
 
-def parse_raw(raw: DataFrame, policy: Policy, max_deadline_ms: int) -> DataFrame:
-    """Parse Kafka raw events (value, topic, partition, offset) into typed requests with a reason.
+def check_raw(raw: DataFrame, spec: FeatureSpec, heartbeats_topic: str) -> DataFrame:
+    """Kafka rows of rdv.raw and rdv.heartbeats (value, topic, partition, offset, timestamp) as
+    checked records (CHECKED): the typed raw fields, the features, and the first rule broken as
+    the reason (null for a good event and for a heartbeat)."""
+    value = F.col("value").cast("string")
+    fits = F.octet_length(value) <= spec.limits.max_bytes
+    # An oversized message is not parsed at all: its cost is its size.
+    parsed_text = F.when(fits, value)
+    parsed = raw.select(
+        F.struct(value.alias("value"), "topic", "partition", "offset", "timestamp").alias(_SOURCE),
+        fits.alias(f"{INTERNAL_PREFIX}fits"),
+        F.from_json(parsed_text, _as_text(spec), {"columnNameOfCorruptRecord": _CORRUPT}).alias(_JSON),
+    )
+    typed = F.struct(*[_typed(F.col(_JSON)[name], field.type).alias(name) for name, field in spec.raw.items()])
+    # The raw fields at the top level, where the feature expressions name them.
+    with_fields = parsed.select("*", typed.alias(_TYPED)).select("*", f"{_TYPED}.*")
+    features = F.struct(*[F.expr(f.expr).cast(f.type).alias(name) for name, f in spec.features.items()])
+    computed = with_fields.select(_SOURCE, f"{INTERNAL_PREFIX}fits", _JSON, _TYPED, features.alias(_FEATURES))
+    source = F.col(_SOURCE)
+    heartbeat = source["topic"] == heartbeats_topic
+    reason = first_broken(_rules(spec, F.col(f"{INTERNAL_PREFIX}fits"), F.when(F.col(f"{INTERNAL_PREFIX}fits"),
+                                                                               source["value"])))
+    # A request without an id gets one from its place in rdv.raw, so a replay of the same raw record
+    # yields the same request; it has no id of its own to be a duplicate of.
+    own_id = F.col(_TYPED)["request_id"] if "request_id" in spec.raw else F.lit(None).cast("string")
+    generated_id = F.concat_ws("-", F.lit("rq"), source["partition"], source["offset"])
+    return computed.select(
+        F.when(heartbeat, F.lit("heartbeat")).otherwise(F.lit("request")).alias("kind"),
+        F.when(~heartbeat, F.coalesce(own_id, generated_id)).alias("request_id"),
+        own_id.isNotNull().alias("own_id"),
+        F.col(_TYPED)["event_time"].alias("event_time"),
+        F.col(_TYPED).alias("typed"),
+        F.col(_FEATURES).alias("features"),
+        F.col(_JSON)["policy"].alias("policy_text"),
+        F.when(~heartbeat, reason).alias("reason"),
+        source["value"].alias("value"),
+        source["topic"].alias("topic"),
+        source["partition"].alias("partition"),
+        source["offset"].alias("offset"),
+    )
 
-    Returns one row per input row: request_id, event_time, features, policy and reason (null for
-    a good event), plus value and the source coordinates for the quarantine.
+
+def _dedup_candidate(checked_row: Column) -> Column:
+    """A good request with an id of its own: only these take part in deduplication, so a bad record
+    fixed and replayed is not a duplicate of itself."""
+    return checked_row["reason"].isNull() & checked_row["own_id"] & (checked_row["kind"] == "request")
+
+
+def with_arrival_marks(checked: DataFrame, dedup_window_ms: int | None) -> DataFrame:
+    """The features job's stream: every checked record as (request_id, first_arrival null, row),
+    plus a mark (request_id, first_arrival true, row null) for each good request whose id was not
+    seen in the dedup window; flag_duplicates reads the two together. Without a window, the
+    checked records as they are.
+
+    A stateful deduplication over the ids, on processing time: a record's mark arrives in the same
+    micro-batch as the record, and no record is ever too late for it. State for an id expires when
+    the watermark, which trails the clock by half the window, passes its first arrival by another
+    half. The two branches share one shuffle (both read `keyed`), so a micro-batch reads rdv.raw
+    and parses it once; the filter of the marked branch is fenced, as in rendezvous/selection.py,
+    so that the optimizer does not push it below the shuffle and make the branches differ.
     """
-    json = F.col("json")
-    typed = F.struct(*[F.expr(f"try_cast(json.`{f.name}` AS {f.sql_type})").alias(f.name) for f in RAW_FIELDS])
-    parsed = (
-        raw.withColumn("value", F.col("value").cast("string"))
-        .withColumn("json", F.from_json("value", _RAW_AS_TEXT, {"columnNameOfCorruptRecord": _CORRUPT}))
-        .withColumn("typed", typed)
-        .withColumn("overrides", parse_overrides(json["policy"]))
-        .select("*", "typed.*")
+    if dedup_window_ms is None:
+        return checked
+    keyed = checked.select("request_id", F.struct(*CHECKED).alias("row")).repartition("request_id")
+    fenced = F.when(F.spark_partition_id() >= 0, _dedup_candidate(F.col("row")))
+    firsts = (
+        keyed.where(fenced)
+        .select("request_id", F.struct("row.topic", "row.partition", "row.offset").alias("place"),
+                F.current_timestamp().alias("arrived_at"))
+        .withWatermark("arrived_at", f"{dedup_window_ms // 2} milliseconds")
+        .dropDuplicatesWithinWatermark(["request_id"])
     )
-    # A request without an id gets one derived from its place in rdv.raw, so a replay of the
-    # same raw record yields the same request.
-    generated_id = F.concat_ws("-", F.lit("rq"), F.col("partition"), F.col("offset"))
-    features = F.struct(*[F.expr(expression).cast("double").alias(name) for name, expression in FEATURES.items()])
-    # Rules test the typed raw fields and the features: both are columns before the policy is resolved.
-    requests = parsed.select(
-        F.coalesce(F.col("typed.request_id"), generated_id).alias("request_id"),
-        F.col("typed.event_time").alias("event_time"),
-        features.alias("features"),
-        "typed", "overrides", "json", "value", "topic", "partition", "offset",
-    )
-    return requests.select(
-        "request_id",
-        "event_time",
-        "features",
-        request_policy(policy, max_deadline_ms, F.col("overrides"), F.col("request_id")).alias("policy"),
-        _first_broken_rule(json, override_problems(json["policy"], F.col("overrides"), policy)).alias("reason"),
-        "value",
-        "topic",
-        "partition",
-        "offset",
-    )
+    marks = firsts.select("request_id", "place", F.lit(True).alias("first_arrival"),
+                          F.lit(None).cast(keyed.schema["row"].dataType).alias("row"))
+    rows = keyed.select("request_id", F.struct("row.topic", "row.partition", "row.offset").alias("place"),
+                        F.lit(None).cast("boolean").alias("first_arrival"), "row")
+    return rows.unionByName(marks)
 
+
+def flag_duplicates(batch: DataFrame, dedup_window_ms: int | None) -> DataFrame:
+    """A micro-batch of with_arrival_marks as checked records, a good request without its first
+    arrival mark given the reason duplicate:request_id."""
+    if dedup_window_ms is None:
+        return batch
+    first = F.max("first_arrival").over(Window.partitionBy("request_id", "place"))
+    rows = batch.select("row", first.alias("first")).where(F.col("row").isNotNull())
+    duplicate = _dedup_candidate(F.col("row")) & F.col("first").isNull()
+    return rows.select("row.*", duplicate.alias("duplicate")).withColumn(
+        "reason", F.when(F.col("duplicate"), F.lit(DUPLICATE)).otherwise(F.col("reason"))).select(*CHECKED)
+
+
+def with_policy(checked: DataFrame, policy: Policy, spec: FeatureSpec, max_deadline_ms: int) -> DataFrame:
+    """Checked records with each request's policy (features/records.POLICY_STRUCT) resolved from the
+    policy in force and the event's own overrides; an unusable override is the reason bad_policy."""
+    overrides = parse_overrides(F.col("policy_text"))
+    problems = first_broken(override_problems(F.col("policy_text"), overrides, policy))
+    resolved = request_policy(policy, set(spec.raw), max_deadline_ms, overrides, F.col("request_id"))
+    request = F.col("kind") == "request"
+    return checked.select(
+        *[c for c in CHECKED if c != "reason"],
+        F.when(request, resolved).alias("policy"),
+        F.coalesce(F.col("reason"), F.when(request, problems)).alias("reason"),
+    )
 
 
 def _feature_record(schema_version: int) -> Column:
@@ -105,26 +201,19 @@ def _heartbeat_record(schema_version: int) -> Column:
     return F.struct(F.lit(schema_version).alias("schema_version"), F.lit("heartbeat").alias("kind"), "event_time")
 
 
-def route(requests: DataFrame, features_topic: str, quarantine_topic: str, schema_version: int,
-          heartbeats_topic: str) -> DataFrame:
-    """Kafka messages (topic, key, value): a feature record for a good event, else a quarantine
-    record; a heartbeat read from heartbeats_topic becomes a heartbeat record on rdv.features.
+def route(requests: DataFrame, features_topic: str, quarantine_topic: str, schema_version: int) -> DataFrame:
+    """Kafka messages (topic, key, value): a feature record for a good event, a quarantine record
+    for a bad one, a heartbeat record on rdv.features for a heartbeat.
 
     One projection, so a single streaming query writes both topics in one pass over rdv.raw.
     """
-    heartbeat = F.col("topic") == heartbeats_topic
+    heartbeat = F.col("kind") == "heartbeat"
     good = F.col("reason").isNull()
     return requests.select(
-        F.when(heartbeat | good, F.lit(features_topic)).otherwise(F.lit(quarantine_topic)).alias("topic"),
+        F.when(good, F.lit(features_topic)).otherwise(F.lit(quarantine_topic)).alias("topic"),
         F.when(~heartbeat, F.col("request_id")).alias("key"),
         F.when(heartbeat, F.to_json(_heartbeat_record(schema_version)))
         .when(good, F.to_json(_feature_record(schema_version)))
         .otherwise(F.to_json(_quarantine_record()))
         .alias("value"),
     )
-
-
-
-def parse_feature_records(messages: DataFrame) -> DataFrame:
-    """rdv.features messages (a value column) as typed records, heartbeats included."""
-    return messages.select(F.from_json(F.col("value").cast("string"), FEATURE_RECORD).alias("r")).select("r.*")

@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from features.transform import parse_feature_records
+from features.records import parse_feature_records
 from models.scoring import SCORE_RECORD
 from rdv.config import PipelineConfig
 from rdv.jobrun import argument_parser, run_job
@@ -36,7 +36,8 @@ def decisions(spark: SparkSession, config: PipelineConfig) -> DataFrame:
 
 def decide(feature_messages: DataFrame, score_messages: DataFrame, config: PipelineConfig) -> DataFrame:
     """Result records from the Kafka rows of rdv.features and rdv.scores."""
-    requests = parse_feature_records(feature_messages)
+    # The rendezvous needs a request's context only, never its features.
+    requests = parse_feature_records(feature_messages, features=None)
     # A score's place on rdv.scores breaks ties: all scores of a request share a partition (keyed
     # by request_id), so the smaller offset arrived first, live and on a replay alike.
     scores = score_messages.select(

@@ -17,7 +17,8 @@ QUERY = "decoy"
 
 
 def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
-    archive = archive_rows(read_topic(spark, config, config.kafka.topics.features.name))
+    archive = archive_rows(read_topic(spark, config, config.kafka.topics.features.name),
+                           config.spec.features_schema())
     return write_table(archive, config, QUERY, "archive")
 
 

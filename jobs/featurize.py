@@ -1,8 +1,10 @@
 """The features job: raw events on rdv.raw to canonical feature records on rdv.features.
 
-A raw event that cannot be used goes to rdv.quarantine with the reason, never silently away.
-Every record is stamped with its policy from conf/policy.yaml, which the job re-reads before each
-micro-batch: a policy edit takes effect within one trigger, without a restart (rdv/policy.py).
+The feature spec, conf/features.yaml, says what a raw event holds and which features it makes. A
+raw event that breaks it goes to rdv.quarantine with the reason, never silently away, and a second
+query copies rdv.quarantine into the Delta table `quarantine`. Every record is stamped with its
+policy from conf/policy.yaml, which the job re-reads before each micro-batch: a policy edit takes
+effect within one trigger, without a restart (rdv/policy.py).
 
 Usage:
     spark-submit --packages <see README> jobs/featurize.py --conf conf
@@ -12,35 +14,50 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from features.transform import parse_raw, route
-from rdv.config import PipelineConfig
+from features.quarantine import quarantine_rows
+from features.spec import check_expressions
+from features.transform import check_raw, flag_duplicates, route, with_arrival_marks, with_policy
+from rdv.config import ConfigError, PipelineConfig
 from rdv.heartbeat import start_heartbeat
 from rdv.jobrun import argument_parser, run_job
 from rdv.policy import PolicyFile
-from rdv.streams import for_each_batch, publish, read_topic
+from rdv.streams import for_each_batch, publish, read_topic, write_table
 
 QUERY = "features"
+QUARANTINE_QUERY = "quarantine-table"
 
 
 def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
-    topics = config.kafka.topics
-    policy = PolicyFile(config.policy_file, config.rendezvous.max_deadline_ms, config.policy)
+    topics, spec = config.kafka.topics, config.spec
+    try:
+        check_expressions(spark, spec, config.feature_spec_file)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    max_deadline_ms = config.rendezvous.max_deadline_ms
+    policy = PolicyFile(config.policy_file, max_deadline_ms, spec.field_types(), config.policy)
+    window_ms = spec.limits.dedup_window_ms
 
-    def featurize_batch(raw: DataFrame, batch_id: int) -> None:
-        requests = parse_raw(raw, policy.refresh(), config.rendezvous.max_deadline_ms)
-        publish(route(requests, topics.features.name, topics.quarantine.name, config.features.schema_version,
-                      topics.heartbeats.name), config)
+    def featurize_batch(batch: DataFrame, batch_id: int) -> None:
+        requests = with_policy(flag_duplicates(batch, window_ms), policy.refresh(), spec, max_deadline_ms)
+        publish(route(requests, topics.features.name, topics.quarantine.name, spec.schema_version), config)
 
     # One source over both topics: each micro-batch fixes their offsets together (rdv/heartbeat.py).
     raw = read_topic(spark, config, f"{topics.raw.name},{topics.heartbeats.name}")
-    query = for_each_batch(raw, config, QUERY, featurize_batch)
+    stream = with_arrival_marks(check_raw(raw, spec, topics.heartbeats.name), window_ms)
+    query = for_each_batch(stream, config, QUERY, featurize_batch)
     start_heartbeat(config, query)
     return query
 
 
+def build_quarantine_table(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
+    rows = quarantine_rows(read_topic(spark, config, config.kafka.topics.quarantine.name))
+    return write_table(rows, config, QUARANTINE_QUERY, "quarantine", partition_by="quarantine_date")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argument_parser("Raw events to canonical feature records (and quarantine), each with its policy.")
-    run_job("rdv-features", parser, lambda spark, config, args: [build(spark, config)], argv)
+    run_job("rdv-features", parser,
+            lambda spark, config, args: [build(spark, config), build_quarantine_table(spark, config)], argv)
 
 
 if __name__ == "__main__":

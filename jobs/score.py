@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from features.transform import parse_feature_records
+from features.records import parse_feature_records
 from models.following import ModelFollower
 from models.registry import ModelNotFound, ResolvedModel, model_inputs
 from models.scoring import feature_columns, score_requests, scorer
@@ -24,7 +24,7 @@ from rdv.streams import for_each_batch, publish, read_topic, to_messages
 
 def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> StreamingQuery:
     model = config.model(model_name)
-    allowed = feature_columns(model, config.conf_dir)
+    allowed = feature_columns(model, config.spec, config.conf_dir)
     config_file = config.conf_dir / "models" / f"{model.name}.yaml"
 
     def prepare(resolved: ResolvedModel) -> list[str]:
@@ -50,7 +50,7 @@ def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> Strea
         publish(to_messages(score_requests(requests, serving.model, udf)), config, config.kafka.topics.scores.name)
 
     messages = read_topic(spark, config, config.kafka.topics.features.name, model.spark.max_offsets_per_trigger)
-    requests = parse_feature_records(messages).where(F.col("kind") == "request")
+    requests = parse_feature_records(messages, config.spec.features_schema()).where(F.col("kind") == "request")
     return for_each_batch(requests, config, f"score-{model.name}", score_batch, trigger=model.spark.trigger)
 
 

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
-from features.spec import FEATURE_RECORD
+from features.records import feature_record_schema
 
 
-def archive_rows(messages: DataFrame) -> DataFrame:
-    """rdv.features messages as archive rows: the parsed record, the message itself and its place
-    in the topic. Heartbeats are not archived."""
+def archive_rows(messages: DataFrame, features: StructType) -> DataFrame:
+    """rdv.features messages as archive rows: the record parsed with the features of the spec the
+    decoy started with, the message itself (which keeps any feature added since) and its place in
+    the topic. Heartbeats are not archived."""
     message = F.col("value").cast("string")
-    parsed = messages.withColumn("record", F.from_json(message, FEATURE_RECORD))
+    parsed = messages.withColumn("record", F.from_json(message, feature_record_schema(features)))
     return parsed.where(F.col("record.kind") == "request").select(
         "record.*",
         message.alias("message"),

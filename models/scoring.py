@@ -21,7 +21,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType, TimestampType
 
-from features.spec import FEATURES, POLICY_STRUCT
+from features.records import POLICY_STRUCT
+from features.spec import FeatureSpec
 from models.registry import ResolvedModel
 from rdv.config import ConfigError, ModelConfig
 
@@ -143,13 +144,14 @@ def score_requests(requests: DataFrame, model: ResolvedModel, score_udf) -> Data
     )
 
 
-def feature_columns(model: ModelConfig, conf_dir) -> list[str]:
-    """The canonical features a model reads, checked before its job starts rather than at scoring."""
-    columns = list(model.features or FEATURES)
-    unknown = [c for c in columns if c not in FEATURES]
+def feature_columns(model: ModelConfig, spec: FeatureSpec, conf_dir) -> list[str]:
+    """The canonical features a model reads, checked before its job starts rather than at scoring:
+    a feature the spec does not have (any more) fails the start, naming both files."""
+    columns = list(model.features or spec.features)
+    unknown = [c for c in columns if c not in spec.features]
     if unknown:
         raise ConfigError(
-            f"{conf_dir}/models/{model.name}.yaml: features: unknown feature(s) {', '.join(unknown)}; "
-            f"the canonical features are {', '.join(FEATURES)}"
+            f"{conf_dir}/models/{model.name}.yaml: features: {', '.join(unknown)} not in the feature spec "
+            f"{conf_dir}/features.yaml, whose features are {', '.join(spec.features)}"
         )
     return columns

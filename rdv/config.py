@@ -1,54 +1,34 @@
 """The one configuration model of the pipeline, loaded from a conf directory and validated once.
 
-A conf directory holds ``pipeline.yaml`` (broker, topics, paths, Spark), ``policy.yaml`` (how
-requests are answered, see rdv/policy.py) and one ``models/<name>.yaml`` per model job. Relative paths in it are resolved against the conf
-directory's parent (the project root), so the same conf works from any working directory.
+A conf directory holds ``pipeline.yaml`` (broker, topics, paths, Spark), ``features.yaml`` (the
+raw events and the canonical features, see features/spec.py), ``policy.yaml`` (how requests are
+answered, see rdv/policy.py) and one ``models/<name>.yaml`` per model job. Relative paths in it
+are resolved against the conf directory's parent (the project root), so the same conf works from
+any working directory.
 Every error names the file and the field, because the person reading it is about to edit that
 file.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from features.spec import FeatureSpec, SpecError, load_feature_spec
+from rdv.durations import Duration, duration_ms
 from rdv.policy import Policy, PolicyError, load_policy
 
 ROLES = ("champion", "challenger", "canary")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|seconds?|m|minutes?)\s*$")
 
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names the file and the field."""
 
 
-def duration_ms(text: str) -> int:
-    """Parse '500 ms', '2 seconds' or '1 minute' into milliseconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration like '500 ms', '2 seconds' or '1 minute'")
-    value, unit = float(match.group(1)), match.group(2)
-    if unit.startswith("ms") or unit.startswith("milli"):
-        return int(value)
-    if unit.startswith("s"):
-        return int(value * 1000)
-    return int(value * 60_000)
-
-
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-def _check_duration(value: str) -> str:
-    duration_ms(value)
-    return value
-
-
-# A duration in Spark's own spelling ('1 second', '500 ms'), checked at load.
-Duration = Annotated[str, AfterValidator(_check_duration)]
 
 
 class Topic(_Frozen):
@@ -115,7 +95,6 @@ class SparkConfig(_Frozen):
 
 
 class FeaturesJobConfig(_Frozen):
-    schema_version: int = 1
     # A heartbeat on rdv.features keeps the rendezvous watermark moving when traffic stops.
     heartbeat_interval: Duration = "1 second"
 
@@ -186,6 +165,8 @@ class PipelineConfig(_Frozen):
     mlflow: MlflowConfig = MlflowConfig()
     spark: SparkConfig = SparkConfig()
     features: FeaturesJobConfig = FeaturesJobConfig()
+    # Loaded from features.yaml beside pipeline.yaml.
+    feature_spec: FeatureSpec | None = None
     # Loaded from policy.yaml beside pipeline.yaml; the features job re-reads that file while it runs.
     policy: Policy = Policy()
     rendezvous: RendezvousConfig = RendezvousConfig()
@@ -211,6 +192,17 @@ class PipelineConfig(_Frozen):
     @property
     def policy_file(self) -> Path:
         return self.conf_dir / "policy.yaml"
+
+    @property
+    def feature_spec_file(self) -> Path:
+        return self.conf_dir / "features.yaml"
+
+    @property
+    def spec(self) -> FeatureSpec:
+        """The feature spec; load_config always sets it."""
+        if self.feature_spec is None:
+            raise ConfigError(f"{self.feature_spec_file}: the feature spec was not loaded")
+        return self.feature_spec
 
     @property
     def tracking_uri(self) -> str:
@@ -276,13 +268,31 @@ def load_config(conf_dir: Path | str = "conf") -> PipelineConfig:
     if "policy" in data:
         raise ConfigError(f"{pipeline_file}: policy: the policy has its own file now, {conf_dir / 'policy.yaml'}; "
                           "move the section there (without the 'policy:' key)")
+    if "schema_version" in (data.get("features") or {}):
+        raise ConfigError(f"{pipeline_file}: features.schema_version: the schema version is declared in "
+                          f"{conf_dir / 'features.yaml'} now; remove it here")
     models = {p.stem: load_model_config(p) for p in sorted((conf_dir / "models").glob("*.yaml"))}
     try:
         config = PipelineConfig(**data, models=models, conf_dir=conf_dir.resolve())
     except ValidationError as error:
         raise _explain(pipeline_file, error) from None
     try:
-        policy = load_policy(config.policy_file, config.rendezvous.max_deadline_ms)
-    except PolicyError as error:
+        spec = load_feature_spec(config.feature_spec_file)
+        policy = load_policy(config.policy_file, config.rendezvous.max_deadline_ms, spec.field_types())
+    except (SpecError, PolicyError) as error:
         raise ConfigError(str(error)) from None
-    return config.model_copy(update={"policy": policy})
+    _check_lateness(config, spec)
+    return config.model_copy(update={"policy": policy, "feature_spec": spec})
+
+
+def _check_lateness(config: PipelineConfig, spec: FeatureSpec) -> None:
+    """The rendezvous holds a request until its deadline + grace + transit after its event time
+    (docs/rendezvous.md); one that arrives later is past its watermark and dropped there. So the
+    features job must quarantine, as too old, what the rendezvous could not answer."""
+    timing = config.rendezvous
+    waits_ms = config.policy.deadline_ms + timing.grace_ms + timing.transit_ms
+    if spec.limits.max_lateness_ms >= waits_ms:
+        raise ConfigError(
+            f"{config.feature_spec_file}: limits.max_lateness: {spec.limits.max_lateness} must be under the policy's "
+            f"deadline_ms + rendezvous.grace + rendezvous.transit ({waits_ms} ms): the rendezvous would drop a request "
+            "that late instead of answering it")

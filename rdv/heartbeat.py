@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from kafka import KafkaProducer
 from pyspark.sql.streaming import StreamingQuery
 
-from rdv.config import PipelineConfig, duration_ms
+from rdv.config import PipelineConfig
+from rdv.durations import duration_ms
 
 log = logging.getLogger(__name__)
 

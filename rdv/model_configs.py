@@ -29,7 +29,7 @@ def add_model_config(config: PipelineConfig, name: str, uri: str, features: list
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise ConfigError(f"{path}: {problems}") from None
-    feature_columns(model, config.conf_dir)
+    feature_columns(model, config.spec, config.conf_dir)
     try:
         pin(uri, config.tracking_uri)
     except ModelNotFound as error:

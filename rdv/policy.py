@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from features.spec import FEATURES, RAW_FIELDS
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +26,7 @@ CRITERIA = ("confidence", "highest_score", "lowest_score")
 Criterion = Literal["confidence", "highest_score", "lowest_score"]
 # Comparisons a rule may make on a field.
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in")
-_NUMERIC_TYPES = ("double", "int")
+_NUMERIC_TYPES = ("double", "int", "bigint")
 
 Scalar = Union[bool, int, float, str]
 
@@ -43,16 +41,7 @@ def _servable(preference: tuple[str, ...]) -> tuple[str, ...]:
     return preference
 
 
-def rule_fields() -> dict[str, str]:
-    """Fields a rule may test, with their Spark SQL types: the raw event's typed fields, then the
-    canonical features (a name that is both is the raw field)."""
-    fields = {name: "double" for name in FEATURES}
-    fields.update({f.name: f.sql_type for f in RAW_FIELDS})
-    return fields
-
-
-def _check_comparison(field: str, operator: str, value: object) -> None:
-    sql_type = rule_fields()[field]
+def _check_comparison(field: str, sql_type: str, operator: str, value: object) -> None:
     values = value if operator in ("in", "not_in") else [value]
     if operator in ("in", "not_in") and (not isinstance(value, list) or not value):
         raise ValueError(f"{field}.{operator}: expects a non-empty list")
@@ -84,8 +73,11 @@ class Rule(_Frozen):
 
     @field_validator("when")
     @classmethod
-    def _known_comparisons(cls, when: dict) -> dict:
-        known = rule_fields()
+    def _known_comparisons(cls, when: dict, info: ValidationInfo) -> dict:
+        # What a rule may test comes from the feature spec (FeatureSpec.field_types), given by load_policy.
+        known = (info.context or {}).get("fields")
+        if known is None:
+            raise ValueError("rules are validated against the feature spec's fields: load the policy with them")
         for field, comparisons in when.items():
             if field not in known:
                 raise ValueError(f"unknown field {field!r}; rules may test {', '.join(sorted(known))}")
@@ -94,7 +86,7 @@ class Rule(_Frozen):
             for operator, value in comparisons.items():
                 if operator not in OPERATORS:
                     raise ValueError(f"{field}: unknown operator {operator!r}; use one of {', '.join(OPERATORS)}")
-                _check_comparison(field, operator, value)
+                _check_comparison(field, known[field], operator, value)
         return when
 
 
@@ -158,8 +150,9 @@ class PolicyError(ValueError):
     """A policy file that cannot be used; the message names the file and the field."""
 
 
-def load_policy(path: Path, max_deadline_ms: int) -> Policy:
-    """Read and validate a policy file; a missing file is the default policy."""
+def load_policy(path: Path, max_deadline_ms: int, fields: dict[str, str]) -> Policy:
+    """Read and validate a policy file; a missing file is the default policy. fields: what a rule
+    may test, with its Spark SQL type (FeatureSpec.field_types)."""
     if not path.exists():
         return Policy()
     try:
@@ -169,7 +162,7 @@ def load_policy(path: Path, max_deadline_ms: int) -> Policy:
     if not isinstance(data, dict):
         raise PolicyError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     try:
-        policy = Policy(**data)
+        policy = Policy.model_validate(data, context={"fields": fields})
     except ValidationError as error:
         lines = []
         for problem in error.errors():
@@ -188,9 +181,10 @@ def load_policy(path: Path, max_deadline_ms: int) -> Policy:
 class PolicyFile:
     """The policy in force: re-read when the file changes, the last good one kept when an edit is bad."""
 
-    def __init__(self, path: Path, max_deadline_ms: int, current: Policy):
+    def __init__(self, path: Path, max_deadline_ms: int, fields: dict[str, str], current: Policy):
         self.path = path
         self.max_deadline_ms = max_deadline_ms
+        self.fields = fields
         self.current = current
         self._seen = self._stamp()
 
@@ -207,7 +201,7 @@ class PolicyFile:
             return self.current
         self._seen = stamp
         try:
-            policy = load_policy(self.path, self.max_deadline_ms)
+            policy = load_policy(self.path, self.max_deadline_ms, self.fields)
         except PolicyError as error:
             log.error("policy edit refused, the previous policy stays in force:\n%s", error)
             return self.current

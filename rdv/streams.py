@@ -82,13 +82,14 @@ def for_each_batch(
     )
 
 
-def write_table(rows: DataFrame, config: PipelineConfig, query_name: str, table: str) -> StreamingQuery:
-    """Start a query appending rows to a Delta table, partitioned by event_date, on the slower
+def write_table(rows: DataFrame, config: PipelineConfig, query_name: str, table: str,
+                partition_by: str = "event_date") -> StreamingQuery:
+    """Start a query appending rows to a Delta table, partitioned by a date column, on the slower
     table trigger: a Delta commit per batch is the cost, and nobody waits for these rows."""
     return (
         rows.writeStream.format("delta")
         .outputMode("append")
-        .partitionBy("event_date")
+        .partitionBy(partition_by)
         # A column added to a record (a new field of the score record, say) is added to the table.
         .option("mergeSchema", "true")
         .option("checkpointLocation", config.checkpoint(query_name))

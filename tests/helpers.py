@@ -14,10 +14,12 @@ TEST_BROKER_PORT = 19092
 
 
 def write_conf(root: Path, port: int = TEST_BROKER_PORT, models: tuple[str, ...] = ("champion", "challenger"),
-               profile_override: str | None = None, **pipeline_overrides) -> Path:
+               profile_override: str | None = None, spec: Path = REPO / "conf" / "features.yaml",
+               **pipeline_overrides) -> Path:
     """A conf directory under root (var/ beside it) whose topics are unique to this call, with
-    the shipped policy (updated by a `policy` override) and the shipped model configs named in models (the canary only where a test asks for it: one
-    more model job is one more load on two cores)."""
+    the feature spec `spec`, the shipped policy (updated by a `policy` override) and the shipped
+    model configs named in models (the canary only where a test asks for it: one more model job is
+    one more load on two cores)."""
     conf = root / "conf"
     (conf / "models").mkdir(parents=True, exist_ok=True)
     data = yaml.safe_load((REPO / "conf" / "pipeline.yaml").read_text())
@@ -34,6 +36,7 @@ def write_conf(root: Path, port: int = TEST_BROKER_PORT, models: tuple[str, ...]
         data.setdefault(section, {}).update(values)
     (conf / "pipeline.yaml").write_text(yaml.safe_dump(data))
     (conf / "policy.yaml").write_text(yaml.safe_dump(policy))
+    shutil.copy(spec, conf / "features.yaml")
     for model in models:
         shutil.copy(REPO / "conf" / "models" / f"{model}.yaml", conf / "models" / f"{model}.yaml")
     return conf

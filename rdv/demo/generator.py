@@ -13,9 +13,17 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from features.spec import CATEGORY_RISK
-
 COUNTRIES = ("DE", "FR", "NL", "ES", "IT", "US", "GB", "PL")
+# Merchant categories with their prior fraud risk; conf/features.yaml's category_risk knows them too.
+CATEGORY_RISK = {
+    "grocery": 0.05,
+    "fuel": 0.15,
+    "restaurant": 0.1,
+    "electronics": 0.6,
+    "travel": 0.5,
+    "online": 0.7,
+    "other": 0.3,
+}
 _CATEGORIES = tuple(CATEGORY_RISK)
 
 

@@ -1,6 +1,6 @@
 """Train the demo's champion and challenger and register them in MLflow with their aliases.
 
-Training features come from the features job's own transform (features.transform.parse_raw) run
+Training features come from the features job's own transform (features.transform.check_raw) run
 over the generated raw events, so the models see exactly what they will be served.
 """
 from __future__ import annotations
@@ -9,6 +9,7 @@ import logging
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -16,8 +17,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from features.spec import FEATURES
-from features.transform import parse_raw
+from features.transform import check_raw
 from rdv.config import PipelineConfig
 from rdv.demo.generator import generate_events, raw_json
 
@@ -29,13 +29,15 @@ CHAMPION_FEATURES = ["log_amount", "amount_ratio", "distance_km", "is_foreign", 
 
 
 def training_frame(spark: SparkSession, config: PipelineConfig, n: int, seed: int, drift_at: float):
-    """Canonical features and labels of n generated events, computed by the features job's transform."""
+    """Canonical features and labels of n generated events, computed by the features job's transform
+    (each event arriving when it happened)."""
     events = generate_events(n, seed=seed, drift_at=drift_at)
     raw = spark.createDataFrame(
-        [(value, "training", 0, i) for i, value in enumerate(raw_json(events))],
-        "value string, topic string, partition int, offset long",
+        [(value, "training", 0, i, time.to_pydatetime())
+         for i, (value, time) in enumerate(zip(raw_json(events), pd.to_datetime(events["event_time"])))],
+        "value string, topic string, partition int, offset long, timestamp timestamp",
     )
-    requests = parse_raw(raw, config.policy, config.rendezvous.max_deadline_ms).where(F.col("reason").isNull())
+    requests = check_raw(raw, config.spec, heartbeats_topic="").where(F.col("reason").isNull())
     frame = requests.select("request_id", "features.*").toPandas()
     return frame.merge(events[["request_id", "is_fraud"]], on="request_id")
 
@@ -79,7 +81,7 @@ def train_demo_models(spark: SparkSession, config: PipelineConfig, rows: int = 2
 
     frame = training_frame(spark, config, rows, seed, drift_at=0.9)
     old = frame.iloc[: int(rows * 0.9)]
-    everything = list(FEATURES)
+    everything = list(config.spec.features)
     champion = LogisticRegression(max_iter=500).fit(old[CHAMPION_FEATURES], old["is_fraud"])
     challenger = HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(frame[everything], frame["is_fraud"])
 

@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from features.transform import parse_feature_records, parse_raw, route
+from features.records import parse_feature_records
+from features.spec import load_feature_spec
+from features.transform import check_raw, route, with_policy
 from rdv.policy import Policy
+from tests.helpers import REPO
 
+SPEC = load_feature_spec(REPO / "conf" / "features.yaml")
 POLICY = Policy(deadline_ms=3000, preference=("champion", "challenger"), default_score=0.0)
 GOOD = {
     "request_id": "r-1",
@@ -25,12 +29,18 @@ GOOD = {
     "txn_count_24h": 4,
     "avg_amount_30d": 50.0,
 }
+# When the records of raw_frame arrived on rdv.raw: a second after GOOD happened.
+ARRIVED = datetime(2026, 3, 1, 2, 30, 1)
 
 
-def raw_frame(spark, values):
-    return spark.createDataFrame(
-        [(v, "rdv.raw", 0, i) for i, v in enumerate(values)], "value string, topic string, partition int, offset long"
-    )
+def raw_frame(spark, values, topic="rdv.raw", arrived=ARRIVED):
+    return spark.createDataFrame([(v, topic, 0, i, arrived) for i, v in enumerate(values)],
+                                 "value string, topic string, partition int, offset long, timestamp timestamp")
+
+
+def featurize(raw, policy=POLICY, spec=SPEC):
+    """The features job's batch without deduplication (see test_feature_dedup.py)."""
+    return with_policy(check_raw(raw, spec, "rdv.heartbeats"), policy, spec, 10_000)
 
 
 def without(field):
@@ -38,8 +48,7 @@ def without(field):
 
 
 def test_a_good_event_becomes_exact_canonical_features(spark):
-    parsed = parse_raw(raw_frame(spark, [json.dumps(GOOD)]), POLICY, 10_000)
-    row = parsed.select("request_id", "event_time", "features.*", "reason").first()
+    row = featurize(raw_frame(spark, [json.dumps(GOOD)])).select("request_id", "event_time", "features.*", "reason").first()
     assert row.request_id == "r-1"
     assert row.event_time == datetime(2026, 3, 1, 2, 30, 0, 250000)
     assert row.reason is None
@@ -51,19 +60,34 @@ def test_a_good_event_becomes_exact_canonical_features(spark):
 
 
 def test_bad_records_are_kept_with_the_first_rule_they_break(spark):
+    late = (ARRIVED - timedelta(seconds=6)).isoformat() + "Z"
+    early = (ARRIVED + timedelta(minutes=6)).isoformat() + "Z"
     values = [
         "not json at all",
         "[1, 2]",
+        json.dumps({**GOOD, "card_id": "x" * 70_000}),
+        json.dumps({**GOOD, "schema_version": 2}),
+        json.dumps({**GOOD, "schema_version": "one"}),
         without("amount"),
         json.dumps({**GOOD, "amount": "lots"}),
         json.dumps({**GOOD, "event_time": "yesterday"}),
+        json.dumps({**GOOD, "amount": -1.0}),
+        json.dumps({**GOOD, "amount": float("nan")}),
+        json.dumps({**GOOD, "distance_km": float("inf")}),
+        json.dumps({**GOOD, "country": "France"}),
+        json.dumps({**GOOD, "event_time": early}),
+        json.dumps({**GOOD, "event_time": late}),
+        json.dumps({**GOOD, "amount": -1.0, "event_time": late}),  # the first rule broken names it
         json.dumps({**GOOD, "policy": {"deadline_ms": -5}}),
         json.dumps({**GOOD, "policy": "fast please"}),
+        json.dumps({**GOOD, "schema_version": 1}),
         json.dumps(GOOD),
     ]
-    actual = parse_raw(raw_frame(spark, values), POLICY, 10_000).select("offset", "reason", "value")
-    reasons = ["not_json", "not_object", "missing:amount", "wrong_type:amount", "wrong_type:event_time",
-               "bad_policy:deadline_ms", "bad_policy", None]
+    actual = featurize(raw_frame(spark, values)).select("offset", "reason", "value")
+    reasons = ["not_json", "not_object", "too_large", "unknown_version:schema_version", "unknown_version:schema_version",
+               "missing:amount", "wrong_type:amount", "wrong_type:event_time", "below_min:amount", "not_finite:amount",
+               "not_finite:distance_km", "no_match:country", "too_new:event_time", "too_old:event_time",
+               "below_min:amount", "bad_policy:deadline_ms", "bad_policy", None, None]
     expected = spark.createDataFrame(
         [(i, r, v) for i, (r, v) in enumerate(zip(reasons, values))], "offset long, reason string, value string"
     )
@@ -75,7 +99,7 @@ def test_the_policy_comes_from_the_event_or_the_default_and_is_clipped(spark):
         json.dumps(GOOD),
         json.dumps({**GOOD, "request_id": "r-2", "policy": {"deadline_ms": 60_000, "preference": ["gbt"]}}),
     ]
-    actual = parse_raw(raw_frame(spark, values), POLICY, 10_000).select(
+    actual = featurize(raw_frame(spark, values)).select(
         "request_id", "policy.deadline_ms", "policy.preference", "policy.default_score"
     )
     expected = spark.createDataFrame(
@@ -86,27 +110,26 @@ def test_the_policy_comes_from_the_event_or_the_default_and_is_clipped(spark):
 
 
 def test_an_event_without_an_id_gets_one_from_its_place_in_the_topic(spark):
-    parsed = parse_raw(raw_frame(spark, [json.dumps(GOOD), without("request_id")]), POLICY, 10_000)
-    assert sorted(r.request_id for r in parsed.collect()) == ["r-1", "rq-0-1"]
+    parsed = featurize(raw_frame(spark, [json.dumps(GOOD), without("request_id")]))
+    assert sorted((r.request_id, r.own_id) for r in parsed.collect()) == [("r-1", True), ("rq-0-1", False)]
 
 
 def test_route_sends_good_events_to_features_and_bad_ones_to_quarantine(spark):
-    parsed = parse_raw(raw_frame(spark, [json.dumps(GOOD), "{oops"]), POLICY, 10_000)
-    messages = route(parsed, "rdv.features", "rdv.quarantine", schema_version=1, heartbeats_topic="rdv.heartbeats")
+    messages = route(featurize(raw_frame(spark, [json.dumps(GOOD), "{oops"])), "rdv.features", "rdv.quarantine",
+                     schema_version=1)
     by_topic = {r.topic: r for r in messages.collect()}
     assert set(by_topic) == {"rdv.features", "rdv.quarantine"}
     quarantined = json.loads(by_topic["rdv.quarantine"].value)
     assert (quarantined["reason"], quarantined["raw"], quarantined["source_offset"]) == ("not_json", "{oops", 1)
-    record = parse_feature_records(messages.where(F.col("topic") == "rdv.features"))
+    record = parse_feature_records(messages.where(F.col("topic") == "rdv.features"), SPEC.features_schema())
     row = record.first()
     assert (row.schema_version, row.kind, row.request_id, row.features.amount_ratio) == (1, "request", "r-1", 1.98)
 
 
 def test_a_heartbeat_read_with_the_raw_events_becomes_a_heartbeat_record_on_features(spark):
-    beat = spark.createDataFrame([('{"event_time": "2026-03-01T02:30:01.000Z"}', "rdv.heartbeats", 0, 7)],
-                                 "value string, topic string, partition int, offset long")
-    messages = route(parse_raw(beat, POLICY, 10_000), "rdv.features", "rdv.quarantine", 1, "rdv.heartbeats")
+    beat = raw_frame(spark, ['{"event_time": "2026-03-01T02:30:01.000Z"}'], topic="rdv.heartbeats")
+    messages = route(featurize(beat), "rdv.features", "rdv.quarantine", 1)
     row = messages.first()
     assert (row.topic, row.key) == ("rdv.features", None)
-    record = parse_feature_records(messages).first()
+    record = parse_feature_records(messages, SPEC.features_schema()).first()
     assert (record.kind, record.request_id, record.event_time) == ("heartbeat", None, datetime(2026, 3, 1, 2, 30, 1))

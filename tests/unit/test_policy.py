@@ -8,14 +8,19 @@ import os
 import pytest
 from chispa import assert_df_equality
 
-from features.transform import parse_raw
 from rdv.policy import Policy, PolicyFile, Rule, Split
-from tests.unit.test_features_transform import GOOD, raw_frame
+from tests.unit.test_features_transform import GOOD, SPEC, featurize, raw_frame
+
+
+def rule(**fields) -> Rule:
+    """A rule validated against the shipped spec's fields, as load_policy validates it."""
+    return Rule.model_validate(fields, context={"fields": SPEC.field_types()})
+
 
 RULES = (
-    Rule(name="small-grocery", when={"merchant_category": {"eq": "grocery"}, "amount": {"lt": 100}},
+    rule(name="small-grocery", when={"merchant_category": {"eq": "grocery"}, "amount": {"lt": 100}},
          preference=("challenger", "champion")),
-    Rule(name="abroad", when={"is_foreign": {"eq": 1.0}, "merchant_category": {"not_in": ["fuel"]}},
+    rule(name="abroad", when={"is_foreign": {"eq": 1.0}, "merchant_category": {"not_in": ["fuel"]}},
          preference=("gbt",)),
 )
 POLICY = Policy(deadline_ms=3000, rules=RULES, split=Split(shares={"champion": 90, "challenger": 10}, salt="s1"))
@@ -36,7 +41,7 @@ def test_rules_pick_the_preference_of_the_first_rule_that_holds(spark):
         {"request_id": "big-grocery", "merchant_category": "grocery", "amount": 500.0, "country": "DE"},
         {"request_id": "own", "merchant_category": "grocery", "amount": 20.0, "policy": {"preference": ["x"]}},
     )
-    actual = parse_raw(raw, rules, 10_000).select("request_id", "policy.strategy", "policy.rule", "policy.preference")
+    actual = featurize(raw, rules).select("request_id", "policy.strategy", "policy.rule", "policy.preference")
     expected = spark.createDataFrame(
         [("grocery", "rules", "small-grocery", ["challenger", "champion"]),
          ("grocery-abroad", "rules", "small-grocery", ["challenger", "champion"]),
@@ -53,7 +58,7 @@ def test_the_split_exposes_each_request_to_one_arm_by_a_stable_hash_of_its_id(sp
     ids = [f"req-{i}" for i in range(4000)]
     raw = events(spark, *[{"request_id": i} for i in ids])
     arms = {r.request_id: (r.arm, tuple(r.preference))
-            for r in parse_raw(raw, split, 10_000).select("request_id", "policy.arm", "policy.preference").collect()}
+            for r in featurize(raw, split).select("request_id", "policy.arm", "policy.preference").collect()}
     assert set(arms.values()) == {("champion", ("champion", "challenger")), ("challenger", ("challenger", "champion"))}
     exposed = sum(arm == "challenger" for arm, _ in arms.values()) / len(ids)
     assert 0.085 < exposed < 0.115  # 10 % of requests, within sampling error
@@ -76,7 +81,7 @@ def test_an_event_may_override_its_policy_and_a_bad_override_is_quarantined_nami
         {"request_id": "s6", "policy": {"criterion": "vibes"}},
         {"request_id": "s7", "policy": {"deadline": 500}},
     )
-    actual = parse_raw(raw, POLICY, 10_000).select(
+    actual = featurize(raw, POLICY).select(
         "request_id", "reason", "policy.strategy", "policy.deadline_ms", "policy.preference", "policy.default_score",
         "policy.criterion").where("reason IS NULL")
     expected = spark.createDataFrame(
@@ -86,7 +91,7 @@ def test_an_event_may_override_its_policy_and_a_bad_override_is_quarantined_nami
         "request_id string, reason string, strategy string, deadline_ms int, preference array<string>, "
         "default_score double, criterion string")
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
-    reasons = {r.request_id: r.reason for r in parse_raw(raw, POLICY, 10_000).where("reason IS NOT NULL").collect()}
+    reasons = {r.request_id: r.reason for r in featurize(raw, POLICY).where("reason IS NOT NULL").collect()}
     assert reasons == {"s1": "bad_policy:strategy", "s2": "bad_policy:deadline_ms", "s3": "bad_policy:preference",
                        "s4": "bad_policy:preference", "s5": "bad_policy:default_score", "s6": "bad_policy:criterion",
                        "s7": "bad_policy:deadline"}
@@ -94,14 +99,14 @@ def test_an_event_may_override_its_policy_and_a_bad_override_is_quarantined_nami
 
 def test_a_strategy_whose_settings_are_not_configured_is_refused_per_event(spark):
     plain = Policy(deadline_ms=3000)
-    reasons = [r.reason for r in parse_raw(events(spark, {"policy": {"strategy": "split"}}), plain, 10_000).collect()]
+    reasons = [r.reason for r in featurize(events(spark, {"policy": {"strategy": "split"}}), plain).collect()]
     assert reasons == ["bad_policy:strategy"]
 
 
 def test_the_policy_file_is_re_read_when_it_changes_and_a_bad_edit_keeps_the_last_good_policy(tmp_path, caplog):
     path = tmp_path / "policy.yaml"
     path.write_text("deadline_ms: 2000\n")
-    policy = PolicyFile(path, 10_000, Policy(deadline_ms=2000))
+    policy = PolicyFile(path, 10_000, SPEC.field_types(), Policy(deadline_ms=2000))
     assert policy.refresh().deadline_ms == 2000
 
     path.write_text("strategy: first\ndeadline_ms: 2500\n")
@@ -114,11 +119,11 @@ def test_the_policy_file_is_re_read_when_it_changes_and_a_bad_edit_keeps_the_las
     assert "deadline_ms: 20000 exceeds rendezvous.max_deadline_ms" in caplog.text
 
 
-@pytest.mark.parametrize("rule, message", [
+@pytest.mark.parametrize("bad, message", [
     ({"name": "r", "when": {"card_present": {"lt": True}}, "preference": ["champion"]}, "order comparisons need a number"),
     ({"name": "r", "when": {"country": {"in": "FR"}}, "preference": ["champion"]}, "country.in: expects a non-empty list"),
     ({"name": "r", "when": {"country": {"eq": "FR"}}, "preference": ["canary"]}, "a canary or the decoy is never served"),
 ])
-def test_a_rule_that_cannot_be_compiled_fails_at_load(rule, message):
+def test_a_rule_that_cannot_be_compiled_fails_at_load(bad, message):
     with pytest.raises(ValueError, match=message):
-        Rule(**rule)
+        rule(**bad)

@@ -7,6 +7,7 @@ import pytest
 
 from models.scoring import contained_predictions, feature_columns, predictions_to_scores
 from rdv.config import ConfigError, ModelConfig
+from tests.unit.test_features_transform import SPEC
 
 
 def test_probabilities_give_the_positive_class_and_a_thresholded_label():
@@ -24,10 +25,11 @@ def test_labels_are_their_own_score_and_regressions_have_no_label():
 
 
 def test_feature_columns_default_to_every_canonical_feature_and_reject_unknown_ones():
-    everything = feature_columns(ModelConfig(name="m", uri="models:/m@champion"), "conf")
+    everything = feature_columns(ModelConfig(name="m", uri="models:/m@champion"), SPEC, "conf")
     assert everything[:2] == ["log_amount", "amount_ratio"] and len(everything) == 8
-    with pytest.raises(ConfigError, match=r"conf/models/m.yaml: features: unknown feature\(s\) colour"):
-        feature_columns(ModelConfig(name="m", uri="models:/m@champion", features=("colour",)), "conf")
+    with pytest.raises(ConfigError, match=r"conf/models/m.yaml: features: colour not in the feature spec "
+                                          r"conf/features.yaml, whose features are log_amount, amount_ratio"):
+        feature_columns(ModelConfig(name="m", uri="models:/m@champion", features=("colour",)), SPEC, "conf")
 
 
 class Flaky:

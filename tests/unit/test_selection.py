@@ -9,7 +9,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql.types import IntegerType, LongType, StructField, StructType
 
-from features.spec import FEATURE_RECORD
+from features.records import feature_record_schema
 from models.scoring import SCORE_RECORD
 from rendezvous.selection import RESULT_RECORD, answers, rank_scores
 
@@ -78,7 +78,7 @@ def rendezvous(spark, tmp_path):
     requests_dir, scores_dir = tmp_path / "requests", tmp_path / "scores"
     requests_dir.mkdir()
     scores_dir.mkdir()
-    requests = spark.readStream.schema(FEATURE_RECORD).json(str(requests_dir))
+    requests = spark.readStream.schema(feature_record_schema(None)).json(str(requests_dir))
     scores = spark.readStream.schema(SCORE_ROW).json(str(scores_dir))
     table = f"answers_{tmp_path.name}"
     query = (answers(requests, scores, DEADLINE_MS, GRACE_MS, TRANSIT_MS).writeStream.format("memory")

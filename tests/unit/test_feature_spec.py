@@ -1,6 +1,7 @@
 """The declared feature spec (conf/features.yaml): load, validation messages, expression checks."""
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -10,30 +11,27 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from features.checks import check_rules, first_broken
-from features.declared import SpecError, check_expressions, load_feature_spec
-from features.spec import FEATURES, RAW_FIELDS
+from features.spec import SpecError, check_expressions, load_feature_spec
 
 SPEC = Path(__file__).resolve().parents[2] / "conf" / "features.yaml"
 
 
-def test_the_shipped_spec_declares_the_fields_and_features_the_pipeline_uses():
-    spec = load_feature_spec(SPEC)
-    assert {name: (f.type, f.required) for name, f in spec.raw.items()} == {
-        f.name: (f.sql_type, f.required) for f in RAW_FIELDS}
-    assert list(spec.features) == list(FEATURES)
-    assert spec.raw["card_id"].personal == "hash"
-
-
-def test_the_shipped_expressions_compute_what_the_pipeline_computes(spark):
+def test_the_shipped_spec_computes_the_demo_features(spark):
     spec = load_feature_spec(SPEC)
     check_expressions(spark, spec, SPEC)
     rows = [("r1", datetime(2026, 1, 1, 3), "c1", 120.0, "Travel", "FR", "DE", 800.0, False, 3, 40.0),
             ("r2", datetime(2026, 1, 1, 14), "c2", 8.5, "grocery", "DE", "DE", 1.2, True, 0, 30.0),
             ("r3", datetime(2026, 1, 1, 22), "c3", 50.0, "pets", "US", "US", 3.0, True, 9, 0.0)]
     raw = spark.createDataFrame(rows, spec.raw_schema())
-    declared = raw.select("request_id", *[F.expr(f.expr).cast(f.type).alias(n) for n, f in spec.features.items()])
-    built_in = raw.select("request_id", *[F.expr(e).cast("double").alias(n) for n, e in FEATURES.items()])
-    assert_df_equality(declared, built_in, ignore_nullable=True)
+    actual = raw.select("request_id", *[F.expr(f.expr).cast(f.type).alias(n) for n, f in spec.features.items()])
+    expected = spark.createDataFrame(
+        [("r1", math.log(121.0), 3.0, 800.0, 1.0, 1.0, 0.0, 3.0, 0.5),
+         ("r2", math.log(9.5), 8.5 / 30.0, 1.2, 0.0, 0.0, 1.0, 0.0, 0.05),
+         ("r3", math.log(51.0), 50.0, 3.0, 0.0, 0.0, 1.0, 9.0, 0.3)],
+        "request_id string, " + ", ".join(f"{name} double" for name in spec.features))
+    assert_df_equality(actual, expected, ignore_nullable=True)
+    assert spec.raw["card_id"].personal == "hash"
+    assert spec.versions == (1,)
 
 
 def write_spec(tmp_path, edit) -> Path:
@@ -54,6 +52,11 @@ def write_spec(tmp_path, edit) -> Path:
     (lambda d: d["raw"].pop("event_time"), "raw.event_time must be declared"),
     (lambda d: d["features"]["is_night"]["checks"].update(allowed=[]), "features.is_night.checks.allowed: Tuple should have at least 1 item"),
     (lambda d: d.pop("schema_version"), "schema_version: Field required"),
+    (lambda d: d.update(accepted_versions=[1, 3]), "accepted_versions: each must be between 1 and schema_version (1)"),
+    (lambda d: d["raw"].update({"schema_version": {"type": "int"}}), "raw.schema_version is reserved"),
+    (lambda d: d["raw"].update({"_rdv_json": {"type": "string"}}), "'_rdv_json': a name is a letter then"),
+    (lambda d: d["features"].update({"two words": {"expr": "1"}}), "'two words': a name is a letter then"),
+    (lambda d: d["limits"].update(max_lateness="a while"), "limits.max_lateness: Value error, 'a while' is not a duration"),
 ])
 def test_a_bad_spec_fails_at_load_naming_the_file_and_the_field(tmp_path, edit, message):
     path = write_spec(tmp_path, edit)
