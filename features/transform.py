@@ -134,10 +134,13 @@ def with_arrival_marks(checked: DataFrame, dedup_window_ms: int | None) -> DataF
     if dedup_window_ms is None:
         return checked
     keyed = checked.select("request_id", F.struct(*CHECKED).alias("row")).repartition("request_id")
-    fenced = F.when(F.spark_partition_id() >= 0, _dedup_candidate(F.col("row")))
+    # Read through the fence, `row` is used whole in this branch too: no field of it is pruned below
+    # the shuffle in one branch only.
+    fenced = F.when(F.spark_partition_id() >= 0, F.col("row"))
     firsts = (
-        keyed.where(fenced)
-        .select("request_id", F.struct("row.topic", "row.partition", "row.offset").alias("place"),
+        keyed.select("request_id", fenced.alias("fenced"))
+        .where(_dedup_candidate(F.col("fenced")))
+        .select("request_id", F.struct("fenced.topic", "fenced.partition", "fenced.offset").alias("place"),
                 F.current_timestamp().alias("arrived_at"))
         .withWatermark("arrived_at", f"{dedup_window_ms // 2} milliseconds")
         .dropDuplicatesWithinWatermark(["request_id"])
