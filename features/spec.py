@@ -83,6 +83,9 @@ class RawField(_Frozen):
     @model_validator(mode="after")
     def _checks_fit(self) -> RawField:
         self.checks.fit(self.type)
+        if self.personal == "hash" and self.type != "string":
+            raise ValueError(f"personal: hash applies to strings (its pseudonym is one), not to {self.type}; "
+                             "use personal: drop")
         return self
 
 

@@ -18,12 +18,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from features.checks import check_rules, first_broken
+from features.personal import protected
 from features.policy import override_problems, parse_overrides, request_policy
 from features.spec import INTERNAL_PREFIX, FeatureSpec
 from rdv.policy import Policy
 
-_JSON, _TYPED, _FEATURES, _SOURCE, _CORRUPT = (f"{INTERNAL_PREFIX}{n}" for n in ("json", "typed", "features", "source",
-                                                                                  "corrupt"))
+_JSON, _TYPED, _VISIBLE, _FEATURES, _SOURCE, _CORRUPT = (
+    f"{INTERNAL_PREFIX}{n}" for n in ("json", "typed", "visible", "features", "source", "corrupt"))
 DUPLICATE = "duplicate:request_id"
 # What check_raw gives for each raw record, heartbeats included.
 CHECKED = ("kind", "request_id", "own_id", "event_time", "typed", "features", "policy_text", "reason",
@@ -70,10 +71,14 @@ def _rules(spec: FeatureSpec, fits: Column, parsed_text: Column) -> list[tuple[C
     return rules
 
 
-def check_raw(raw: DataFrame, spec: FeatureSpec, heartbeats_topic: str) -> DataFrame:
+def check_raw(raw: DataFrame, spec: FeatureSpec, heartbeats_topic: str, key: bytes | None = None) -> DataFrame:
     """Kafka rows of rdv.raw and rdv.heartbeats (value, topic, partition, offset, timestamp) as
     checked records (CHECKED): the typed raw fields, the features, and the first rule broken as
-    the reason (null for a good event and for a heartbeat)."""
+    the reason (null for a good event and for a heartbeat).
+
+    Checks see the raw values; the features and the `typed` column given out see personal fields
+    hashed under `key` or dropped (features/personal.py), so no personal value reaches a feature.
+    """
     value = F.col("value").cast("string")
     fits = F.octet_length(value) <= spec.limits.max_bytes
     # An oversized message is not parsed at all: its cost is its size.
@@ -84,24 +89,25 @@ def check_raw(raw: DataFrame, spec: FeatureSpec, heartbeats_topic: str) -> DataF
         F.from_json(parsed_text, _as_text(spec), {"columnNameOfCorruptRecord": _CORRUPT}).alias(_JSON),
     )
     typed = F.struct(*[_typed(F.col(_JSON)[name], field.type).alias(name) for name, field in spec.raw.items()])
+    visible = protected(F.col(_TYPED), spec, key)
     # The raw fields at the top level, where the feature expressions name them.
-    with_fields = parsed.select("*", typed.alias(_TYPED)).select("*", f"{_TYPED}.*")
+    with_fields = parsed.select("*", typed.alias(_TYPED)).select("*", visible.alias(_VISIBLE)).select("*", f"{_VISIBLE}.*")
     features = F.struct(*[F.expr(f.expr).cast(f.type).alias(name) for name, f in spec.features.items()])
-    computed = with_fields.select(_SOURCE, f"{INTERNAL_PREFIX}fits", _JSON, _TYPED, features.alias(_FEATURES))
+    computed = with_fields.select(_SOURCE, f"{INTERNAL_PREFIX}fits", _JSON, _TYPED, _VISIBLE, features.alias(_FEATURES))
     source = F.col(_SOURCE)
     heartbeat = source["topic"] == heartbeats_topic
     reason = first_broken(_rules(spec, F.col(f"{INTERNAL_PREFIX}fits"), F.when(F.col(f"{INTERNAL_PREFIX}fits"),
                                                                                source["value"])))
     # A request without an id gets one from its place in rdv.raw, so a replay of the same raw record
     # yields the same request; it has no id of its own to be a duplicate of.
-    own_id = F.col(_TYPED)["request_id"] if "request_id" in spec.raw else F.lit(None).cast("string")
+    own_id = F.col(_VISIBLE)["request_id"] if "request_id" in spec.raw else F.lit(None).cast("string")
     generated_id = F.concat_ws("-", F.lit("rq"), source["partition"], source["offset"])
     return computed.select(
         F.when(heartbeat, F.lit("heartbeat")).otherwise(F.lit("request")).alias("kind"),
         F.when(~heartbeat, F.coalesce(own_id, generated_id)).alias("request_id"),
         own_id.isNotNull().alias("own_id"),
-        F.col(_TYPED)["event_time"].alias("event_time"),
-        F.col(_TYPED).alias("typed"),
+        F.col(_VISIBLE)["event_time"].alias("event_time"),
+        F.col(_VISIBLE).alias("typed"),
         F.col(_FEATURES).alias("features"),
         F.col(_JSON)["policy"].alias("policy_text"),
         F.when(~heartbeat, reason).alias("reason"),

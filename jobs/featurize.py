@@ -14,6 +14,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from features.personal import MissingKey, personal_data_key
 from features.quarantine import quarantine_rows
 from features.spec import check_expressions
 from features.transform import check_raw, flag_duplicates, route, with_arrival_marks, with_policy
@@ -25,13 +26,15 @@ from rdv.streams import for_each_batch, publish, read_topic, write_table
 
 QUERY = "features"
 QUARANTINE_QUERY = "quarantine-table"
+QUERIES = (QUERY, QUARANTINE_QUERY)
 
 
 def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
     topics, spec = config.kafka.topics, config.spec
     try:
         check_expressions(spark, spec, config.feature_spec_file)
-    except ValueError as error:
+        key = personal_data_key(spec, config.feature_spec_file)
+    except (ValueError, MissingKey) as error:
         raise ConfigError(str(error)) from None
     max_deadline_ms = config.rendezvous.max_deadline_ms
     policy = PolicyFile(config.policy_file, max_deadline_ms, spec.field_types(), config.policy)
@@ -43,7 +46,7 @@ def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
 
     # One source over both topics: each micro-batch fixes their offsets together (rdv/heartbeat.py).
     raw = read_topic(spark, config, f"{topics.raw.name},{topics.heartbeats.name}")
-    stream = with_arrival_marks(check_raw(raw, spec, topics.heartbeats.name), window_ms)
+    stream = with_arrival_marks(check_raw(raw, spec, topics.heartbeats.name, key), window_ms)
     query = for_each_batch(stream, config, QUERY, featurize_batch)
     start_heartbeat(config, query)
     return query
@@ -54,10 +57,14 @@ def build_quarantine_table(spark: SparkSession, config: PipelineConfig) -> Strea
     return write_table(rows, config, QUARANTINE_QUERY, "quarantine", partition_by="quarantine_date")
 
 
+def build_all(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:
+    """The job's queries (QUERIES)."""
+    return [build(spark, config), build_quarantine_table(spark, config)]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argument_parser("Raw events to canonical feature records (and quarantine), each with its policy.")
-    run_job("rdv-features", parser,
-            lambda spark, config, args: [build(spark, config), build_quarantine_table(spark, config)], argv)
+    run_job("rdv-features", parser, lambda spark, config, args: build_all(spark, config), argv)
 
 
 if __name__ == "__main__":

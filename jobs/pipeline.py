@@ -14,7 +14,7 @@ from rdv.jobrun import argument_parser, run_job
 
 def build_all(spark, config, model_names: list[str]):
     return [
-        featurize.build(spark, config),
+        *featurize.build_all(spark, config),
         *[score.build(spark, config, name) for name in model_names],
         decoy.build(spark, config),
         *decide.build(spark, config),

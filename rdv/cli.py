@@ -8,6 +8,7 @@ import argparse
 import logging
 import sys
 
+from features.personal import ensure_session_key
 from rdv.config import ConfigError, load_config
 
 
@@ -216,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         config = load_config(args.conf)
+        if config.profile == "local":
+            ensure_session_key()
         if getattr(args, "action", None) in ("add", "start", "stop") and args.command == "model" and not args.name:
             raise ConfigError(f"rdv model {args.action} needs the model's name")
         return args.run(config, args)

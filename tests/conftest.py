@@ -6,12 +6,19 @@ checkpoints and tables through its own config.
 """
 from __future__ import annotations
 
+import os
+import secrets
+
 import pytest
 
+from features.personal import KEY_VARIABLE
 from rdv.demo.train import train_demo_models
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.spark import build_session
 from tests.helpers import make_config
+
+# The jobs hash personal data under this run's own key, as a user's deployment would under theirs.
+os.environ.setdefault(KEY_VARIABLE, secrets.token_hex(32))
 
 
 @pytest.fixture(scope="session")

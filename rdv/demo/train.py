@@ -17,6 +17,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from features.personal import personal_data_key
 from features.transform import check_raw
 from rdv.config import PipelineConfig
 from rdv.demo.generator import generate_events, raw_json
@@ -37,7 +38,8 @@ def training_frame(spark: SparkSession, config: PipelineConfig, n: int, seed: in
          for i, (value, time) in enumerate(zip(raw_json(events), pd.to_datetime(events["event_time"])))],
         "value string, topic string, partition int, offset long, timestamp timestamp",
     )
-    requests = check_raw(raw, config.spec, heartbeats_topic="").where(F.col("reason").isNull())
+    key = personal_data_key(config.spec, config.feature_spec_file)
+    requests = check_raw(raw, config.spec, heartbeats_topic="", key=key).where(F.col("reason").isNull())
     frame = requests.select("request_id", "features.*").toPandas()
     return frame.merge(events[["request_id", "is_fraud"]], on="request_id")
 

@@ -57,7 +57,7 @@ def test_the_features_job_accounts_for_every_raw_record(spark, config):
     """raw = features + quarantine, per reason, exactly, on Kafka and in the Delta table."""
     messages, expected = corpus(good_count=40)
     produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, messages)
-    queries = [featurize.build(spark, config), featurize.build_quarantine_table(spark, config)]
+    queries = featurize.build_all(spark, config)
     bootstrap, topics = config.kafka.bootstrap_servers, config.kafka.topics
 
     def outcomes() -> Counter:

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from features.transform import check_raw, flag_duplicates, with_arrival_marks
-from tests.unit.test_features_transform import GOOD, SPEC
+from tests.unit.test_features_transform import GOOD, KEY, SPEC
 
 WINDOW_MS = 2000
 RAW = "value string, topic string, partition int, offset long, timestamp timestamp"
@@ -20,7 +20,7 @@ def features_stream(spark, tmp_path):
     the batches flagged so far is in `out`, and the plan of each micro-batch with data in `plans`."""
     source = tmp_path / "raw"
     source.mkdir()
-    checked = check_raw(spark.readStream.schema(RAW).json(str(source)), SPEC, "rdv.heartbeats")
+    checked = check_raw(spark.readStream.schema(RAW).json(str(source)), SPEC, "rdv.heartbeats", KEY)
     out, plans, offsets = [], [], iter(range(1_000_000))
 
     def batch(frame, batch_id):

@@ -1,10 +1,13 @@
 """The features transform on static DataFrames: exact records out, every bad record with its reason."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 from datetime import datetime, timedelta
 
+import yaml
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
@@ -38,9 +41,12 @@ def raw_frame(spark, values, topic="rdv.raw", arrived=ARRIVED):
                                  "value string, topic string, partition int, offset long, timestamp timestamp")
 
 
+KEY = b"a test key, not a secret"
+
+
 def featurize(raw, policy=POLICY, spec=SPEC):
     """The features job's batch without deduplication (see test_feature_dedup.py)."""
-    return with_policy(check_raw(raw, spec, "rdv.heartbeats"), policy, spec, 10_000)
+    return with_policy(check_raw(raw, spec, "rdv.heartbeats", KEY), policy, spec, 10_000)
 
 
 def without(field):
@@ -133,3 +139,17 @@ def test_a_heartbeat_read_with_the_raw_events_becomes_a_heartbeat_record_on_feat
     assert (row.topic, row.key) == ("rdv.features", None)
     record = parse_feature_records(messages, SPEC.features_schema()).first()
     assert (record.kind, record.request_id, record.event_time) == ("heartbeat", None, datetime(2026, 3, 1, 2, 30, 1))
+
+
+def test_personal_fields_reach_the_features_only_as_a_keyed_hash_or_not_at_all(spark, tmp_path):
+    data = yaml.safe_load((REPO / "conf" / "features.yaml").read_text())
+    data["raw"]["home_country"]["personal"] = "drop"
+    data["features"]["card"] = {"expr": "card_id", "type": "string"}
+    data["features"]["home"] = {"expr": "coalesce(home_country, 'dropped')", "type": "string"}
+    (tmp_path / "features.yaml").write_text(yaml.safe_dump(data))
+    spec = load_feature_spec(tmp_path / "features.yaml")
+    row = featurize(raw_frame(spark, [json.dumps(GOOD)]), spec=spec).first()
+    assert row.reason is None  # the checks saw the real home_country
+    assert row.features.card == hmac.new(KEY, b"card-1", hashlib.sha256).hexdigest()
+    assert (row.typed.card_id, row.features.home, row.typed.home_country) == (row.features.card, "dropped", None)
+    assert row.features.is_foreign is None  # a feature of a dropped field sees null
