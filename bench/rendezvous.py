@@ -53,7 +53,8 @@ def bench_config(work: Path, port: int, spark_conf: dict[str, str]) -> PipelineC
     data["spark"]["trigger"] = "0 seconds"  # back to back: the benchmark measures processing time
     data["spark"]["conf"] = {**data["spark"].get("conf", {}), **spark_conf}
     (conf / "pipeline.yaml").write_text(yaml.safe_dump(data))
-    shutil.copy(ROOT / "conf" / "policy.yaml", conf / "policy.yaml")
+    for name in ("policy.yaml", "features.yaml"):
+        shutil.copy(ROOT / "conf" / name, conf / name)
     return load_config(conf)
 
 

@@ -23,8 +23,8 @@ from features.policy import override_problems, parse_overrides, request_policy
 from features.spec import INTERNAL_PREFIX, FeatureSpec
 from rdv.policy import Policy
 
-_JSON, _TYPED, _VISIBLE, _FEATURES, _SOURCE, _CORRUPT = (
-    f"{INTERNAL_PREFIX}{n}" for n in ("json", "typed", "visible", "features", "source", "corrupt"))
+_JSON, _TYPED, _VISIBLE, _FEATURES, _SOURCE, _FITS, _CORRUPT = (
+    f"{INTERNAL_PREFIX}{n}" for n in ("json", "typed", "visible", "features", "source", "fits", "corrupt"))
 DUPLICATE = "duplicate:request_id"
 # What check_raw gives for each raw record, heartbeats included.
 CHECKED = ("kind", "request_id", "own_id", "event_time", "typed", "features", "policy_text", "reason",
@@ -48,9 +48,10 @@ def _typed(text: Column, sql_type: str) -> Column:
     return text.try_cast(sql_type)
 
 
-def _rules(spec: FeatureSpec, fits: Column, parsed_text: Column) -> list[tuple[Column, str]]:
+def _rules(spec: FeatureSpec) -> list[tuple[Column, str]]:
     """(broken, reason) for every rule of the spec, in the order they are checked."""
-    json, typed = F.col(_JSON), F.col(_TYPED)
+    json, typed, fits = F.col(_JSON), F.col(_TYPED), F.col(_FITS)
+    parsed_text = F.when(fits, F.col(_SOURCE)["value"])
     version = json["schema_version"]
     rules: list[tuple[Column, str]] = [
         (~fits, "too_large"),
@@ -85,7 +86,7 @@ def check_raw(raw: DataFrame, spec: FeatureSpec, heartbeats_topic: str, key: byt
     parsed_text = F.when(fits, value)
     parsed = raw.select(
         F.struct(value.alias("value"), "topic", "partition", "offset", "timestamp").alias(_SOURCE),
-        fits.alias(f"{INTERNAL_PREFIX}fits"),
+        fits.alias(_FITS),
         F.from_json(parsed_text, _as_text(spec), {"columnNameOfCorruptRecord": _CORRUPT}).alias(_JSON),
     )
     typed = F.struct(*[_typed(F.col(_JSON)[name], field.type).alias(name) for name, field in spec.raw.items()])
@@ -93,11 +94,10 @@ def check_raw(raw: DataFrame, spec: FeatureSpec, heartbeats_topic: str, key: byt
     # The raw fields at the top level, where the feature expressions name them.
     with_fields = parsed.select("*", typed.alias(_TYPED)).select("*", visible.alias(_VISIBLE)).select("*", f"{_VISIBLE}.*")
     features = F.struct(*[F.expr(f.expr).cast(f.type).alias(name) for name, f in spec.features.items()])
-    computed = with_fields.select(_SOURCE, f"{INTERNAL_PREFIX}fits", _JSON, _TYPED, _VISIBLE, features.alias(_FEATURES))
+    computed = with_fields.select(_SOURCE, _FITS, _JSON, _TYPED, _VISIBLE, features.alias(_FEATURES))
     source = F.col(_SOURCE)
     heartbeat = source["topic"] == heartbeats_topic
-    reason = first_broken(_rules(spec, F.col(f"{INTERNAL_PREFIX}fits"), F.when(F.col(f"{INTERNAL_PREFIX}fits"),
-                                                                               source["value"])))
+    reason = first_broken(_rules(spec))
     # A request without an id gets one from its place in rdv.raw, so a replay of the same raw record
     # yields the same request; it has no id of its own to be a duplicate of.
     own_id = F.col(_VISIBLE)["request_id"] if "request_id" in spec.raw else F.lit(None).cast("string")

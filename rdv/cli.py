@@ -1,6 +1,7 @@
 """rdv: run the rendezvous pipeline locally and look at it.
 
-Every command takes --conf (default: conf), the directory with pipeline.yaml and models/.
+Every command takes --conf (default: conf), the directory with pipeline.yaml, features.yaml,
+policy.yaml and models/
 """
 from __future__ import annotations
 

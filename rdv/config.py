@@ -281,18 +281,20 @@ def load_config(conf_dir: Path | str = "conf") -> PipelineConfig:
         policy = load_policy(config.policy_file, config.rendezvous.max_deadline_ms, spec.field_types())
     except (SpecError, PolicyError) as error:
         raise ConfigError(str(error)) from None
-    _check_lateness(config, spec)
-    return config.model_copy(update={"policy": policy, "feature_spec": spec})
+    config = config.model_copy(update={"policy": policy, "feature_spec": spec})
+    _check_lateness(config)
+    return config
 
 
-def _check_lateness(config: PipelineConfig, spec: FeatureSpec) -> None:
+def _check_lateness(config: PipelineConfig) -> None:
     """The rendezvous holds a request until its deadline + grace + transit after its event time
     (docs/rendezvous.md); one that arrives later is past its watermark and dropped there. So the
     features job must quarantine, as too old, what the rendezvous could not answer."""
     timing = config.rendezvous
     waits_ms = config.policy.deadline_ms + timing.grace_ms + timing.transit_ms
-    if spec.limits.max_lateness_ms >= waits_ms:
+    limits = config.spec.limits
+    if limits.max_lateness_ms >= waits_ms:
         raise ConfigError(
-            f"{config.feature_spec_file}: limits.max_lateness: {spec.limits.max_lateness} must be under the policy's "
+            f"{config.feature_spec_file}: limits.max_lateness: {limits.max_lateness} must be under the policy's "
             f"deadline_ms + rendezvous.grace + rendezvous.transit ({waits_ms} ms): the rendezvous would drop a request "
             "that late instead of answering it")

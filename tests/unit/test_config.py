@@ -50,6 +50,13 @@ def test_the_shipped_conf_loads_with_its_models_and_roles():
          "models/canary.yaml: spark.memory: String should match pattern"),
         (("policy.yaml", "preference: [champion, challenger]  #", "preference: [champion, canary]  #"),
          "policy.yaml: preference: Value error, a canary or the decoy is never served"),
+        (("pipeline.yaml", "heartbeat_interval:", "schema_version: 1\n  heartbeat_interval:"),
+         "pipeline.yaml: features.schema_version: the schema version is declared in"),
+        (("features.yaml", "max_lateness: 5 seconds", "max_lateness: 1 minute"),
+         "features.yaml: limits.max_lateness: 1 minute must be under the policy's deadline_ms + rendezvous.grace + "
+         "rendezvous.transit (14000 ms)"),
+        (("features.yaml", "card_id:           {type: string", "card_id:           {type: strng"),
+         "features.yaml: raw.card_id.type: Input should be"),
     ],
 )
 def test_a_bad_config_fails_at_load_naming_the_file_and_field(conf, edit, message):
@@ -62,6 +69,18 @@ def test_a_bad_config_fails_at_load_naming_the_file_and_field(conf, edit, messag
     assert message in str(error.value)
 
 
+def test_a_conf_without_a_feature_spec_is_refused_naming_the_file(conf):
+    (conf / "features.yaml").unlink()
+    with pytest.raises(ConfigError, match=r"conf/features.yaml: no such feature spec"):
+        load_config(conf)
+
+
 def test_an_unknown_model_is_named_with_the_configured_ones():
     with pytest.raises(ConfigError, match=r"models/nope.yaml: no such model config \(configured: canary, challenger, champion\)"):
         load_config(REPO / "conf").model("nope")
+
+
+def test_a_rule_may_test_a_feature_of_the_spec(conf):
+    path = conf / "policy.yaml"
+    path.write_text(path.read_text().replace("amount: {lt: 100}", "log_amount: {lt: 4.6}", 1))
+    assert load_config(conf).policy.rules[0].when["log_amount"] == {"lt": 4.6}
