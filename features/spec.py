@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType, _parse_datatype_string
 
 from rdv.durations import Duration, duration_ms
+from rdv.validation import explain
 
 SqlType = Literal["string", "double", "int", "bigint", "boolean", "timestamp", "date"]
 _NUMERIC = ("double", "int", "bigint")
@@ -200,12 +201,7 @@ def load_feature_spec(path: Path | str) -> FeatureSpec:
     try:
         return FeatureSpec(**data)
     except ValidationError as error:
-        lines = []
-        for problem in error.errors():
-            field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-            message = "unknown field (check the spelling)" if problem["type"] == "extra_forbidden" else problem["msg"]
-            lines.append(f"{path}: {field}: {message}")
-        raise SpecError("\n".join(lines)) from None
+        raise SpecError(explain(path, error)) from None
 
 
 def check_expressions(spark: SparkSession, spec: FeatureSpec, path: Path | str) -> None:

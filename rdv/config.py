@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from features.spec import FeatureSpec, SpecError, load_feature_spec
 from rdv.durations import Duration, duration_ms
 from rdv.policy import Policy, PolicyError, load_policy
+from rdv.validation import explain
 
 ROLES = ("champion", "challenger", "canary")
 
@@ -237,18 +238,6 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _explain(path: Path, error: ValidationError, prefix: str = "") -> ConfigError:
-    lines = []
-    for problem in error.errors():
-        field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        field = field.removeprefix(prefix)
-        message = problem["msg"]
-        if problem["type"] == "extra_forbidden":
-            message = "unknown field (check the spelling)"
-        lines.append(f"{path}: {field}: {message}")
-    return ConfigError("\n".join(lines))
-
-
 def load_model_config(path: Path) -> ModelConfig:
     data = _read_yaml(path)
     data.setdefault("name", path.stem)
@@ -257,7 +246,7 @@ def load_model_config(path: Path) -> ModelConfig:
     try:
         return ModelConfig(**data)
     except ValidationError as error:
-        raise _explain(path, error) from None
+        raise ConfigError(explain(path, error)) from None
 
 
 def load_config(conf_dir: Path | str = "conf") -> PipelineConfig:
@@ -275,7 +264,7 @@ def load_config(conf_dir: Path | str = "conf") -> PipelineConfig:
     try:
         config = PipelineConfig(**data, models=models, conf_dir=conf_dir.resolve())
     except ValidationError as error:
-        raise _explain(pipeline_file, error) from None
+        raise ConfigError(explain(pipeline_file, error)) from None
     try:
         spec = load_feature_spec(config.feature_spec_file)
         policy = load_policy(config.policy_file, config.rendezvous.max_deadline_ms, spec.field_types())

@@ -17,6 +17,8 @@ from typing import Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from rdv.validation import explain
+
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("preferred", "first", "best", "rules", "split")
@@ -164,12 +166,7 @@ def load_policy(path: Path, max_deadline_ms: int, fields: dict[str, str]) -> Pol
     try:
         policy = Policy.model_validate(data, context={"fields": fields})
     except ValidationError as error:
-        lines = []
-        for problem in error.errors():
-            field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-            message = "unknown field (check the spelling)" if problem["type"] == "extra_forbidden" else problem["msg"]
-            lines.append(f"{path}: {field}: {message}")
-        raise PolicyError("\n".join(lines)) from None
+        raise PolicyError(explain(path, error)) from None
     if policy.deadline_ms > max_deadline_ms:
         raise PolicyError(
             f"{path}: deadline_ms: {policy.deadline_ms} exceeds rendezvous.max_deadline_ms ({max_deadline_ms}) "
