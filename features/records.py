@@ -36,12 +36,14 @@ POLICY_STRUCT = StructType(
 def feature_record_schema(features: StructType | None) -> StructType:
     """One message on rdv.features. kind is 'request' for a feature record and 'heartbeat' for the
     records that keep event time moving when traffic stops (they carry only event_time).
-    schema_version is the spec's that made the record. Without `features` (None), the schema of a
-    reader that needs only the request's context, such as the rendezvous."""
+    schema_version is the spec's that made the record; subject, its data subject (the spec's
+    `subject` field, a pseudonym when that is personal data), or null. Without `features` (None),
+    the schema of a reader that needs only the request's context, such as the rendezvous."""
     fields = [
         StructField("schema_version", IntegerType()),
         StructField("kind", StringType()),
         StructField("request_id", StringType()),
+        StructField("subject", StringType()),
         StructField("event_time", TimestampType()),
     ]
     if features is not None:

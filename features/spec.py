@@ -139,6 +139,9 @@ class FeatureSpec(_Frozen):
     raw: dict[str, RawField] = Field(min_length=1)
     features: dict[str, Feature] = Field(min_length=1)
     limits: Limits = Limits()
+    # The raw field that identifies the data subject (a card, a customer): every record carries it,
+    # as its pseudonym when the field is `personal: hash`, so `rdv forget` can find a subject's rows.
+    subject: str | None = None
 
     @field_validator("raw", "features")
     @classmethod
@@ -162,6 +165,10 @@ class FeatureSpec(_Frozen):
         if "schema_version" in self.raw:
             raise ValueError("raw.schema_version is reserved: a raw record's version is checked against "
                              "schema_version and accepted_versions")
+        subject = self.raw.get(self.subject) if self.subject else None
+        if self.subject and (subject is None or subject.type != "string" or subject.personal == "drop"):
+            raise ValueError(f"subject: {self.subject!r} must be a raw field of type string that is not "
+                             "`personal: drop` (nothing could find a subject's rows by a field that is dropped)")
         if self.accepted_versions is not None and any(v < 1 or v > self.schema_version for v in self.accepted_versions):
             raise ValueError(f"accepted_versions: each must be between 1 and schema_version ({self.schema_version})")
         return self

@@ -27,8 +27,8 @@ _JSON, _TYPED, _VISIBLE, _FEATURES, _SOURCE, _FITS, _CORRUPT = (
     f"{INTERNAL_PREFIX}{n}" for n in ("json", "typed", "visible", "features", "source", "fits", "corrupt"))
 DUPLICATE = "duplicate:request_id"
 # What check_raw gives for each raw record, heartbeats included.
-CHECKED = ("kind", "request_id", "own_id", "event_time", "typed", "features", "policy_text", "reason",
-           "value", "topic", "partition", "offset")
+CHECKED = ("kind", "request_id", "own_id", "subject", "event_time", "typed", "features", "policy_text",
+           "reason", "value", "topic", "partition", "offset")
 
 
 def _as_text(spec: FeatureSpec) -> StructType:
@@ -106,6 +106,7 @@ def check_raw(raw: DataFrame, spec: FeatureSpec, heartbeats_topic: str, key: byt
         F.when(heartbeat, F.lit("heartbeat")).otherwise(F.lit("request")).alias("kind"),
         F.when(~heartbeat, F.coalesce(own_id, generated_id)).alias("request_id"),
         own_id.isNotNull().alias("own_id"),
+        (F.col(_VISIBLE)[spec.subject] if spec.subject else F.lit(None).cast("string")).alias("subject"),
         F.col(_VISIBLE)["event_time"].alias("event_time"),
         F.col(_VISIBLE).alias("typed"),
         F.col(_FEATURES).alias("features"),
@@ -189,6 +190,7 @@ def _feature_record(schema_version: int) -> Column:
         F.lit(schema_version).alias("schema_version"),
         F.lit("request").alias("kind"),
         "request_id",
+        "subject",
         "event_time",
         "features",
         "policy",

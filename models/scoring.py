@@ -40,6 +40,7 @@ SCORE_RECORD = StructType(
         StructField("label", IntegerType()),
         StructField("error", StringType()),
         StructField("scored_at", TimestampType()),
+        StructField("subject", StringType()),
         StructField("event_time", TimestampType()),
         StructField("policy", POLICY_STRUCT),
     ]
@@ -139,6 +140,7 @@ def score_requests(requests: DataFrame, model: ResolvedModel, score_udf) -> Data
         F.col("s.label").alias("label"),
         F.col("s.error").alias("error"),
         F.col("s.scored_at").alias("scored_at"),
+        "subject",
         "event_time",
         "policy",
     )

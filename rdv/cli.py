@@ -141,6 +141,23 @@ def _demo(config, args) -> int:
     return 0 if outcome.ok else 1
 
 
+def _forget(config, args) -> int:
+    from rdv import runner
+    from rdv.forget import forget, report
+    from rdv.spark import build_session
+
+    if args.vacuum and (jobs := runner.running_jobs(config)):
+        raise ConfigError(f"--vacuum with jobs running ({', '.join(jobs)}) could remove the files of a commit "
+                          "in flight: stop them with `rdv down` first, or forget without --vacuum")
+    spark = build_session(config, "rdv-forget")
+    try:
+        forgotten = forget(spark, config, args.subject_id, vacuum=args.vacuum)
+    finally:
+        spark.stop()
+    print("\n".join(report(forgotten)))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="rdv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--conf", default="conf", help="the conf directory (default: %(default)s)")
@@ -198,6 +215,18 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--id-prefix", default="replay", help="request ids are <prefix>-<n> (default: %(default)s)")
     replay.set_defaults(run=_replay)
 
+    forget = commands.add_parser(
+        "forget", help="delete every row of one data subject from every Delta table, and report it",
+        description="Delete a data subject's rows from the Delta tables archive, scores, results, quarantine "
+                    "and labels. SUBJECT_ID is the value of the feature spec's `subject` field as it arrived "
+                    "(with `personal: hash`, the same RDV_PERSONAL_DATA_KEY as the features job must be set). "
+                    "Older table versions keep the rows until a VACUUM: --vacuum runs one at once, with every "
+                    "job writing the tables stopped. See docs/data-quality.md.")
+    forget.add_argument("subject_id", help="the subject's value of the spec's `subject` field, e.g. a card id")
+    forget.add_argument("--vacuum", action="store_true",
+                        help="then remove the files of older versions now (stop the jobs first)")
+    forget.set_defaults(run=_forget)
+
     demo = commands.add_parser("demo", help="train, start everything, replay, wait for every answer, summarize, stop")
     demo.add_argument("--events", type=int, default=2000, help="events to replay (default: %(default)s)")
     demo.add_argument("--rate", type=float, default=50, help="events per second (default: %(default)s)")
@@ -218,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         config = load_config(args.conf)
-        if config.profile == "local":
+        # A random key for a local run; never for forget, which must find the pseudonyms the jobs wrote.
+        if config.profile == "local" and args.command != "forget":
             ensure_session_key()
         if getattr(args, "action", None) in ("add", "start", "stop") and args.command == "model" and not args.name:
             raise ConfigError(f"rdv model {args.action} needs the model's name")

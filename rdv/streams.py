@@ -1,13 +1,15 @@
-"""Kafka sources and sinks of the jobs, configured in one place from the pipeline config."""
+"""Kafka sources and sinks and Delta sinks of the jobs, configured in one place from the pipeline config."""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
 
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+from pyspark.sql.types import ArrayType, MapType, StructType
 
 from rdv.config import PipelineConfig
 
@@ -82,10 +84,27 @@ def for_each_batch(
     )
 
 
+# Columns that hold personal data or a pseudonym of it: kept out of the column statistics in Delta's
+# transaction log, which outlives a row's deletion (docs/data-quality.md, "Forgetting a subject").
+UNINDEXED_COLUMNS = ("subject", "message", "raw")
+
+
+def create_table(spark: SparkSession, path: str, schema: StructType, partition_by: str) -> None:
+    """Create a Delta table for rows of schema unless it exists, with statistics (for data skipping)
+    on its plain columns only: never on UNINDEXED_COLUMNS, nor inside structs (Delta keeps none on
+    the partition column either)."""
+    indexed = [f.name for f in schema.fields
+               if f.name not in (*UNINDEXED_COLUMNS, partition_by)
+               and not isinstance(f.dataType, (StructType, ArrayType, MapType))]
+    (DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy(partition_by)
+     .property("delta.dataSkippingStatsColumns", ",".join(indexed)).execute())
+
+
 def write_table(rows: DataFrame, config: PipelineConfig, query_name: str, table: str,
                 partition_by: str = "event_date") -> StreamingQuery:
     """Start a query appending rows to a Delta table, partitioned by a date column, on the slower
     table trigger: a Delta commit per batch is the cost, and nobody waits for these rows."""
+    create_table(rows.sparkSession, config.table(table), rows.schema, partition_by)
     return (
         rows.writeStream.format("delta")
         .outputMode("append")
