@@ -7,6 +7,8 @@ the same, one row per record, for a user to count by reason and to fix and repla
 """
 from __future__ import annotations
 
+from datetime import date
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType, TimestampType
@@ -18,6 +20,7 @@ QUARANTINE_RECORD = StructType(
         StructField("source_topic", StringType()),
         StructField("source_partition", IntegerType()),
         StructField("source_offset", LongType()),
+        StructField("source_timestamp", TimestampType()),  # its arrival: a replay sends it with this time
         StructField("quarantined_at", TimestampType()),
     ]
 )
@@ -28,3 +31,36 @@ def quarantine_rows(messages: DataFrame) -> DataFrame:
     they were quarantined (a record may have no usable event time)."""
     parsed = messages.select(F.from_json(F.col("value").cast("string"), QUARANTINE_RECORD).alias("q"))
     return parsed.select("q.*", F.to_date("q.quarantined_at").alias("quarantine_date"))
+
+
+# Where a quarantine record came from: what a replay records, so that it is never replayed twice.
+PLACE = ("source_topic", "source_partition", "source_offset")
+# Not replayed unless asked for by name: a duplicate's first arrival was answered already, and a
+# replay keeps a record's arrival time, so its event time is judged as it was the first time.
+NOT_FIXED_BY_REPLAY = ("duplicate:request_id", "too_new:event_time", "too_old:event_time")
+
+
+def replayable(quarantine: DataFrame, replayed: DataFrame | None, reasons: list[str] | None = None,
+               since: date | None = None) -> DataFrame:
+    """The rows of the quarantine table to send back to rdv.raw: those with a reason that is, or
+    starts with, one of reasons (any but NOT_FIXED_BY_REPLAY when None), quarantined on or after since,
+    and not in replayed (rows of earlier replays, with PLACE)."""
+    if reasons:
+        wanted = F.lit(False)
+        for reason in reasons:
+            wanted = wanted | (F.col("reason") == reason) | F.col("reason").startswith(f"{reason}:")
+    else:
+        wanted = ~F.col("reason").isin(*NOT_FIXED_BY_REPLAY)
+    rows = quarantine.where(wanted)
+    if since is not None:
+        rows = rows.where(F.col("quarantine_date") >= F.lit(since))
+    if replayed is not None:
+        rows = rows.join(replayed.select(*PLACE), list(PLACE), "left_anti")
+    return rows
+
+
+def replay_messages(rows: DataFrame) -> DataFrame:
+    """Quarantine rows as rdv.raw messages: the raw payload as it is in the table (fixed there, or
+    as it arrived), keyed by its request id when it has one, with the time it first arrived."""
+    return rows.select(F.get_json_object("raw", "$.request_id").alias("key"), F.col("raw").alias("value"),
+                       F.unix_millis("source_timestamp").alias("timestamp_ms"))

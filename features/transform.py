@@ -28,7 +28,7 @@ _JSON, _TYPED, _VISIBLE, _FEATURES, _SOURCE, _FITS, _CORRUPT = (
 DUPLICATE = "duplicate:request_id"
 # What check_raw gives for each raw record, heartbeats included.
 CHECKED = ("kind", "request_id", "own_id", "subject", "event_time", "typed", "features", "policy_text",
-           "reason", "value", "topic", "partition", "offset")
+           "reason", "value", "topic", "partition", "offset", "timestamp")
 
 
 def _as_text(spec: FeatureSpec) -> StructType:
@@ -116,6 +116,7 @@ def check_raw(raw: DataFrame, spec: FeatureSpec, heartbeats_topic: str, key: byt
         source["topic"].alias("topic"),
         source["partition"].alias("partition"),
         source["offset"].alias("offset"),
+        source["timestamp"].alias("timestamp"),
     )
 
 
@@ -204,6 +205,7 @@ def _quarantine_record() -> Column:
         F.col("topic").alias("source_topic"),
         F.col("partition").alias("source_partition"),
         F.col("offset").alias("source_offset"),
+        F.col("timestamp").alias("source_timestamp"),
         F.current_timestamp().alias("quarantined_at"),
     )
 

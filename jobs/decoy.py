@@ -1,19 +1,25 @@
-"""The decoy job: archives every feature record into Delta `archive`, exactly as the models saw it.
+"""The decoy job: archives every feature record into Delta `archive`, exactly as the models saw it,
+and validates what it archived with Great Expectations, off the latency path, into Delta
+`data_quality` and one GX result document per validated batch under var/data_quality/.
 
 Usage:
     spark-submit --packages <see README> jobs/decoy.py --conf conf
 """
 from __future__ import annotations
 
-from pyspark.sql import SparkSession
+import json
+from datetime import datetime, timezone
+
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from models.decoy import archive_rows
 from rdv.config import PipelineConfig
 from rdv.jobrun import argument_parser, run_job
-from rdv.streams import read_topic, write_table
+from rdv.streams import create_table, for_each_batch, read_topic, write_table
 
-QUERY = "decoy"
+QUERY, QUALITY_QUERY = "decoy", "data-quality"
+QUERIES = (QUERY, QUALITY_QUERY)
 
 
 def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
@@ -22,9 +28,47 @@ def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
     return write_table(archive, config, QUERY, "archive")
 
 
+def build_quality(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
+    """Each new batch of the archive validated against the spec's expectation suite."""
+    # Imported here: Great Expectations takes seconds to import, and `rdv` reads QUERIES from this module.
+    from features.expectations import DATA_QUALITY_ROW, FeatureValidator, expectation_rows
+
+    validator = FeatureValidator(config.spec)
+    table, documents = config.table("data_quality"), config.path(config.paths.var) / "data_quality"
+    create_table(spark, table, DATA_QUALITY_ROW, "validated_date")
+
+    def validate_batch(batch: DataFrame, batch_id: int) -> None:
+        features = batch.select("features.*").persist()
+        try:
+            rows = features.count()
+            if rows == 0:
+                return
+            validation = validator.validate(features, rows)
+        finally:
+            features.unpersist()
+        validated_at = datetime.now(timezone.utc)
+        document = documents / validated_at.strftime("%Y-%m-%d") / f"batch-{batch_id:08d}.json"
+        document.parent.mkdir(parents=True, exist_ok=True)
+        document.write_text(json.dumps(validation.document, indent=1, default=str))
+        records = [(batch_id, validated_at, validation.suite, rows, validation.success, r["expectation"], r["column"],
+                    r["success"], r["unexpected_count"], r["unexpected_percent"], r["exception"], str(document),
+                    validated_at.date()) for r in expectation_rows(validation)]
+        # Idempotent per micro-batch: a batch run again after a failure is not recorded twice.
+        (spark.createDataFrame(records, DATA_QUALITY_ROW).write.format("delta").mode("append")
+         .option("txnAppId", f"rdv-{QUALITY_QUERY}").option("txnVersion", batch_id).save(table))
+
+    stream = spark.readStream.format("delta").load(config.table("archive"))
+    return for_each_batch(stream, config, QUALITY_QUERY, validate_batch, trigger=config.spark.quality_trigger)
+
+
+def build_all(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:
+    """The job's queries (QUERIES)."""
+    return [build(spark, config), build_quality(spark, config)]
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argument_parser("Archive every feature record into Delta `archive`.")
-    run_job("rdv-decoy", parser, lambda spark, config, args: [build(spark, config)], argv)
+    parser = argument_parser("Archive every feature record into Delta `archive` and validate it into `data_quality`.")
+    run_job("rdv-decoy", parser, lambda spark, config, args: build_all(spark, config), argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def build_all(spark, config, model_names: list[str]):
     return [
         *featurize.build_all(spark, config),
         *[score.build(spark, config, name) for name in model_names],
-        decoy.build(spark, config),
+        *decoy.build_all(spark, config),
         *decide.build(spark, config),
     ]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from datetime import date
 
 from features.personal import ensure_session_key
 from rdv.config import ConfigError, load_config
@@ -158,6 +159,22 @@ def _forget(config, args) -> int:
     return 0
 
 
+def _quarantine(config, args) -> int:
+    from rdv.quarantine_replay import replay_quarantine
+    from rdv.spark import build_session
+
+    spark = build_session(config, "rdv-quarantine-replay")
+    try:
+        counts = replay_quarantine(spark, config, args.reason, args.since, dry_run=args.dry_run)
+    finally:
+        spark.stop()
+    verb = "would send" if args.dry_run else "sent"
+    for reason, count in sorted(counts.items()):
+        print(f"{reason:<40} {count:>8}")
+    print(f"quarantine replay: {verb} {sum(counts.values())} records to {config.kafka.topics.raw.name}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="rdv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--conf", default="conf", help="the conf directory (default: %(default)s)")
@@ -214,6 +231,21 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--bad-every", type=int, default=0, help="add one bad message after every N events (0: none)")
     replay.add_argument("--id-prefix", default="replay", help="request ids are <prefix>-<n> (default: %(default)s)")
     replay.set_defaults(run=_replay)
+
+    quarantine = commands.add_parser(
+        "quarantine", help="send quarantined records back to the raw topic, once fixed or once the spec takes them",
+        description="Send the raw payloads in the Delta table `quarantine` (as they are there: fix a record "
+                    "with a Delta UPDATE of its `raw` column first) back to the raw topic, where the features job "
+                    "checks them again. A record is never replayed twice; duplicates only when asked for by "
+                    "name. See docs/data-quality.md.")
+    quarantine.add_argument("action", choices=["replay"], help="replay: send them to the raw topic")
+    quarantine.add_argument("--reason", nargs="+",
+                            help="only these reasons, whole (below_min:amount) or by rule (below_min) "
+                                 "(default: every reason but duplicate:request_id)")
+    quarantine.add_argument("--since", type=date.fromisoformat, help="only records quarantined on or after this day "
+                                                                   "(YYYY-MM-DD)")
+    quarantine.add_argument("--dry-run", action="store_true", help="count what would be sent, send nothing")
+    quarantine.set_defaults(run=_quarantine)
 
     forget = commands.add_parser(
         "forget", help="delete every row of one data subject from every Delta table, and report it",

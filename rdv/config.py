@@ -90,6 +90,8 @@ class SparkConfig(_Frozen):
     trigger: Duration = "1 second"
     # Trigger of the queries that only record into Delta (archive, results, scores).
     table_trigger: Duration = "5 seconds"
+    # Trigger of the Great Expectations validation of the archive (Delta data_quality).
+    quality_trigger: Duration = "1 minute"
     ui: bool = False
     # Any other Spark setting, passed through verbatim.
     conf: dict[str, str] = Field(default_factory=dict)

@@ -7,7 +7,7 @@ are found through the request ids of the subject's archived and scored requests;
 holds raw messages, so a subject's are those whose field has the value, or, for a message that is
 not JSON, those that hold it as a JSON string.
 
-A DELETE leaves the rows in the files of older table versions until a VACUUM removes those files,
+A deletion leaves the rows in the files of older table versions until a VACUUM removes those files,
 by default once Delta's retention (7 days) has passed; `vacuum` removes them at once, which is safe
 only while no job writes the tables. Column statistics in the transaction log never hold these
 columns (rdv/streams.UNINDEXED_COLUMNS), so the log keeps nothing of the subject.
@@ -62,6 +62,13 @@ def _match(table: str, columns: list[str], raw_field: str) -> str | None:
         parts.append(f"get_json_object(t.raw, '$.{raw_field}') = s.raw_value")
         parts.append("(get_json_object(t.raw, '$') IS NULL AND instr(t.raw, s.quoted_value) > 0)")
     return " OR ".join(parts) or None
+
+
+def _deleted_rows(table: DeltaTable, version_before: int) -> int:
+    last = table.history(1).collect()[0]
+    if last["version"] == version_before:
+        return 0
+    return int(last["operationMetrics"].get("numTargetRowsDeleted", 0))
 
 
 def forget(spark: SparkSession, config: PipelineConfig, subject_id: str, vacuum: bool = False) -> Forgotten:

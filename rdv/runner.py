@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs import decide, featurize
+from jobs import decide, decoy, featurize
 from rdv.config import PipelineConfig
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.spark import local_jars
@@ -41,12 +41,12 @@ def _dirs(config: PipelineConfig) -> tuple[Path, Path, Path]:
 def plan(config: PipelineConfig, models: list[str], separate: bool) -> list[Job]:
     """The processes that run the given models and every other job."""
     conf = ["--conf", str(config.conf_dir)]
-    queries = (*featurize.QUERIES, *[f"score-{m}" for m in models], "decoy", *decide.QUERIES)
+    queries = (*featurize.QUERIES, *[f"score-{m}" for m in models], *decoy.QUERIES, *decide.QUERIES)
     if not separate:
         return [Job("pipeline", [sys.executable, "-m", "jobs.pipeline", *conf, "--models", *models], queries)]
     submit = _submit_command(config)
     jobs = [Job("features", [*submit, str(JOBS_DIR / JOB_FILES["features"]), *conf], featurize.QUERIES),
-            Job("decoy", [*submit, str(JOBS_DIR / JOB_FILES["decoy"]), *conf], ("decoy",))]
+            Job("decoy", [*submit, str(JOBS_DIR / JOB_FILES["decoy"]), *conf], decoy.QUERIES)]
     jobs += [model_job(config, m) for m in models]
     jobs.append(Job("rendezvous", [*submit, str(JOBS_DIR / JOB_FILES["rendezvous"]), *conf], decide.QUERIES))
     return jobs

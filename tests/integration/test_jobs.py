@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 
 import pytest
+import yaml
+from delta.tables import DeltaTable
 from mlflow import MlflowClient
 from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
@@ -16,6 +19,7 @@ from rdv.demo.generator import generate_events, raw_json
 from rdv.demo.replay import now_iso
 from rdv.kafka_local import ensure_topics, pipeline_topics
 from rdv.model_configs import add_model_config
+from rdv.quarantine_replay import replay_quarantine
 from tests.helpers import make_config
 from tests.integration.corpus import corpus
 from tests.integration.kafka_io import consume, produce
@@ -53,8 +57,9 @@ def stop_all(queries):
         query.stop()
 
 
-def test_the_features_job_accounts_for_every_raw_record(spark, config):
-    """raw = features + quarantine, per reason, exactly, on Kafka and in the Delta table."""
+def test_the_features_job_accounts_for_every_raw_record_and_replays_a_fixed_one(spark, config):
+    """raw = features + quarantine, per reason, exactly, on Kafka and in the Delta table; a record
+    fixed in the quarantine table and replayed becomes a feature record."""
     messages, expected = corpus(good_count=40)
     produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, messages)
     queries = featurize.build_all(spark, config)
@@ -68,20 +73,35 @@ def test_the_features_job_accounts_for_every_raw_record(spark, config):
         # Heartbeats keep arriving, so processAllAvailable would never return: wait for the outputs.
         wait_for(outcomes, lambda counts: counts.total() >= len(messages))
         wait_for(lambda: delta_count(spark, config.table("quarantine")), lambda n: n >= len(messages) - expected[None])
+        assert outcomes() == expected
+        table = spark.read.format("delta").load(config.table("quarantine"))
+        assert Counter({r.reason: r["count"] for r in table.groupBy("reason").count().collect()}) == expected - Counter(
+            {None: expected[None]})
+        # Each raw payload is kept untouched, with where it came from.
+        rows = table.collect()
+        assert {r.raw for r in rows} <= set(messages)
+        assert {(r.source_topic, r.quarantined_at is not None) for r in rows} == {(topics.raw.name, True)}
+        records = consume(bootstrap, topics.features.name)
+        assert any(r["kind"] == "heartbeat" for r in records)  # passed on from rdv.heartbeats
+        assert {r["policy"]["deadline_ms"] for r in records if r["kind"] == "request"} == {config.policy.deadline_ms}
+
+        # `rdv quarantine replay`: the negative amount fixed where it lies comes back as a feature
+        # record, though its event time is minutes old now: it keeps the time it first arrived.
+        DeltaTable.forPath(spark, config.table("quarantine")).update(
+            "reason = 'below_min:amount'", {"raw": F.regexp_replace("raw", '"amount": -12.5', '"amount": 12.5')})
+        not_replayed = ("duplicate:request_id", "too_old:event_time", "too_new:event_time")
+        assert replay_quarantine(spark, config, dry_run=True) == {
+            reason: n for reason, n in expected.items() if reason is not None and reason not in not_replayed}
+        assert replay_quarantine(spark, config, ["below_min"]) == {"below_min:amount": 1}
+        assert replay_quarantine(spark, config, ["below_min"]) == {}  # never twice
+
+        def replayed() -> list[dict]:
+            return [r for r in consume(bootstrap, topics.features.name, idle_ms=1000)
+                    if r.get("request_id") == "bad-negative"]
+        fixed = wait_for(replayed, lambda found: len(found) > 0)
+        assert len(fixed) == 1 and fixed[0]["features"]["log_amount"] == pytest.approx(math.log(13.5))
     finally:
         stop_all(queries)
-
-    assert outcomes() == expected
-    table = spark.read.format("delta").load(config.table("quarantine"))
-    assert Counter({r.reason: r["count"] for r in table.groupBy("reason").count().collect()}) == expected - Counter(
-        {None: expected[None]})
-    # Each raw payload is kept untouched, with where it came from.
-    rows = table.collect()
-    assert {r.raw for r in rows} <= set(messages)
-    assert {(r.source_topic, r.quarantined_at is not None) for r in rows} == {(topics.raw.name, True)}
-    records = consume(bootstrap, topics.features.name)
-    assert any(r["kind"] == "heartbeat" for r in records)  # passed on from rdv.heartbeats
-    assert {r["policy"]["deadline_ms"] for r in records if r["kind"] == "request"} == {config.policy.deadline_ms}
 
 
 def test_a_model_job_fails_at_start_on_an_unknown_feature(spark, tmp_path, registry, broker):
@@ -167,3 +187,47 @@ def test_the_pipeline_in_one_application_answers_each_request_once_and_keeps_eve
                                                                 config.kafka.topics.features.name) if r["kind"] == "request"}
     for row in archive.select("request_id", "message").collect():
         assert json.loads(row.message) == features_messages[row.request_id]
+
+
+def test_a_feature_added_to_the_spec_leaves_model_jobs_scoring_and_one_removed_fails_their_start(spark, config):
+    """Schema evolution: the features job restarts on version 2 of the spec, with one optional raw
+    field and one feature more; the model job, not restarted, scores its records as before. A spec
+    without a feature the model needs stops the model job at start, naming it."""
+    bootstrap, topics = config.kafka.bootstrap_servers, config.kafka.topics
+
+    def scored(ids: list[str]) -> list[dict]:
+        return [s for s in consume(bootstrap, topics.scores.name, idle_ms=1000) if s["request_id"] in ids]
+
+    def send(events: list[str]) -> list[str]:
+        produce(bootstrap, topics.raw.name, events)
+        return [json.loads(e)["request_id"] for e in events]
+
+    spec_file = config.conf_dir / "features.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    features_job = featurize.build_all(spark, config)
+    model_job = score.build(spark, config, "champion")
+    try:
+        before = send(fresh_events(5, seed=3))
+        assert len(wait_for(lambda: scored(before), lambda s: len(s) >= 5)) == 5
+        stop_all(features_job)
+
+        spec["schema_version"] = 2
+        spec["raw"]["tip"] = {"type": "double", "checks": {"min": 0}}
+        spec["features"]["tip_share"] = {"expr": "coalesce(tip, 0) / greatest(amount, 1)"}
+        spec_file.write_text(yaml.safe_dump(spec))
+        features_job = featurize.build_all(spark, load_config(config.conf_dir))
+        after = send([json.dumps({**json.loads(e), "tip": 2.0}) for e in fresh_events(5, seed=4)])
+        scores = wait_for(lambda: scored(after), lambda s: len(s) >= 5)
+        assert model_job.isActive
+    finally:
+        stop_all([*features_job, model_job])
+    assert len(scores) == 5 and all(s["error"] is None and s["score"] is not None for s in scores)
+    records = {r["request_id"]: r for r in consume(bootstrap, topics.features.name) if r["kind"] == "request"}
+    assert {records[i]["schema_version"] for i in after} == {2}
+    assert all("tip_share" in records[i]["features"] for i in after)
+    assert all("tip_share" not in records[i]["features"] for i in before)
+
+    del spec["features"]["amount_ratio"]
+    spec_file.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match=r"models/champion.yaml: features: model version \d+ also needs amount_ratio"):
+        score.build(spark, load_config(config.conf_dir), "champion")

@@ -57,6 +57,8 @@ def write_spec(tmp_path, edit) -> Path:
     (lambda d: d["raw"].update({"_rdv_json": {"type": "string"}}), "'_rdv_json': a name is a letter then"),
     (lambda d: d["features"].update({"two words": {"expr": "1"}}), "'two words': a name is a letter then"),
     (lambda d: d["limits"].update(max_lateness="a while"), "limits.max_lateness: Value error, 'a while' is not a duration"),
+    (lambda d: d.update(subject="card"), "subject: 'card' must be a raw field of type string"),
+    (lambda d: d["raw"]["card_id"].update(personal="drop"), "subject: 'card_id' must be a raw field of type string that is not `personal: drop`"),
 ])
 def test_a_bad_spec_fails_at_load_naming_the_file_and_the_field(tmp_path, edit, message):
     path = write_spec(tmp_path, edit)
