@@ -236,12 +236,13 @@ def parser() -> argparse.ArgumentParser:
         "quarantine", help="send quarantined records back to the raw topic, once fixed or once the spec takes them",
         description="Send the raw payloads in the Delta table `quarantine` (as they are there: fix a record "
                     "with a Delta UPDATE of its `raw` column first) back to the raw topic, where the features job "
-                    "checks them again. A record is never replayed twice; duplicates only when asked for by "
-                    "name. See docs/data-quality.md.")
+                    "checks them again. A record is never replayed twice; duplicate, too_new and too_old records "
+                    "only when asked for by name. See docs/data-quality.md.")
     quarantine.add_argument("action", choices=["replay"], help="replay: send them to the raw topic")
     quarantine.add_argument("--reason", nargs="+",
                             help="only these reasons, whole (below_min:amount) or by rule (below_min) "
-                                 "(default: every reason but duplicate:request_id)")
+                                 "(default: every reason but duplicate:request_id, too_new:event_time and "
+                                 "too_old:event_time)")
     quarantine.add_argument("--since", type=date.fromisoformat, help="only records quarantined on or after this day "
                                                                    "(YYYY-MM-DD)")
     quarantine.add_argument("--dry-run", action="store_true", help="count what would be sent, send nothing")
