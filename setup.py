@@ -21,7 +21,7 @@ setup(
     long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["rdv", "rdv.*", "features", "models", "rendezvous", "jobs"]),
+    packages=find_packages(include=["rdv", "rdv.*", "features", "models", "rendezvous", "comparison", "jobs"]),
     install_requires=direct,
     entry_points={"console_scripts": ["rdv = rdv.cli:main"]},
     license="Apache-2.0",

@@ -7,6 +7,7 @@ the same, one row per record, for a user to count by reason and to fix and repla
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date
 
 from pyspark.sql import DataFrame
@@ -41,10 +42,11 @@ NOT_FIXED_BY_REPLAY = ("duplicate:request_id", "too_new:event_time", "too_old:ev
 
 
 def replayable(quarantine: DataFrame, replayed: DataFrame | None, reasons: list[str] | None = None,
-               since: date | None = None) -> DataFrame:
-    """The rows of the quarantine table to send back to rdv.raw: those with a reason that is, or
-    starts with, one of reasons (any but NOT_FIXED_BY_REPLAY when None), quarantined on or after since,
-    and not in replayed (rows of earlier replays, with PLACE)."""
+               since: date | None = None, topics: Collection[str] | None = None) -> DataFrame:
+    """The rows of the quarantine table to send back to their topic: those with a reason that is,
+    or starts with, one of reasons (any but NOT_FIXED_BY_REPLAY when None), quarantined on or after
+    since, that came from one of topics (rows loaded from a file have no topic to go back to), and
+    not in replayed (rows of earlier replays, with PLACE)."""
     if reasons:
         wanted = F.lit(False)
         for reason in reasons:
@@ -54,13 +56,16 @@ def replayable(quarantine: DataFrame, replayed: DataFrame | None, reasons: list[
     rows = quarantine.where(wanted)
     if since is not None:
         rows = rows.where(F.col("quarantine_date") >= F.lit(since))
+    if topics is not None:
+        rows = rows.where(F.col("source_topic").isin(*topics))
     if replayed is not None:
         rows = rows.join(replayed.select(*PLACE), list(PLACE), "left_anti")
     return rows
 
 
 def replay_messages(rows: DataFrame) -> DataFrame:
-    """Quarantine rows as rdv.raw messages: the raw payload as it is in the table (fixed there, or
-    as it arrived), keyed by its request id when it has one, with the time it first arrived."""
-    return rows.select(F.get_json_object("raw", "$.request_id").alias("key"), F.col("raw").alias("value"),
-                       F.unix_millis("source_timestamp").alias("timestamp_ms"))
+    """Quarantine rows as messages to the topic they came from (rdv.raw, or rdv.labels for a label):
+    the raw payload as it is in the table (fixed there, or as it arrived), keyed by its request id
+    when it has one, with the time it first arrived."""
+    return rows.select(F.col("source_topic").alias("topic"), F.get_json_object("raw", "$.request_id").alias("key"),
+                       F.col("raw").alias("value"), F.unix_millis("source_timestamp").alias("timestamp_ms"))

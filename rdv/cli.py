@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 from datetime import date
+from pathlib import Path
 
 from features.personal import ensure_session_key
 from rdv.config import ConfigError, load_config
@@ -124,8 +125,10 @@ def _replay(config, args) -> int:
 
     sent = replay(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, args.events, args.rate,
                   seed=args.seed, drift_at=args.drift_at, bad_every=args.bad_every, id_prefix=args.id_prefix,
-                  progress=lambda i, n: print(f"replay: {i}/{n} sent", flush=True))
-    print(f"replay: {sent['events']} events and {sent['bad']} bad messages sent")
+                  progress=lambda i, n: print(f"replay: {i}/{n} sent", flush=True),
+                  labels_topic=config.kafka.topics.labels.name if args.label_delay is not None else None,
+                  label_delay_s=args.label_delay or 0.0)
+    print(f"replay: {sent['events']} events, {sent['bad']} bad messages and {sent['labels']} labels sent")
     return 0
 
 
@@ -136,7 +139,7 @@ def _demo(config, args) -> int:
     spark = build_session(config, "rdv-demo")
     try:
         outcome = run_demo(spark, config, args.events, args.rate, separate=args.separate, bad_every=args.bad_every,
-                           drift_at=args.drift_at)
+                           drift_at=args.drift_at, label_delay_s=args.label_delay)
     finally:
         spark.stop()
     return 0 if outcome.ok else 1
@@ -171,7 +174,57 @@ def _quarantine(config, args) -> int:
     verb = "would send" if args.dry_run else "sent"
     for reason, count in sorted(counts.items()):
         print(f"{reason:<40} {count:>8}")
-    print(f"quarantine replay: {verb} {sum(counts.values())} records to {config.kafka.topics.raw.name}")
+    print(f"quarantine replay: {verb} {sum(counts.values())} records back to their topics")
+    return 0
+
+
+def _labels(config, args) -> int:
+    from comparison.backfill import backfill_labels
+    from rdv.spark import build_session
+
+    spark = build_session(config, "rdv-labels-load")
+    try:
+        loaded = backfill_labels(spark, config, args.source, args.format)
+    finally:
+        spark.stop()
+    print(f"labels: {loaded.rows} rows read from {args.source}: {loaded.inserted} new labels, "
+          f"{loaded.updated} replaced by a newer one, {sum(loaded.quarantined.values())} quarantined")
+    for reason, count in sorted(loaded.quarantined.items()):
+        print(f"  {reason:<24} {count:>8}")
+    return 0
+
+
+def _compare(config, args) -> int:
+    from jobs.compare import main as compare_job
+
+    compare_job(["--conf", str(config.conf_dir), *(["--every", args.every] if args.every else [])])
+    return 0
+
+
+def _report(config, args) -> int:
+    from comparison.report import write_report
+    from rdv.spark import build_session
+
+    spark = build_session(config, "rdv-report")
+    try:
+        report = write_report(spark, config, args.out)
+    finally:
+        spark.stop()
+    print(report.summary)
+    print(f"report: {report.path}")
+    return 0
+
+
+def _sql(config, args) -> int:
+    from rdv.catalog import register_tables
+    from rdv.spark import build_session
+
+    spark = build_session(config, "rdv-sql")
+    try:
+        register_tables(spark, config)
+        spark.sql(args.query).show(args.limit, truncate=False)
+    finally:
+        spark.stop()
     return 0
 
 
@@ -230,15 +283,18 @@ def parser() -> argparse.ArgumentParser:
                         help="fraction of the events after which fraud follows the new pattern (default: %(default)s)")
     replay.add_argument("--bad-every", type=int, default=0, help="add one bad message after every N events (0: none)")
     replay.add_argument("--id-prefix", default="replay", help="request ids are <prefix>-<n> (default: %(default)s)")
+    replay.add_argument("--label-delay", type=float, metavar="SECONDS",
+                        help="also send each event's ground truth to the labels topic this long after it "
+                             "(default: no labels)")
     replay.set_defaults(run=_replay)
 
     quarantine = commands.add_parser(
-        "quarantine", help="send quarantined records back to the raw topic, once fixed or once the spec takes them",
+        "quarantine", help="send quarantined records back to their topic, once fixed or once the spec takes them",
         description="Send the raw payloads in the Delta table `quarantine` (as they are there: fix a record "
-                    "with a Delta UPDATE of its `raw` column first) back to the raw topic, where the features job "
-                    "checks them again. A record is never replayed twice; duplicate, too_new and too_old records "
+                    "with a Delta UPDATE of its `raw` column first) back to the topic they came from (the raw "
+                    "topic, or the labels topic for a label), where their job checks them again. A record is never replayed twice; duplicate, too_new and too_old records "
                     "only when asked for by name. See docs/data-quality.md.")
-    quarantine.add_argument("action", choices=["replay"], help="replay: send them to the raw topic")
+    quarantine.add_argument("action", choices=["replay"], help="replay: send them back to their topic")
     quarantine.add_argument("--reason", nargs="+",
                             help="only these reasons, whole (below_min:amount) or by rule (below_min) "
                                  "(default: every reason but duplicate:request_id, too_new:event_time and "
@@ -260,6 +316,40 @@ def parser() -> argparse.ArgumentParser:
                         help="then remove the files of older versions now (stop the jobs first)")
     forget.set_defaults(run=_forget)
 
+    labels = commands.add_parser(
+        "labels", help="load labels from a file or a table into the Delta table `labels`",
+        description="Load ground truth (columns request_id, label and optionally labelled_at) into the Delta "
+                    "table `labels`, as the rdv.labels stream does: keyed by request_id, a newer label replaces "
+                    "an older one, loading twice changes nothing, unusable rows go to quarantine with their "
+                    "reason. See docs/analysis.md.")
+    labels.add_argument("action", choices=["load"], help="load: read SOURCE and merge it into `labels`")
+    labels.add_argument("source", help="a CSV (with a header), JSON lines or Parquet file, a Delta table's "
+                                       "directory, or a table name")
+    labels.add_argument("--format", choices=["csv", "json", "parquet", "delta"],
+                        help="the file's format (default: from its extension)")
+    labels.set_defaults(run=_labels)
+
+    compare = commands.add_parser(
+        "compare", help="recompute the comparison tables, the recommendation per challenger and drift",
+        description="Read scores, results, labels and archive; overwrite the Delta tables comparison, "
+                    "comparison_tests, comparison_agreement and drift (windows, metrics and the recommendation "
+                    "rule are in the compare section of pipeline.yaml); print a summary. See docs/analysis.md.")
+    compare.add_argument("--every", help="repeat every this long, e.g. '15 minutes' (default: once)")
+    compare.set_defaults(run=_compare)
+
+    report = commands.add_parser("report", help="write the comparison as a self-contained HTML report and summarize it",
+                                 description="Read what `rdv compare` wrote and write one HTML file with the "
+                                             "plots embedded; print a short summary.")
+    report.add_argument("--out", type=Path, help="the HTML file (default: var/reports/comparison-<time>.html)")
+    report.set_defaults(run=_report)
+
+    sql = commands.add_parser("sql", help="run a Spark SQL query over the pipeline's tables, by name",
+                              description="Every Delta table of the pipeline is registered in the database of "
+                                          "compare.database (default rdv): SELECT * FROM rdv.comparison.")
+    sql.add_argument("query", help="the query, e.g. \"SELECT model, avg(roc_auc) FROM rdv.comparison GROUP BY model\"")
+    sql.add_argument("--limit", type=int, default=50, help="rows to show at most (default: %(default)s)")
+    sql.set_defaults(run=_sql)
+
     demo = commands.add_parser("demo", help="train, start everything, replay, wait for every answer, summarize, stop")
     demo.add_argument("--events", type=int, default=2000, help="events to replay (default: %(default)s)")
     demo.add_argument("--rate", type=float, default=50, help="events per second (default: %(default)s)")
@@ -268,6 +358,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--drift-at", type=float, default=0.5,
                       help="fraction of the events after which fraud follows the new pattern, "
                            "which the champion was not trained on (default: %(default)s)")
+    demo.add_argument("--label-delay", type=float, default=5.0, metavar="SECONDS",
+                      help="each event's ground truth reaches the labels topic this long after it "
+                           "(default: %(default)s)")
     demo.set_defaults(run=_demo)
     return top
 

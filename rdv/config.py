@@ -10,6 +10,7 @@ file.
 """
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.spec import FeatureSpec, SpecError, load_feature_spec
+from comparison.metrics import CLASSIFICATION, REGRESSION
 from rdv.durations import Duration, duration_ms
 from rdv.policy import Policy, PolicyError, load_policy
 from rdv.validation import explain
@@ -46,9 +48,11 @@ class Topics(_Frozen):
     # The features job's own clock: read together with raw, so a heartbeat reaches rdv.features
     # only after every raw event sent before it (see rdv/heartbeat.py).
     heartbeats: Topic = Topic(name="rdv.heartbeats", partitions=1)
+    # Ground truth, days after the requests: the rendezvous job keeps it in Delta `labels`.
+    labels: Topic = Topic(name="rdv.labels", partitions=1)
 
     def all(self) -> list[Topic]:
-        return [self.raw, self.features, self.scores, self.results, self.quarantine, self.heartbeats]
+        return [self.raw, self.features, self.scores, self.results, self.quarantine, self.heartbeats, self.labels]
 
 
 class KafkaConfig(_Frozen):
@@ -123,6 +127,79 @@ class RendezvousConfig(_Frozen):
         return duration_ms(self.transit)
 
 
+class RecommendationRule(_Frozen):
+    """When `rdv compare` says promote, keep watching or retire a challenger (docs/analysis.md)."""
+
+    # The metric the recommendation is about; its improvement is what the interval is of. By
+    # default roc_auc for a classification, rmse for a regression.
+    metric: str | None = None
+    # Only labelled requests whose event time is within this much of the latest one count.
+    over: Duration = "7 days"
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    resamples: int = Field(default=2000, ge=100)
+    # Fewer labelled requests than this, and the answer is "keep watching", whatever the interval.
+    min_labelled: int = Field(default=200, ge=1)
+    # Promote when the interval's lower end is above this improvement; retire when its upper end
+    # is below minus this.
+    min_effect: float = Field(default=0.0, ge=0.0)
+    # At most this many labelled requests are resampled (a uniform sample of them, if there are more).
+    max_rows: int = Field(default=200_000, ge=1000)
+
+
+class DriftConfig(_Frozen):
+    # The distribution every window is compared with: "first" (the first window with data) or an
+    # interval of event time, "2026-11-01T00:00:00Z/2026-11-08T00:00:00Z".
+    reference: str = "first"
+    bins: int = Field(default=10, ge=2, le=100)
+    # A population stability index above this is flagged (0.1: some shift, 0.25: a major one).
+    threshold: float = Field(default=0.2, gt=0.0)
+
+    @field_validator("reference")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        if value != "first":
+            start, _, end = value.partition("/")
+            try:
+                if datetime.fromisoformat(start) >= datetime.fromisoformat(end):
+                    raise ValueError("starts after it ends")
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"{value!r} is neither 'first' nor an interval 'START/END' of ISO times ({error})") from None
+        return value
+
+
+class CompareConfig(_Frozen):
+    """`rdv compare`: the comparison tables, the recommendation and drift (docs/analysis.md)."""
+
+    task: Literal["classification", "regression"] = "classification"
+    window: Duration = "1 hour"
+    # The metrics computed per window; by default all of the task's.
+    metrics: tuple[str, ...] | None = None
+    recommend: RecommendationRule = RecommendationRule()
+    drift: DriftConfig = DriftConfig()
+    # The Spark SQL database the tables are registered in, so that analysts query them by name.
+    database: str = Field(default="rdv", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _metrics_of_the_task(self):
+        known = CLASSIFICATION if self.task == "classification" else REGRESSION
+        for name in self.metrics or ():
+            if name not in known:
+                raise ValueError(f"metrics: {name!r} is not a {self.task} metric ({', '.join(known)})")
+        if self.decisive_metric not in self.metric_names:
+            raise ValueError(f"recommend.metric: {self.decisive_metric!r} is not among the metrics computed "
+                             f"({', '.join(self.metric_names)})")
+        return self
+
+    @property
+    def decisive_metric(self) -> str:
+        """The metric the recommendation is about."""
+        return self.recommend.metric or ("roc_auc" if self.task == "classification" else "rmse")
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return self.metrics or (CLASSIFICATION if self.task == "classification" else REGRESSION)
+
+
 _MEMORY = r"^\d+[kmgt]$"
 
 
@@ -173,6 +250,7 @@ class PipelineConfig(_Frozen):
     # Loaded from policy.yaml beside pipeline.yaml; the features job re-reads that file while it runs.
     policy: Policy = Policy()
     rendezvous: RendezvousConfig = RendezvousConfig()
+    compare: CompareConfig = CompareConfig()
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     # Where the conf was loaded from; relative paths are resolved against its parent.
     conf_dir: Path = Path("conf")

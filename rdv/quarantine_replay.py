@@ -1,10 +1,12 @@
-"""`rdv quarantine replay`: quarantined records back to rdv.raw, once fixed or once the spec takes them.
+"""`rdv quarantine replay`: quarantined records back to their topic, once fixed or once the spec takes them.
 
 A record is fixed where it lies, in the Delta table `quarantine` (a Delta UPDATE of its `raw`
 column, from a notebook or Spark SQL); or it needs no fix because the spec changed (a new allowed
-value, a wider range). Either way the replay sends the payload as the table holds it to rdv.raw,
-where the features job checks it again like any new record: it becomes a feature record or is
-quarantined again, with its reason, so nothing is lost either way. Each replayed row's place is
+value, a wider range). Either way the replay sends the payload as the table holds it back to the
+topic it came from, rdv.raw (or rdv.labels, for a label record), where its job checks it again like
+any new record: it becomes a feature record (or a label) or is quarantined again, with its reason,
+so nothing is lost either way. Label rows quarantined by a backfill from a file have no topic to go
+back to: fix the file and load it again. Each replayed row's place is
 appended to the Delta table `quarantine_replays`, so a row is never sent twice.
 
 A replayed message keeps the Kafka timestamp of its first arrival, so its event time is judged as
@@ -29,14 +31,16 @@ REPLAYS_TABLE = "quarantine_replays"
 
 def replay_quarantine(spark: SparkSession, config: PipelineConfig, reasons: list[str] | None = None,
                       since: date | None = None, dry_run: bool = False) -> dict[str, int]:
-    """Send the replayable rows (features/quarantine.replayable) to rdv.raw and record them; the
-    number sent (or, with dry_run, that would be sent) per reason."""
+    """Send the replayable rows (features/quarantine.replayable) to their topics and record them;
+    the number sent (or, with dry_run, that would be sent) per reason."""
     quarantine_path, replays_path = config.table("quarantine"), config.table(REPLAYS_TABLE)
     if not DeltaTable.isDeltaTable(spark, quarantine_path):
         return {}
     replayed = spark.read.format("delta").load(replays_path) if DeltaTable.isDeltaTable(spark, replays_path) else None
     # Read once: the rows sent and the rows recorded must be the same, whatever the table does meanwhile.
-    rows = replayable(spark.read.format("delta").load(quarantine_path), replayed, reasons, since).localCheckpoint()
+    topics = (config.kafka.topics.raw.name, config.kafka.topics.labels.name)
+    rows = replayable(spark.read.format("delta").load(quarantine_path), replayed, reasons, since,
+                      topics).localCheckpoint()
     counts = {row["reason"]: row["count"] for row in rows.groupBy("reason").count().collect()}
     if dry_run or not counts:
         return counts
@@ -52,7 +56,7 @@ def _send(config: PipelineConfig, messages) -> None:
     producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap_servers, acks="all", linger_ms=20)
     try:
         for message in messages.toLocalIterator():
-            producer.send(config.kafka.topics.raw.name, key=message["key"] and message["key"].encode(),
+            producer.send(message["topic"], key=message["key"] and message["key"].encode(),
                           value=message["value"].encode(), timestamp_ms=message["timestamp_ms"])
         producer.flush()
     finally:

@@ -1,9 +1,11 @@
 """A synthetic card-transaction fraud problem with a drift point, for the demo, the tests and training.
 
 Before the drift, fraud is driven by unusual amounts abroad at night; after it, by many
-card-not-present transactions in risky categories. A model trained before the drift (the
-demo's champion) degrades after it; one that saw a little of the new pattern (the challenger)
-holds up better. Generation is vectorised and seeded, so a run is reproducible.
+card-not-present transactions in risky categories. The population moves too: after the drift,
+more transactions are online, card-not-present and abroad, which is what the drift monitor sees
+before any label arrives. A model trained before the drift (the demo's champion) degrades after
+it; one that saw a little of the new pattern (the challenger) holds up better. Generation is
+vectorised and seeded, so a run is reproducible.
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ CATEGORY_RISK = {
     "other": 0.3,
 }
 _CATEGORIES = tuple(CATEGORY_RISK)
+# How often each category occurs, before and after the drift (same order as CATEGORY_RISK).
+_CATEGORY_SHARE_BEFORE = np.full(len(_CATEGORIES), 1 / len(_CATEGORIES))
+_CATEGORY_SHARE_AFTER = np.array([0.1, 0.08, 0.1, 0.2, 0.15, 0.3, 0.07])
 
 
 def generate_events(n: int, seed: int = 7, drift_at: float = 0.5, start: datetime | None = None,
@@ -33,14 +38,16 @@ def generate_events(n: int, seed: int = 7, drift_at: float = 0.5, start: datetim
     drift_at * n and later follow the drifted pattern."""
     rng = np.random.default_rng(seed)
     start = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
+    drifted = np.arange(n) >= int(drift_at * n)
     home = rng.choice(COUNTRIES, n)
-    abroad = rng.random(n) < 0.12
+    abroad = rng.random(n) < np.where(drifted, 0.3, 0.12)
     country = np.where(abroad, rng.choice(COUNTRIES, n), home)
     avg_amount = rng.lognormal(3.5, 0.6, n)
     unusual = rng.random(n) < 0.1
     amount = np.round(avg_amount * np.where(unusual, rng.lognormal(1.2, 0.5, n), rng.lognormal(0, 0.4, n)), 2)
-    category = rng.choice(_CATEGORIES, n)
-    card_present = rng.random(n) < 0.6
+    shares = np.where(drifted[:, None], _CATEGORY_SHARE_AFTER, _CATEGORY_SHARE_BEFORE).cumsum(axis=1)
+    category = np.array(_CATEGORIES)[np.minimum((rng.random(n)[:, None] > shares).sum(axis=1), len(_CATEGORIES) - 1)]
+    card_present = rng.random(n) < np.where(drifted, 0.35, 0.6)
     txn_count = rng.poisson(3, n) + np.where(rng.random(n) < 0.08, rng.poisson(10, n), 0)
     distance = np.round(rng.exponential(15, n) + np.where(country != home, 800, 0), 1)
     times = [start + timedelta(milliseconds=i * spacing_ms) for i in range(n)]
@@ -53,7 +60,6 @@ def generate_events(n: int, seed: int = 7, drift_at: float = 0.5, start: datetim
     ratio = amount / np.maximum(avg_amount, 1.0)
     before = -5.0 + 1.1 * np.log1p(ratio) * 2 + 1.8 * (country != home) + 1.2 * (hour < 6)
     after = -5.2 + 3.0 * risk + 0.25 * txn_count + 1.6 * (~card_present)
-    drifted = np.arange(n) >= int(drift_at * n)
     logit = np.where(drifted, after, before)
     is_fraud = rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
 

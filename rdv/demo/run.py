@@ -1,9 +1,10 @@
-"""`rdv demo`: the whole pipeline on the embedded default, from an empty machine to a summary.
+"""`rdv demo`: the whole pipeline on the embedded default, from an empty machine to a verdict.
 
 Trains and registers the demo models if the registry lacks them, starts the broker and every
-job through `rdv up`, replays generated events at a given rate, waits until every request is
-archived, scored by every model and answered, prints a summary, and stops what it started.
-The Delta tables stay under var/ for the notebook.
+job through `rdv up`, replays generated events at a given rate and their labels a few seconds
+later, waits until every request is archived, scored by every model, answered and labelled,
+prints a summary, stops what it started, then compares the models (`rdv compare`) and writes the
+report (`rdv report`). The Delta tables stay under var/ for the notebook.
 """
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from comparison.compare import compare
+from comparison.report import write_report
 from rdv import runner
 from rdv.config import PipelineConfig
 from rdv.demo.replay import replay
@@ -26,10 +30,11 @@ class DemoOutcome:
     ok: bool  # every request archived, answered exactly once, scored once by every model
     run_id: str  # the prefix of this run's request ids
     summary: str
+    report: Path | None = None  # the HTML report of the comparison
 
 
 def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: float, separate: bool = False,
-             bad_every: int = 100, drift_at: float = 0.5, echo=print) -> DemoOutcome:
+             bad_every: int = 100, drift_at: float = 0.5, label_delay_s: float = 5.0, echo=print) -> DemoOutcome:
     models = sorted(config.models)
     if not demo_models_registered(config):
         echo("models: training the demo champion and challenger")
@@ -43,14 +48,21 @@ def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: flo
         sent = replay(
             config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events, rate, id_prefix=run_id,
             drift_at=drift_at, bad_every=bad_every, progress=lambda i, n: echo(f"replay: {i}/{n} sent"),
+            labels_topic=config.kafka.topics.labels.name, label_delay_s=label_delay_s,
         )
-        echo(f"replay: done, {sent['events']} events and {sent['bad']} bad messages (for the quarantine)")
+        echo(f"replay: done, {sent['events']} events, {sent['bad']} bad messages (for the quarantine) "
+             f"and {sent['labels']} labels, each {label_delay_s:g} s after its event")
         _wait_for_everything(spark, config, run_id, events, models, timeout_s=180 + events / rate, echo=echo)
         text, ok = summarize(spark, config, run_id, events, models, started)
         echo("\n" + text)
-        return DemoOutcome(ok, run_id, text)
     finally:
         runner.down(config, echo=echo)
+    echo("\ncompare: the models on the same requests (rdv compare)")
+    compare(spark, config)
+    report = write_report(spark, config)
+    echo(report.summary)
+    echo(f"report: {report.path}")
+    return DemoOutcome(ok, run_id, text, report.path)
 
 
 def _wait_for_everything(spark, config, run_id, events, models, timeout_s, echo) -> None:
@@ -59,8 +71,9 @@ def _wait_for_everything(spark, config, run_id, events, models, timeout_s, echo)
         runner.check_healthy(config)
         counts = count_run(spark, config, run_id)
         scored = ", ".join(f"{m} {counts.scores.get(m, 0)}" for m in models)
-        echo(f"waiting: archived {counts.archive}/{events}, answered {counts.answered}/{events}, scored: {scored}")
-        if counts.complete(events, models):
+        echo(f"waiting: archived {counts.archive}/{events}, answered {counts.answered}/{events}, scored: {scored}, "
+             f"labelled {counts.labels}/{events}")
+        if counts.complete(events, models, labels=events):
             return
         time.sleep(5)
     echo(f"waiting: gave up after {timeout_s:.0f} s; the summary shows what is missing")

@@ -26,12 +26,14 @@ class RunCounts:
     results: int = 0
     answered: int = 0  # distinct requests with a result
     scores: dict[str, int] = field(default_factory=dict)
+    labels: int = 0
 
-    def complete(self, events: int, models: list[str]) -> bool:
+    def complete(self, events: int, models: list[str], labels: int = 0) -> bool:
         return (
             self.archive >= events
             and self.answered >= events
             and all(self.scores.get(m, 0) >= events for m in models)
+            and self.labels >= labels
         )
 
 
@@ -44,6 +46,8 @@ def count_run(spark: SparkSession, config: PipelineConfig, id_prefix: str) -> Ru
         counts.results, counts.answered = row.n, row.d
     if (scores := run_rows(spark, config, "scores", id_prefix)) is not None:
         counts.scores = {r.model: r.n for r in scores.groupBy("model").agg(F.count("*").alias("n")).collect()}
+    if (labels := run_rows(spark, config, "labels", id_prefix)) is not None:
+        counts.labels = labels.count()
     return counts
 
 
@@ -70,7 +74,8 @@ def summarize(spark: SparkSession, config: PipelineConfig, id_prefix: str, event
     results = run_rows(spark, config, "results", id_prefix)
     scores = run_rows(spark, config, "scores", id_prefix)
     lines = [f"requests sent      {events}", f"archived (decoy)   {counts.archive}",
-             f"results            {counts.results} ({counts.answered} distinct requests)"]
+             f"results            {counts.results} ({counts.answered} distinct requests)",
+             f"labels             {counts.labels}"]
     ok = counts.archive == events and counts.results == events and counts.answered == events
     if results is not None:
         for row in results.groupBy("reason").count().orderBy("reason").collect():

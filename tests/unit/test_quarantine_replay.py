@@ -20,6 +20,8 @@ def quarantine_rows(spark):
         ("not_json", "{oops", "rdv.raw", 1, 2, ARRIVED, date(2026, 3, 2)),
         ("duplicate:request_id", '{"request_id": "a"}', "rdv.raw", 1, 3, ARRIVED, date(2026, 3, 2)),
         ("too_old:event_time", '{"request_id": "d"}', "rdv.raw", 1, 4, ARRIVED, date(2026, 3, 2)),
+        ("wrong_type:label", '{"request_id": "a", "label": "yes"}', "rdv.labels", 0, 7, ARRIVED, date(2026, 3, 2)),
+        ("missing:label", '{"request_id": "b"}', "file:labels.csv", None, 3, ARRIVED, date(2026, 3, 2)),
     ]
     return spark.createDataFrame(rows, QUARANTINE)
 
@@ -28,12 +30,21 @@ def offsets(frame) -> list[tuple[int, int]]:
     return sorted((r.source_partition, r.source_offset) for r in frame.collect())
 
 
+TOPICS = ("rdv.raw", "rdv.labels")
+
+
 def test_by_default_every_reason_a_fix_can_change_and_none_replayed_before(spark):
-    quarantine = quarantine_rows(spark)
+    quarantine = quarantine_rows(spark).where("source_topic = 'rdv.raw'")
     assert offsets(replayable(quarantine, None)) == [(0, 1), (0, 2), (1, 1), (1, 2)]
     replayed = quarantine.where("source_offset = 1 AND source_partition = 0").select(
         "source_topic", "source_partition", "source_offset")
     assert offsets(replayable(quarantine, replayed)) == [(0, 2), (1, 1), (1, 2)]
+
+
+def test_records_go_back_only_to_the_topics_named_never_to_a_file(spark):
+    quarantine = quarantine_rows(spark)
+    assert offsets(replayable(quarantine, None, ["wrong_type", "missing"], topics=TOPICS)) == [(0, 7)]
+    assert offsets(replayable(quarantine, None, ["not_json"], topics=["rdv.labels"])) == []
 
 
 def test_reasons_are_chosen_whole_or_by_rule_and_days_by_since(spark):
@@ -45,10 +56,14 @@ def test_reasons_are_chosen_whole_or_by_rule_and_days_by_since(spark):
     assert offsets(replayable(quarantine, None, since=date(2026, 3, 2))) == [(1, 1), (1, 2)]
 
 
-def test_a_replayed_message_is_the_payload_keyed_by_its_id_at_its_first_arrival_time(spark):
-    messages = replay_messages(replayable(quarantine_rows(spark), None, ["below_min:amount", "not_json"]))
+def test_a_replayed_message_is_the_payload_to_its_topic_keyed_by_its_id_at_its_first_arrival_time(spark):
+    chosen = replayable(quarantine_rows(spark), None, ["below_min:amount", "not_json", "wrong_type:label"],
+                        topics=TOPICS)
+    arrived_ms = int(ARRIVED.timestamp() * 1000)
     expected = spark.createDataFrame(
-        [("a", '{"request_id": "a", "amount": 5}', int(ARRIVED.timestamp() * 1000)),
-         (None, "{oops", int(ARRIVED.timestamp() * 1000))],
-        "key string, value string, timestamp_ms long")
+        [("rdv.raw", "a", '{"request_id": "a", "amount": 5}', arrived_ms),
+         ("rdv.raw", None, "{oops", arrived_ms),
+         ("rdv.labels", "a", '{"request_id": "a", "label": "yes"}', arrived_ms)],
+        "topic string, key string, value string, timestamp_ms long")
+    messages = replay_messages(chosen)
     assert_df_equality(messages, expected, ignore_row_order=True, ignore_nullable=True)

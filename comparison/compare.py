@@ -1,0 +1,92 @@
+"""`rdv compare`: the comparison tables, computed again from the pipeline's Delta tables.
+
+Reads `scores`, `results`, `labels` and `archive`; overwrites `comparison` (per window and model),
+`comparison_tests` (the evidence and the recommendation per challenger), `comparison_agreement`
+(every pair of models) and `drift` (per window, feature and model score). Each is recomputed
+whole: labels arrive days late and change old windows, and a Delta overwrite is one atomic commit,
+so a reader sees the previous run's tables or this one's, never half of either. Earlier runs stay
+readable with Delta time travel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (BooleanType, DoubleType, LongType, StringType, StructField, StructType,
+                               TimestampType)
+
+from comparison.drift import drift_table, feature_values, score_values
+from comparison.labels import LABEL_ROW
+from comparison.significance import Evidence, evidence, evidence_rows
+from comparison.tables import agreement_matrix, comparison_table, model_rows
+from rdv.catalog import register_tables
+from rdv.config import ConfigError, PipelineConfig
+from rdv.durations import duration_ms
+
+EVIDENCE_ROW = StructType(
+    [StructField(name, kind()) for name, kind in (
+        ("challenger", StringType), ("champion", StringType), ("metric", StringType), ("labelled", LongType),
+        ("resampled", LongType), ("evaluated_from", TimestampType), ("evaluated_to", TimestampType),
+        ("champion_value", DoubleType), ("challenger_value", DoubleType), ("effect", DoubleType),
+        ("ci_low", DoubleType), ("ci_high", DoubleType), ("confidence", DoubleType),
+        ("mcnemar_champion_only", LongType), ("mcnemar_challenger_only", LongType),
+        ("mcnemar_statistic", DoubleType), ("mcnemar_p_value", DoubleType), ("mcnemar_method", StringType),
+        ("recommendation", StringType), ("rule", StringType))]
+)
+DRIFT_ROW = StructType(
+    [StructField(name, kind()) for name, kind in (
+        ("window_start", TimestampType), ("window_end", TimestampType), ("kind", StringType), ("name", StringType),
+        ("rows", LongType), ("psi", DoubleType), ("flagged", BooleanType), ("reference_from", TimestampType),
+        ("reference_to", TimestampType))]
+)
+
+
+@dataclass(frozen=True)
+class Compared:
+    windows: int
+    evidence: list[Evidence]
+    flagged: list[tuple[str, str, float]]  # (kind, name, highest psi) of every value flagged in some window
+
+
+def _read(spark: SparkSession, config: PipelineConfig, name: str) -> DataFrame | None:
+    path = config.table(name)
+    return spark.read.format("delta").load(path) if DeltaTable.isDeltaTable(spark, path) else None
+
+
+def _overwrite(frame: DataFrame, config: PipelineConfig, name: str, computed_at: datetime) -> None:
+    (frame.withColumn("computed_at", F.lit(computed_at)).write.format("delta").mode("overwrite")
+     .option("overwriteSchema", "true").save(config.table(name)))
+
+
+def compare(spark: SparkSession, config: PipelineConfig) -> Compared:
+    scores, results = _read(spark, config, "scores"), _read(spark, config, "results")
+    if scores is None or results is None:
+        raise ConfigError(f"no scores or results under {config.path(config.paths.tables)} yet: run the pipeline "
+                          "(`rdv up`, or `rdv demo`) before comparing its models")
+    labels = _read(spark, config, "labels")
+    if labels is None:
+        labels = spark.createDataFrame([], LABEL_ROW)
+    settings, computed_at = config.compare, datetime.now(timezone.utc)
+    window_ms = duration_ms(settings.window)
+    rows = model_rows(scores, results).persist()
+    try:
+        comparison = comparison_table(rows, labels, window_ms, settings.metric_names).localCheckpoint()
+        _overwrite(comparison, config, "comparison", computed_at)
+        found = evidence(rows, labels, settings)
+        _overwrite(spark.createDataFrame(evidence_rows(found), EVIDENCE_ROW), config, "comparison_tests", computed_at)
+        _overwrite(agreement_matrix(rows), config, "comparison_agreement", computed_at)
+        values = score_values(rows)
+        if (archive := _read(spark, config, "archive")) is not None:
+            values = feature_values(archive).unionByName(values)
+        drift = drift_table(values, window_ms, settings.drift)
+        drift_rows = drift[DRIFT_ROW.fieldNames()] if len(drift) else []
+        _overwrite(spark.createDataFrame(drift_rows, DRIFT_ROW), config, "drift", computed_at)
+    finally:
+        rows.unpersist()
+    register_tables(spark, config)
+    flagged = [] if drift.empty else [
+        (kind, name, float(group["psi"].max())) for (kind, name), group in drift[drift["flagged"]].groupby(["kind", "name"])]
+    return Compared(comparison.select("window_start").distinct().count(), found, flagged)

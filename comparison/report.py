@@ -1,0 +1,207 @@
+"""`rdv report`: the comparison tables as one self-contained HTML file, and a summary for the terminal.
+
+The report reads what `rdv compare` wrote (comparison, comparison_tests, comparison_agreement,
+drift) and a sample of the scores for the latency distributions. Plots are PNGs embedded in the
+page, so the file can be mailed or attached to a ticket and opened anywhere, offline.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: the report is written to a file
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from delta.tables import DeltaTable  # noqa: E402
+from pyspark.sql import SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+from comparison.tables import model_rows  # noqa: E402
+from rdv.config import ConfigError, PipelineConfig  # noqa: E402
+
+LATENCY_SAMPLE = 50_000  # latencies per plot, at most
+
+
+@dataclass(frozen=True)
+class Tables:
+    """What `rdv compare` wrote, as pandas frames."""
+
+    comparison: pd.DataFrame
+    tests: pd.DataFrame
+    agreement: pd.DataFrame
+    drift: pd.DataFrame
+
+
+def read_tables(spark: SparkSession, config: PipelineConfig) -> Tables:
+    frames = {}
+    for name in ("comparison", "comparison_tests", "comparison_agreement", "drift"):
+        path = config.table(name)
+        if not DeltaTable.isDeltaTable(spark, path):
+            raise ConfigError(f"{path}: no comparison tables yet: run `rdv compare` first")
+        frames[name] = spark.read.format("delta").load(path).toPandas()
+    return Tables(frames["comparison"], frames["comparison_tests"], frames["comparison_agreement"], frames["drift"])
+
+
+def _signed(value) -> str:
+    return "n/a" if pd.isna(value) else f"{value:+.4f}"
+
+
+def summary(tables: Tables, config: PipelineConfig) -> str:
+    """A few lines: the data compared, the verdict on each challenger with its evidence, the drift flags."""
+    comparison, metric = tables.comparison, config.compare.decisive_metric
+    served = comparison[comparison["model"] == "served"]
+    lines = [f"comparison: {comparison['window_start'].nunique()} windows of {config.compare.window}, "
+             f"{int(served['requests'].sum())} requests answered, {int(served['labelled'].sum())} with a label"]
+    for t in tables.tests.itertuples():
+        mcnemar = "" if pd.isna(t.mcnemar_p_value) else (
+            f", McNemar p={t.mcnemar_p_value:.2g} ({t.mcnemar_challenger_only} requests only it got right, "
+            f"{t.mcnemar_champion_only} only the champion)")
+        lines.append(f"  {t.challenger} vs {t.champion} on {t.metric}: {_signed(t.effect)} "
+                     f"[{_signed(t.ci_low)}, {_signed(t.ci_high)}] ({t.confidence:.0%} interval), {t.labelled} labelled"
+                     f"{mcnemar} -> {t.recommendation.upper()}")
+    if tables.tests.empty:
+        lines.append("  no challenger to judge")
+    latest = comparison[comparison["window_start"] == comparison["window_start"].max()]
+    if not latest.empty:
+        lines.append(f"latest window ({latest['window_start'].iloc[0]:%Y-%m-%d %H:%M:%S}):")
+        for r in latest.itertuples():
+            value = getattr(r, metric, float("nan"))
+            lines.append(f"  {r.model:<14} {r.requests:>7} requests  {r.in_time_rate:6.1%} in time  "
+                         f"p99 {r.latency_p99_ms / 1000:6.2f} s  {metric} {'n/a' if pd.isna(value) else f'{value:.3f}'}")
+    flagged = tables.drift[tables.drift["flagged"]]
+    if flagged.empty:
+        lines.append(f"drift: nothing over the PSI threshold {config.compare.drift.threshold:g}")
+    else:
+        worst = flagged.groupby(["kind", "name"])["psi"].max().sort_values(ascending=False)
+        lines.append("drift: flagged " + ", ".join(f"{kind} {name} (PSI up to {psi:.2f})"
+                                                  for (kind, name), psi in worst.items()))
+    return "\n".join(lines)
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def metric_plot(comparison: pd.DataFrame, metrics: tuple[str, ...]):
+    figure, axes = plt.subplots(len(metrics), 1, figsize=(9, 2.6 * len(metrics)), sharex=True, squeeze=False)
+    for ax, metric in zip(axes[:, 0], metrics):
+        for model, rows in comparison.sort_values("window_start").groupby("model"):
+            ax.plot(rows["window_start"], rows[metric], marker="o", label=model,
+                    linestyle="--" if model == "served" else "-")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(loc="best", fontsize="small")
+    axes[-1, 0].set_xlabel("window (event time)")
+    return figure
+
+
+def latency_plot(latencies: pd.DataFrame):
+    figure, ax = plt.subplots(figsize=(9, 3.5))
+    models = sorted(latencies["model"].unique())
+    ax.boxplot([latencies.loc[latencies["model"] == m, "seconds"] for m in models], tick_labels=models, vert=False)
+    ax.set_xlabel("seconds from the event to the score (served: to the answer on rdv.results)")
+    ax.grid(alpha=0.3)
+    return figure
+
+
+def agreement_plot(agreement: pd.DataFrame):
+    matrix = agreement.pivot(index="model", columns="other", values="agreement")
+    figure, ax = plt.subplots(figsize=(1.2 * len(matrix) + 2, 1.0 * len(matrix) + 1.5))
+    image = ax.imshow(matrix.to_numpy(), vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=45, ha="right")
+    ax.set_yticks(range(len(matrix.index)), matrix.index)
+    for (i, j), value in pd.DataFrame(matrix.to_numpy()).stack().items():
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 else "black")
+    figure.colorbar(image, ax=ax, label="same decision")
+    return figure
+
+
+def drift_plot(drift: pd.DataFrame, threshold: float):
+    kinds = sorted(drift["kind"].unique())
+    figure, axes = plt.subplots(len(kinds), 1, figsize=(9, 3 * len(kinds)), sharex=True, squeeze=False)
+    for ax, kind in zip(axes[:, 0], kinds):
+        for name, rows in drift[drift["kind"] == kind].sort_values("window_start").groupby("name"):
+            ax.plot(rows["window_start"], rows["psi"], marker="o", label=name)
+        ax.axhline(threshold, color="red", linestyle=":", label=f"threshold {threshold:g}")
+        ax.set_ylabel(f"PSI ({kind})")
+        ax.legend(loc="upper left", fontsize="x-small", ncol=3)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("window (event time)")
+    return figure
+
+
+def _latencies(spark: SparkSession, config: PipelineConfig) -> pd.DataFrame:
+    scores = spark.read.format("delta").load(config.table("scores"))
+    results = spark.read.format("delta").load(config.table("results"))
+    rows = model_rows(scores, results)
+    total = rows.count()
+    if total > LATENCY_SAMPLE:
+        rows = rows.sample(fraction=LATENCY_SAMPLE / total, seed=0)
+    return rows.select("model", (F.col("latency_ms") / 1000).alias("seconds")).dropna().toPandas()
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, classes="data")
+
+
+def render(tables: Tables, latencies: pd.DataFrame, config: PipelineConfig, text: str) -> str:
+    """The report's HTML: the summary, the recommendation with its evidence, then the plots and tables."""
+    settings = config.compare
+    figures = [("How each model did, window by window", metric_plot(tables.comparison, settings.metric_names))]
+    if not latencies.empty:
+        figures.append(("How fast the scores and the answers came", latency_plot(latencies)))
+    if not tables.agreement.empty:
+        figures.append(("How often two models decide the same", agreement_plot(tables.agreement)))
+    if not tables.drift.empty:
+        figures.append(("Drift against the reference window", drift_plot(tables.drift, settings.drift.threshold)))
+    evidence = tables.tests.drop(columns=["computed_at"], errors="ignore")
+    windows = tables.comparison.drop(columns=["computed_at"], errors="ignore")
+    flagged = tables.drift[tables.drift["flagged"]].drop(columns=["computed_at"], errors="ignore")
+    sections = [f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{_png(f)}'>"
+                for title, f in figures]
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>rendezvous: champion and challengers</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+pre {{ background: #f5f5f5; padding: 1em; overflow-x: auto; }}
+table.data {{ border-collapse: collapse; font-size: 0.8em; margin-bottom: 2em; }}
+table.data td, table.data th {{ border-bottom: 1px solid #ddd; padding: 0.2em 0.6em; text-align: right; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>Champion and challengers, on the same requests</h1>
+<p>Generated {generated} from the tables under {html.escape(str(config.path(config.paths.tables)))}; windows of
+{html.escape(settings.window)}; the recommendation's rule: {html.escape(tables.tests["rule"].iloc[0]) if len(tables.tests) else "n/a"}.</p>
+<pre>{html.escape(text)}</pre>
+<h2>The evidence, per challenger</h2>{_table(evidence)}
+{''.join(sections)}
+<h2>Drift flags</h2>{_table(flagged) if len(flagged) else "<p>None.</p>"}
+<h2>Per window and model</h2>{_table(windows)}
+</body></html>
+"""
+
+
+@dataclass(frozen=True)
+class Report:
+    path: Path
+    summary: str
+
+
+def write_report(spark: SparkSession, config: PipelineConfig, out: Path | None = None) -> Report:
+    tables = read_tables(spark, config)
+    text = summary(tables, config)
+    if out is None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        out = config.path(config.paths.var) / "reports" / f"comparison-{stamp}.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(tables, _latencies(spark, config), config, text))
+    return Report(out, text)
