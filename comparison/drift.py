@@ -46,11 +46,14 @@ def score_values(rows: DataFrame) -> DataFrame:
         F.lit(None).cast("string").alias("text"))
 
 
-def _reference(values: DataFrame, config: DriftConfig) -> DataFrame:
-    """The rows of the reference: the first window each name has data in, or the configured interval."""
+def _reference(values: DataFrame, config: DriftConfig, window_ms: int) -> DataFrame:
+    """The rows of the reference: the configured interval, or for "first" each name's first window's
+    length of event time from its first value on (not its first calendar window, which may hold
+    only the last few seconds of it)."""
     if config.reference == "first":
-        first = values.groupBy("kind", "name").agg(F.min("window_start").alias("reference_start"))
-        return values.join(first, ["kind", "name"]).where(F.col("window_start") == F.col("reference_start"))
+        first = values.groupBy("kind", "name").agg(F.min("event_time").alias("reference_start"))
+        end = F.col("reference_start") + F.make_dt_interval(secs=F.lit(window_ms / 1000.0))
+        return values.join(first, ["kind", "name"]).where(F.col("event_time") < end).drop("reference_start")
     start, end = (datetime.fromisoformat(t) for t in config.reference.split("/"))
     return values.where((F.col("event_time") >= F.lit(start)) & (F.col("event_time") < F.lit(end)))
 
@@ -93,12 +96,12 @@ def drift_table(values: DataFrame, window_ms: int, config: DriftConfig) -> pd.Da
     and the reference it was measured against."""
     values = windowed(values.where(F.col("number").isNotNull() | F.col("text").isNotNull()), window_ms).persist()
     try:
-        reference = _reference(values, config)
+        reference = _reference(values, config, window_ms)
         bounds = reference.groupBy("kind", "name").agg(F.min("event_time").alias("reference_from"),
                                                         F.max("event_time").alias("reference_to"))
         with_bins = binned(values, reference, config.bins)
         window = with_bins.groupBy("kind", "name", "window_start", "window_end", "bin").agg(F.count("*").alias("rows"))
-        reference_bins = binned(reference.select(*values.columns), reference, config.bins)
+        reference_bins = binned(reference, reference, config.bins)
         ref = reference_bins.groupBy("kind", "name", "bin").agg(F.count("*").alias("rows"))
         indices = _indices(window.toPandas(), ref.toPandas(), config.threshold)
         if indices.empty:

@@ -2,7 +2,8 @@
 
 The report reads what `rdv compare` wrote (comparison, comparison_tests, comparison_agreement,
 drift) and a sample of the scores for the latency distributions. Plots are PNGs embedded in the
-page, so the file can be mailed or attached to a ticket and opened anywhere, offline.
+page, so the file can be mailed or attached to a ticket and opened anywhere, offline. They are
+matplotlib Figures made without pyplot, so the notebook can show the same ones inline.
 """
 from __future__ import annotations
 
@@ -13,17 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from delta.tables import DeltaTable
+from matplotlib.figure import Figure
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-matplotlib.use("Agg")  # no display: the report is written to a file
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from delta.tables import DeltaTable  # noqa: E402
-from pyspark.sql import SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from comparison.tables import model_rows  # noqa: E402
-from rdv.config import ConfigError, PipelineConfig  # noqa: E402
+from comparison.tables import model_rows
+from rdv.config import ConfigError, PipelineConfig
 
 LATENCY_SAMPLE = 50_000  # latencies per plot, at most
 
@@ -84,15 +82,15 @@ def summary(tables: Tables, config: PipelineConfig) -> str:
     return "\n".join(lines)
 
 
-def _png(figure) -> str:
+def _png(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def metric_plot(comparison: pd.DataFrame, metrics: tuple[str, ...]):
-    figure, axes = plt.subplots(len(metrics), 1, figsize=(9, 2.6 * len(metrics)), sharex=True, squeeze=False)
+def metric_plot(comparison: pd.DataFrame, metrics: tuple[str, ...]) -> Figure:
+    figure = Figure(figsize=(9, 2.6 * len(metrics)))
+    axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)
     for ax, metric in zip(axes[:, 0], metrics):
         for model, rows in comparison.sort_values("window_start").groupby("model"):
             ax.plot(rows["window_start"], rows[metric], marker="o", label=model,
@@ -104,8 +102,9 @@ def metric_plot(comparison: pd.DataFrame, metrics: tuple[str, ...]):
     return figure
 
 
-def latency_plot(latencies: pd.DataFrame):
-    figure, ax = plt.subplots(figsize=(9, 3.5))
+def latency_plot(latencies: pd.DataFrame) -> Figure:
+    figure = Figure(figsize=(9, 3.5))
+    ax = figure.subplots()
     models = sorted(latencies["model"].unique())
     ax.boxplot([latencies.loc[latencies["model"] == m, "seconds"] for m in models], tick_labels=models, vert=False)
     ax.set_xlabel("seconds from the event to the score (served: to the answer on rdv.results)")
@@ -113,9 +112,10 @@ def latency_plot(latencies: pd.DataFrame):
     return figure
 
 
-def agreement_plot(agreement: pd.DataFrame):
+def agreement_plot(agreement: pd.DataFrame) -> Figure:
     matrix = agreement.pivot(index="model", columns="other", values="agreement")
-    figure, ax = plt.subplots(figsize=(1.2 * len(matrix) + 2, 1.0 * len(matrix) + 1.5))
+    figure = Figure(figsize=(1.2 * len(matrix) + 2, 1.0 * len(matrix) + 1.5))
+    ax = figure.subplots()
     image = ax.imshow(matrix.to_numpy(), vmin=0, vmax=1, cmap="viridis")
     ax.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=45, ha="right")
     ax.set_yticks(range(len(matrix.index)), matrix.index)
@@ -125,9 +125,10 @@ def agreement_plot(agreement: pd.DataFrame):
     return figure
 
 
-def drift_plot(drift: pd.DataFrame, threshold: float):
+def drift_plot(drift: pd.DataFrame, threshold: float) -> Figure:
     kinds = sorted(drift["kind"].unique())
-    figure, axes = plt.subplots(len(kinds), 1, figsize=(9, 3 * len(kinds)), sharex=True, squeeze=False)
+    figure = Figure(figsize=(9, 3 * len(kinds)))
+    axes = figure.subplots(len(kinds), 1, sharex=True, squeeze=False)
     for ax, kind in zip(axes[:, 0], kinds):
         for name, rows in drift[drift["kind"] == kind].sort_values("window_start").groupby("name"):
             ax.plot(rows["window_start"], rows["psi"], marker="o", label=name)

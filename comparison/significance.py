@@ -88,9 +88,11 @@ def _evidence(config: CompareConfig, challenger: str, pairs: pd.DataFrame, label
     champion_name = pairs["champion"].mode().iloc[0] if len(pairs) else ""
     untested = dict.fromkeys(("mcnemar_champion_only", "mcnemar_challenger_only", "mcnemar_statistic",
                               "mcnemar_p_value", "mcnemar_method"))
+    # toPandas gives times naive, in the session's time zone (UTC, rdv/spark.py).
+    times = pd.to_datetime(pairs["event_time"]).dt.tz_localize("UTC")
     base = dict(challenger=challenger, champion=champion_name, metric=metric, labelled=labelled, resampled=len(pairs),
-                evaluated_from=pairs["event_time"].min() if len(pairs) else None,
-                evaluated_to=pairs["event_time"].max() if len(pairs) else None,
+                evaluated_from=times.min().to_pydatetime() if len(pairs) else None,
+                evaluated_to=times.max().to_pydatetime() if len(pairs) else None,
                 confidence=rule.confidence, rule=rule_text(rule, metric))
     if len(pairs) == 0:
         unmeasured = dict.fromkeys(("champion_value", "challenger_value", "effect", "ci_low", "ci_high"))
@@ -128,5 +130,6 @@ def evidence(rows: DataFrame, labels: DataFrame, config: CompareConfig) -> list[
         pairs.unpersist()
 
 
-def evidence_rows(found: list[Evidence]) -> list[dict]:
-    return [asdict(e) for e in found]
+def evidence_rows(found: list[Evidence]) -> list[tuple]:
+    """The evidence as rows in Evidence's field order."""
+    return [tuple(asdict(e).values()) for e in found]

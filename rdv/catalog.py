@@ -8,6 +8,8 @@ stays; with the local default's in-memory catalog it lasts for the session, so t
 """
 from __future__ import annotations
 
+import re
+
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
@@ -20,15 +22,28 @@ TABLES = (
 
 
 def register_tables(spark: SparkSession, config: PipelineConfig) -> list[str]:
-    """Register every table that exists; returns their qualified names."""
+    """Register every table that exists; returns their qualified names. A name that points
+    elsewhere (another conf's tables) is pointed here."""
     database = config.compare.database
     spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
     registered = []
     for name in TABLES:
-        path = config.table(name)
+        path, qualified = config.table(name), f"`{database}`.`{name}`"
         if not DeltaTable.isDeltaTable(spark, path):
             continue
         location = path.replace("'", "\\'")
-        spark.sql(f"CREATE TABLE IF NOT EXISTS `{database}`.`{name}` USING DELTA LOCATION '{location}'")
+        create = f"CREATE TABLE {qualified} USING DELTA LOCATION '{location}'"
+        if not spark.catalog.tableExists(name, database):
+            spark.sql(create)
+        elif not _same(spark.sql(f"DESCRIBE DETAIL {qualified}").first()["location"], path):
+            spark.sql(f"DROP TABLE {qualified}")  # external: the name goes, the data stays
+            spark.sql(create)
         registered.append(f"{database}.{name}")
     return registered
+
+
+def _same(location: str, path: str) -> bool:
+    """A catalog's location (file:/x/y) and a configured path (/x/y, or a URI) name the same place."""
+    def plain(text: str) -> str:
+        return re.sub(r"^file:/*", "/", text).rstrip("/")
+    return plain(location) == plain(path)

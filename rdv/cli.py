@@ -350,7 +350,8 @@ def parser() -> argparse.ArgumentParser:
     sql.add_argument("--limit", type=int, default=50, help="rows to show at most (default: %(default)s)")
     sql.set_defaults(run=_sql)
 
-    demo = commands.add_parser("demo", help="train, start everything, replay, wait for every answer, summarize, stop")
+    demo = commands.add_parser("demo", help="train, start everything, replay events and their labels, wait for "
+                                            "every answer, summarize, stop, then compare the models and report")
     demo.add_argument("--events", type=int, default=2000, help="events to replay (default: %(default)s)")
     demo.add_argument("--rate", type=float, default=50, help="events per second (default: %(default)s)")
     demo.add_argument("--separate", action="store_true", help="run each job as its own spark-submit process")

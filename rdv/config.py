@@ -227,6 +227,13 @@ class ModelConfig(_Frozen):
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     spark: ModelSparkConfig = ModelSparkConfig()
 
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value == "served":
+            raise ValueError("'served' is reserved: the comparison tables call the answer the business got so")
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _role_from_alias(cls, data):

@@ -25,6 +25,9 @@ from rdv.demo.generator import generate_events, raw_json
 log = logging.getLogger(__name__)
 
 REGISTERED_MODEL = "fraud"
+# The share of the training events before the drift: the champion learns from those only, the
+# challenger from all of them, so it has seen the new pattern (and the demo's comparison shows it).
+TRAINING_DRIFT_AT = 0.7
 EXPERIMENT = "rendezvous-demo"
 CHAMPION_FEATURES = ["log_amount", "amount_ratio", "distance_km", "is_foreign", "is_night"]
 
@@ -81,8 +84,9 @@ def train_demo_models(spark: SparkSession, config: PipelineConfig, rows: int = 2
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
     mlflow.set_experiment(EXPERIMENT)
 
-    frame = training_frame(spark, config, rows, seed, drift_at=0.9)
-    old = frame.iloc[: int(rows * 0.9)]
+    frame = training_frame(spark, config, rows, seed, drift_at=TRAINING_DRIFT_AT)
+    position = frame["request_id"].str.rsplit("-", n=1).str[1].astype(int)  # generated ids end in the event's index
+    old = frame[position < int(rows * TRAINING_DRIFT_AT)]
     everything = list(config.spec.features)
     champion = LogisticRegression(max_iter=500).fit(old[CHAMPION_FEATURES], old["is_fraud"])
     challenger = HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(frame[everything], frame["is_fraud"])
