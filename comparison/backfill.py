@@ -53,9 +53,11 @@ def backfill_labels(spark: SparkSession, config: PipelineConfig, source: str, fm
         raise ConfigError(f"{source}: no column {', '.join(missing)} (a label row is {', '.join(LABEL_FIELDS)}; "
                           f"the file has {', '.join(rows.columns) or 'no columns'})")
     present = [c for c in LABEL_FIELDS if c in rows.columns]
-    # As label records, so that a row is checked exactly as a message of rdv.labels is.
+    # As label records, so that a row is checked exactly as a message of rdv.labels is (a timestamp
+    # column as its text in the session's time zone, which is how it is read back).
+    fields = [F.col(c).cast("string").alias(c) if c == "labelled_at" else F.col(c) for c in present]
     records = rows.select(
-        F.to_json(F.struct(*[F.col(c).cast("string") if c == "labelled_at" else F.col(c) for c in present])).alias("value"),
+        F.to_json(F.struct(*fields)).alias("value"),
         F.lit(name).alias("topic"), F.lit(None).cast("int").alias("partition"),
         F.monotonically_increasing_id().alias("offset"), F.current_timestamp().alias("timestamp"),
     )

@@ -8,7 +8,7 @@ labelled_at, when the truth became known, is optional (the message's Kafka times
 of the backfill, stands in for it).
 
 Writes are a Delta MERGE on request_id, so replaying a topic or loading a file twice changes
-nothing, and a later correction of a label (a newer labelled_at) replaces the older one. A record
+nothing, and a correction (a different label with a newer labelled_at) replaces the older one. A record
 that cannot be used goes to quarantine with its reason, as a raw event does.
 """
 from __future__ import annotations
@@ -102,14 +102,15 @@ def create_labels_table(spark: SparkSession, path: str) -> None:
 
 
 def merge_labels(spark: SparkSession, path: str, labels: DataFrame) -> tuple[int, int]:
-    """Insert new requests' labels; replace a label only with a newer one. Idempotent. Returns how
-    many labels were inserted and how many replaced."""
+    """Insert new requests' labels; replace a label only with a newer, different one (a correction:
+    the same label again, known later, leaves the first one, with the time it was first known).
+    Idempotent. Returns how many labels were inserted and how many replaced."""
     create_labels_table(spark, path)
     if labels.isEmpty():
         return 0, 0
     metrics = (DeltaTable.forPath(spark, path).alias("t")
                .merge(labels.alias("s"), "t.request_id = s.request_id")
-               .whenMatchedUpdateAll(condition="s.labelled_at > t.labelled_at")
+               .whenMatchedUpdateAll(condition="s.labelled_at > t.labelled_at AND s.label <> t.label")
                .whenNotMatchedInsertAll()
                .execute().first())
     return int(metrics["num_inserted_rows"]), int(metrics["num_updated_rows"])

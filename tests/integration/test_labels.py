@@ -49,6 +49,8 @@ def test_a_backfill_from_a_file_merges_like_the_stream_and_quarantines_what_it_c
     again = backfill_labels(spark, config, str(csv))
     assert (again.inserted, again.updated) == (0, 0)
     assert labels_in(spark, config) == {"a": 1.0, "b": 0.0}
+    table = spark.read.format("delta").load(config.table("labels"))
+    assert table.where("request_id = 'a' AND labelled_at = TIMESTAMP '2026-03-01 00:00:00'").count() == 1
     quarantine = spark.read.format("delta").load(config.table("quarantine"))
     assert quarantine.where(f"source_topic = 'file:{csv}'").count() == 4  # both loads' bad rows, kept
 

@@ -119,12 +119,13 @@ def test_the_evidence_is_the_paired_difference_mcnemar_and_the_rule(spark, synth
     (found,) = evidence(model_rows(scores, results), labels, config)
     source, label_rows, _ = synthetic
     wide = source[source["error"].isna()].pivot(index="request_id", columns="model", values=["score", "label"])
+    wide.columns = [f"{value}_{model}" for value, model in wide.columns]
     pairs = wide.dropna().join(label_rows.set_index("request_id")["label"].rename("truth"), how="inner")
     t = pairs["truth"].to_numpy()
-    champion_auc, challenger_auc = (sk.roc_auc_score(t, pairs[("score", m)]) for m in ("champion", "challenger"))
+    champion_auc, challenger_auc = (sk.roc_auc_score(t, pairs[f"score_{m}"]) for m in ("champion", "challenger"))
     assert (found.challenger, found.champion, found.labelled) == ("challenger", "champion", len(pairs))
     assert found.effect == pytest.approx(challenger_auc - champion_auc, rel=1e-9)
-    expected = mcnemar(t, pairs[("label", "champion")].to_numpy(float), pairs[("label", "challenger")].to_numpy(float))
+    expected = mcnemar(t, pairs["label_champion"].to_numpy(float), pairs["label_challenger"].to_numpy(float))
     assert (found.mcnemar_champion_only, found.mcnemar_challenger_only) == (expected.champion_only, expected.challenger_only)
     assert found.ci_low < found.effect < found.ci_high and found.ci_low > 0
     assert found.recommendation == PROMOTE and "interval of the roc_auc improvement" in found.rule
