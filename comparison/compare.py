@@ -9,7 +9,6 @@ readable with Delta time travel.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from delta.tables import DeltaTable
@@ -20,7 +19,7 @@ from pyspark.sql.types import (BooleanType, DoubleType, LongType, StringType, St
 
 from comparison.drift import drift_table, feature_values, score_values
 from comparison.labels import LABEL_ROW
-from comparison.significance import Evidence, evidence, evidence_rows
+from comparison.significance import evidence, evidence_rows
 from comparison.tables import agreement_matrix, comparison_table, model_rows
 from rdv.catalog import register_tables
 from rdv.config import ConfigError, PipelineConfig
@@ -44,13 +43,6 @@ DRIFT_ROW = StructType(
 )
 
 
-@dataclass(frozen=True)
-class Compared:
-    windows: int
-    evidence: list[Evidence]
-    flagged: list[tuple[str, str, float]]  # (kind, name, highest psi) of every value flagged in some window
-
-
 def _read(spark: SparkSession, config: PipelineConfig, name: str) -> DataFrame | None:
     path = config.table(name)
     return spark.read.format("delta").load(path) if DeltaTable.isDeltaTable(spark, path) else None
@@ -61,7 +53,8 @@ def _overwrite(frame: DataFrame, config: PipelineConfig, name: str, computed_at:
      .option("overwriteSchema", "true").save(config.table(name)))
 
 
-def compare(spark: SparkSession, config: PipelineConfig) -> Compared:
+def compare(spark: SparkSession, config: PipelineConfig, echo=print) -> None:
+    """Recompute the four tables, saying what it is at (each step reads all of the data)."""
     scores, results = _read(spark, config, "scores"), _read(spark, config, "results")
     if scores is None or results is None:
         raise ConfigError(f"no scores or results under {config.path(config.paths.tables)} yet: run the pipeline "
@@ -73,11 +66,14 @@ def compare(spark: SparkSession, config: PipelineConfig) -> Compared:
     window_ms = duration_ms(settings.window)
     rows = model_rows(scores, results).persist()
     try:
-        comparison = comparison_table(rows, labels, window_ms, settings.metric_names).localCheckpoint()
-        _overwrite(comparison, config, "comparison", computed_at)
+        echo(f"compare: per window of {settings.window} and model -> comparison")
+        _overwrite(comparison_table(rows, labels, window_ms, settings.metric_names), config, "comparison", computed_at)
+        echo(f"compare: each challenger against the champion on {settings.decisive_metric} -> comparison_tests")
         found = evidence(rows, labels, settings)
         _overwrite(spark.createDataFrame(evidence_rows(found), EVIDENCE_ROW), config, "comparison_tests", computed_at)
+        echo("compare: every pair of models -> comparison_agreement")
         _overwrite(agreement_matrix(rows), config, "comparison_agreement", computed_at)
+        echo("compare: every feature and model score against the reference -> drift")
         values = score_values(rows)
         if (archive := _read(spark, config, "archive")) is not None:
             values = feature_values(archive).unionByName(values)
@@ -87,6 +83,3 @@ def compare(spark: SparkSession, config: PipelineConfig) -> Compared:
     finally:
         rows.unpersist()
     register_tables(spark, config)
-    flagged = [] if drift.empty else [
-        (kind, name, float(group["psi"].max())) for (kind, name), group in drift[drift["flagged"]].groupby(["kind", "name"])]
-    return Compared(comparison.select("window_start").distinct().count(), found, flagged)

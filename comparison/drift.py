@@ -76,7 +76,7 @@ def psi(window_counts: np.ndarray, reference_counts: np.ndarray) -> float:
     return float(np.sum((p - q) * np.log(p / q)))
 
 
-def _indices(window: pd.DataFrame, reference: pd.DataFrame, threshold: float) -> pd.DataFrame:
+def _indices(window: pd.DataFrame, reference: pd.DataFrame, config: DriftConfig) -> pd.DataFrame:
     rows = []
     for (kind, name), counts in window.groupby(["kind", "name"]):
         ref = reference[(reference["kind"] == kind) & (reference["name"] == name)].set_index("bin")["rows"]
@@ -86,14 +86,14 @@ def _indices(window: pd.DataFrame, reference: pd.DataFrame, threshold: float) ->
             mine = one.set_index("bin")["rows"]
             bins = ref.index.union(mine.index)
             index = psi(mine.reindex(bins, fill_value=0).to_numpy(float), ref.reindex(bins, fill_value=0).to_numpy(float))
-            rows.append({"window_start": start, "window_end": end, "kind": kind, "name": name,
-                         "rows": int(mine.sum()), "psi": index, "flagged": index > threshold})
+            rows.append({"window_start": start, "window_end": end, "kind": kind, "name": name, "rows": int(mine.sum()),
+                         "psi": index, "flagged": index > config.threshold and mine.sum() >= config.min_rows})
     return pd.DataFrame(rows)
 
 
 def drift_table(values: DataFrame, window_ms: int, config: DriftConfig) -> pd.DataFrame:
-    """One row per window and (kind, name) of values (feature_values, score_values): rows, psi, flagged,
-    and the reference it was measured against."""
+    """One row per window and (kind, name) of values (feature_values, score_values): rows, psi, flagged
+    (over the threshold, with at least min_rows rows), and the reference it was measured against."""
     values = windowed(values.where(F.col("number").isNotNull() | F.col("text").isNotNull()), window_ms).persist()
     try:
         reference = _reference(values, config, window_ms)
@@ -103,7 +103,7 @@ def drift_table(values: DataFrame, window_ms: int, config: DriftConfig) -> pd.Da
         window = with_bins.groupBy("kind", "name", "window_start", "window_end", "bin").agg(F.count("*").alias("rows"))
         reference_bins = binned(reference, reference, config.bins)
         ref = reference_bins.groupBy("kind", "name", "bin").agg(F.count("*").alias("rows"))
-        indices = _indices(window.toPandas(), ref.toPandas(), config.threshold)
+        indices = _indices(window.toPandas(), ref.toPandas(), config)
         if indices.empty:
             return indices
         return indices.merge(bounds.toPandas(), on=["kind", "name"]).sort_values(["kind", "name", "window_start"])

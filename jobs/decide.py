@@ -66,7 +66,7 @@ def build_labels(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
             checked.unpersist()
 
     return for_each_batch(read_topic(spark, config, topics.labels.name), config, "labels-table", record,
-                          trigger=config.spark.table_trigger)
+                          trigger=config.spark.labels_trigger)
 
 
 def build(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:

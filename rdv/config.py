@@ -96,6 +96,9 @@ class SparkConfig(_Frozen):
     table_trigger: Duration = "5 seconds"
     # Trigger of the Great Expectations validation of the archive (Delta data_quality).
     quality_trigger: Duration = "1 minute"
+    # Trigger of the labels query (rdv.labels into Delta labels): a MERGE per micro-batch costs more
+    # than an append, and labels come days after their requests, so nobody waits for seconds.
+    labels_trigger: Duration = "30 seconds"
     ui: bool = False
     # Any other Spark setting, passed through verbatim.
     conf: dict[str, str] = Field(default_factory=dict)
@@ -151,6 +154,8 @@ class DriftConfig(_Frozen):
     # interval of event time, "2026-11-01T00:00:00Z/2026-11-08T00:00:00Z".
     reference: str = "first"
     bins: int = Field(default=10, ge=2, le=100)
+    # A window with fewer rows is not flagged: its index would be mostly sampling noise.
+    min_rows: int = Field(default=100, ge=1)
     # A population stability index above this is flagged (0.1: some shift, 0.25: a major one).
     threshold: float = Field(default=0.2, gt=0.0)
 

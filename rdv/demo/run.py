@@ -62,7 +62,7 @@ def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: flo
     if not compare_models:
         return DemoOutcome(ok, run_id, text)
     echo("\ncompare: the models on the same requests (rdv compare)")
-    compare(spark, config)
+    compare(spark, config, echo=echo)
     report = write_report(spark, config)
     echo(report.summary)
     echo(f"report: {report.path}")

@@ -50,7 +50,6 @@ def test_a_seeded_demo_shows_the_champion_falling_after_the_drift_and_says_promo
     assert len(before) and len(after), comparison[["window_start", "model", "labelled"]]
     assert before["champion"].mean() > after["champion"].mean() + 0.15, comparison
     assert (after["challenger"] > after["champion"]).all(), after
-    assert (after["served"] == after["champion"]).all()  # the champion answered in time, so it was served
 
     (verdict,) = read(spark, config, "comparison_tests").itertuples()
     assert (verdict.challenger, verdict.champion, verdict.labelled) == ("challenger", "champion", EVENTS)
