@@ -5,8 +5,9 @@ the bootstrap (thousands of resamples at once): every metric reduces the last ax
 (resamples, requests) matrix gives one value per resample, with no Python loop over requests.
 
 `truth` is the label (0/1 for a classification, the value for a regression), `score` the model's
-score (a probability, or the predicted value) and `decision` its predicted class. A metric that is
-undefined on its input (precision without a positive decision, ROC AUC without both classes) is NaN.
+score (a probability, or the predicted value) and `decision` its predicted class, NaN where there
+is none (a default answer): accuracy, precision and recall judge the decisions given. A metric that
+is undefined on its input (precision without a positive decision, ROC AUC without both classes) is NaN.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 def accuracy(truth, score, decision) -> np.ndarray:
-    return np.mean(decision == truth, axis=-1)
+    decided = ~np.isnan(decision)
+    return _ratio(np.sum((decision == truth) & decided, axis=-1), np.sum(decided, axis=-1))
 
 
 def precision(truth, score, decision) -> np.ndarray:
@@ -37,7 +39,8 @@ def precision(truth, score, decision) -> np.ndarray:
 
 
 def recall(truth, score, decision) -> np.ndarray:
-    return _ratio(np.sum((decision == 1) & (truth == 1), axis=-1), np.sum(truth == 1, axis=-1))
+    positives = (truth == 1) & ~np.isnan(decision)
+    return _ratio(np.sum((decision == 1) & positives, axis=-1), np.sum(positives, axis=-1))
 
 
 def roc_auc(truth, score, decision) -> np.ndarray:

@@ -50,6 +50,10 @@ def _signed(value) -> str:
     return "n/a" if pd.isna(value) else f"{value:+.4f}"
 
 
+def _plain(value) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.3f}"
+
+
 def summary(tables: Tables, config: PipelineConfig) -> str:
     """A few lines: the data compared, the verdict on each challenger with its evidence, the drift flags."""
     comparison, metric = tables.comparison, config.compare.decisive_metric
@@ -65,13 +69,17 @@ def summary(tables: Tables, config: PipelineConfig) -> str:
                      f"{mcnemar} -> {t.recommendation.upper()}")
     if tables.tests.empty:
         lines.append("  no challenger to judge")
-    latest = comparison[comparison["window_start"] == comparison["window_start"].max()]
-    if not latest.empty:
-        lines.append(f"latest window ({latest['window_start'].iloc[0]:%Y-%m-%d %H:%M:%S}):")
-        for r in latest.itertuples():
-            value = getattr(r, metric, float("nan"))
-            lines.append(f"  {r.model:<14} {r.requests:>7} requests  {r.in_time_rate:6.1%} in time  "
-                         f"p99 {r.latency_p99_ms / 1000:6.2f} s  {metric} {'n/a' if pd.isna(value) else f'{value:.3f}'}")
+    # Windows of a run's first and last seconds hold a few requests: the trend is read on full ones.
+    full = comparison[comparison["requests"] >= config.compare.drift.min_rows].sort_values("window_start")
+    if not full.empty:
+        first, last = full["window_start"].iloc[0], full["window_start"].iloc[-1]
+        lines.append(f"per model, first and latest window of {config.compare.drift.min_rows}+ requests "
+                     f"({first:%Y-%m-%d %H:%M:%S} and {last:%H:%M:%S}):")
+        for model, rows in full.groupby("model"):
+            a, b = rows.iloc[0], rows.iloc[-1]
+            lines.append(f"  {model:<14} {metric} {_plain(a[metric])} -> {_plain(b[metric])}   in time "
+                         f"{a['in_time_rate']:6.1%} -> {b['in_time_rate']:6.1%}   p99 "
+                         f"{a['latency_p99_ms'] / 1000:.1f} s -> {b['latency_p99_ms'] / 1000:.1f} s")
     flagged = tables.drift[tables.drift["flagged"]]
     if flagged.empty:
         lines.append(f"drift: nothing over the PSI threshold {config.compare.drift.threshold:g}")

@@ -124,7 +124,9 @@ def evidence(rows: DataFrame, labels: DataFrame, config: CompareConfig) -> list[
             labelled = mine.count()
             if labelled > config.recommend.max_rows:
                 mine = mine.sample(fraction=config.recommend.max_rows / labelled, seed=0)
-            found.append(_evidence(config, name, mine.drop("request_id").toPandas(), labelled))
+            # In request order: the same requests resampled with the same seed give the same interval.
+            pairs_of = mine.toPandas().sort_values("request_id", ignore_index=True)
+            found.append(_evidence(config, name, pairs_of, labelled))
         return found
     finally:
         pairs.unpersist()

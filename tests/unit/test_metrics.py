@@ -53,6 +53,14 @@ def test_metrics_of_many_resamples_at_once_are_the_metrics_of_each():
         np.testing.assert_allclose(together, one_by_one, rtol=1e-12)
 
 
+def test_decision_metrics_judge_the_decisions_given():
+    truth = np.array([1, 1, 0, 0, 1])
+    decision = np.array([1, np.nan, 0, 1, np.nan])  # two answers without a decision (the default)
+    assert evaluate("accuracy", truth, truth, decision) == pytest.approx(2 / 3)
+    assert evaluate("precision", truth, truth, decision) == pytest.approx(1 / 2)
+    assert evaluate("recall", truth, truth, decision) == 1.0
+
+
 def test_undefined_metrics_are_nan_not_zero():
     truth = np.array([0, 0, 0, 0])
     score = np.array([0.1, 0.2, 0.3, 0.4])
