@@ -33,7 +33,7 @@ def register_tables(spark: SparkSession, config: PipelineConfig) -> list[str]:
             continue
         location = path.replace("'", "\\'")
         create = f"CREATE TABLE {qualified} USING DELTA LOCATION '{location}'"
-        if not spark.catalog.tableExists(name, database):
+        if not spark.catalog.tableExists(f"{database}.{name}"):
             spark.sql(create)
         elif not _same(spark.sql(f"DESCRIBE DETAIL {qualified}").first()["location"], path):
             spark.sql(f"DROP TABLE {qualified}")  # external: the name goes, the data stays

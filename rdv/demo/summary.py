@@ -74,8 +74,7 @@ def summarize(spark: SparkSession, config: PipelineConfig, id_prefix: str, event
     results = run_rows(spark, config, "results", id_prefix)
     scores = run_rows(spark, config, "scores", id_prefix)
     lines = [f"requests sent      {events}", f"archived (decoy)   {counts.archive}",
-             f"results            {counts.results} ({counts.answered} distinct requests)",
-             f"labels             {counts.labels}"]
+             f"results            {counts.results} ({counts.answered} distinct requests)"]
     ok = counts.archive == events and counts.results == events and counts.answered == events
     if results is not None:
         for row in results.groupBy("reason").count().orderBy("reason").collect():
@@ -100,6 +99,7 @@ def summarize(spark: SparkSession, config: PipelineConfig, id_prefix: str, event
                          f"{row.errors} errors, {row.in_time:.1%} in time, p50 {row.p50 / 1000:.2f} s after the event")
             ok = ok and row.n == events and row.d == events
     ok = ok and all(counts.scores.get(m) == events for m in models)
+    lines.append(f"labels             {counts.labels}")
     quarantined = quarantined_since(spark, config, started)
     lines.append(f"quarantined        {sum(quarantined.values())}"
                  + "".join(f"\n  {reason:<16} {n}" for reason, n in sorted(quarantined.items())))

@@ -57,6 +57,14 @@ def test_the_shipped_conf_loads_with_its_models_and_roles():
          "rendezvous.transit (14000 ms)"),
         (("features.yaml", "card_id:           {type: string", "card_id:           {type: strng"),
          "features.yaml: raw.card_id.type: Input should be"),
+        (("pipeline.yaml", "# metrics: [accuracy", "metrics: [mae, accuracy"),
+         "pipeline.yaml: compare: Value error, metrics: 'mae' is not a classification metric"),
+        (("pipeline.yaml", "metric: roc_auc  ", "metric: rmse  "),
+         "pipeline.yaml: compare: Value error, recommend.metric: 'rmse' is not among the metrics computed"),
+        (("pipeline.yaml", "window: 10 seconds", "window: a while"), "pipeline.yaml: compare.window: Value error, 'a while'"),
+        (("pipeline.yaml", "reference: first", "reference: last week"),
+         "pipeline.yaml: compare.drift.reference: Value error, 'last week' is neither 'first' nor an interval"),
+        (("pipeline.yaml", "confidence: 0.95", "confidence: 95"), "pipeline.yaml: compare.recommend.confidence: Input should be less than 1"),
     ],
 )
 def test_a_bad_config_fails_at_load_naming_the_file_and_field(conf, edit, message):
@@ -67,6 +75,12 @@ def test_a_bad_config_fails_at_load_naming_the_file_and_field(conf, edit, messag
     with pytest.raises(ConfigError) as error:
         load_config(conf)
     assert message in str(error.value)
+
+
+def test_no_model_may_be_called_served_the_name_of_the_answers_in_the_comparison(conf):
+    (conf / "models" / "served.yaml").write_text("uri: models:/fraud/1\n")
+    with pytest.raises(ConfigError, match=r"models/served.yaml: name: Value error, 'served' is reserved"):
+        load_config(conf)
 
 
 def test_a_conf_without_a_feature_spec_is_refused_naming_the_file(conf):
