@@ -76,11 +76,10 @@ def paired_labelled(rows: DataFrame, labels: DataFrame, over_ms: int) -> DataFra
     """The labelled requests of the evaluation period with each model's and the champion's answer:
     (request_id, event_time, model, truth, score, decision, champion, champion_score, champion_decision)."""
     labelled = labelled_rows(rows, labels)
-    latest = labelled.agg(F.max("event_time")).first()[0]
-    if latest is None:
-        return labelled.join(champion_answers(rows), "request_id").limit(0)
-    since = F.lit(latest) - F.make_dt_interval(secs=F.lit(over_ms / 1000.0))
-    return labelled.where(F.col("event_time") >= since).join(champion_answers(rows), "request_id")
+    latest = labelled.agg(F.max("event_time").alias("_latest"))
+    since = F.col("_latest") - F.make_dt_interval(secs=F.lit(over_ms / 1000.0))
+    recent = labelled.crossJoin(F.broadcast(latest)).where(F.col("event_time") >= since).drop("_latest")
+    return recent.join(champion_answers(rows), "request_id")
 
 
 def _evidence(config: CompareConfig, challenger: str, pairs: pd.DataFrame, labelled: int) -> Evidence:

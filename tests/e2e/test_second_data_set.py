@@ -19,14 +19,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from pyspark.sql import functions as F
 
+from comparison.backfill import backfill_labels
 from features.personal import KEY_VARIABLE
 from rdv import runner
 from rdv.config import PipelineConfig, load_config
 from rdv.demo.summary import count_run
 from rdv.forget import TABLES
-from rdv.streams import create_table
 from tests.fixtures.registry import register_code_model
 from tests.helpers import REPO, write_conf
 from tests.integration.kafka_io import produce
@@ -190,16 +189,14 @@ def _versions(spark, path: str) -> list[int]:
     return [row["version"] for row in spark.sql(f"DESCRIBE HISTORY delta.`{path}`").select("version").collect()]
 
 
-def test_rdv_forget_leaves_nothing_of_the_subject_in_any_table_or_older_version(rides, spark):
+def test_rdv_forget_leaves_nothing_of_the_subject_in_any_table_or_older_version(rides, spark, tmp_path):
     config, subject = rides.config, _pseudonym(FORGOTTEN)
     mine = set(rides.archive.loc[rides.archive["subject"] == subject, "request_id"])
     assert len(mine) == RIDES // len(RIDERS) + 1  # and one of the warm-up's
-    # Labels arrive later, keyed by request id (issue 6 brings the job); a table of them for every request.
-    labels = config.table("labels")
-    label_rows = spark.createDataFrame([(r, 10.0) for r in rides.archive["request_id"]], "request_id string, minutes double")
-    label_rows = label_rows.withColumn("event_date", F.current_date())
-    create_table(spark, labels, label_rows.schema, "event_date")
-    label_rows.write.format("delta").mode("append").save(labels)
+    # Labels arrive later, keyed by request id: the trip's real minutes, for every request.
+    minutes = tmp_path / "minutes.csv"
+    minutes.write_text("request_id,label\n" + "".join(f"{r},10.0\n" for r in rides.archive["request_id"]))
+    assert backfill_labels(spark, config, str(minutes)).inserted == len(rides.archive)
 
     forgetting = subprocess.run([sys.executable, "-m", "rdv.cli", "--conf", str(config.conf_dir), "forget", FORGOTTEN,
                                  "--vacuum"], capture_output=True, text=True, timeout=300, cwd=REPO)

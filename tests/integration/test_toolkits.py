@@ -31,9 +31,9 @@ def test_scikit_learn_lightgbm_and_a_custom_python_model_score_every_request_as_
     pinned = {name: (p.registered_model, p.version) for name, p in
               ((name, pin(uri, config.tracking_uri)) for name, uri in uris.items())}
 
-    events = fresh_events(20, seed=4)
     queries = [featurize.build(spark, config), *[score.build(spark, config, name) for name in uris]]
     try:
+        events = fresh_events(20, seed=4)  # stamped once the queries run, so none arrives too old
         produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events)
         scores = wait_for(lambda: consume(config.kafka.bootstrap_servers, config.kafka.topics.scores.name,
                                           idle_ms=1000), lambda s: len(s) >= 3 * len(events))
