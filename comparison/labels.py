@@ -18,6 +18,8 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
 
+from features.checks import first_broken
+
 LABEL_ROW = StructType(
     [
         StructField("request_id", StringType()),
@@ -59,9 +61,7 @@ def check_labels(messages: DataFrame) -> DataFrame:
         (F.isnan(label) | (F.abs(label) == F.lit(float("inf"))), "not_finite:label"),
         (json["labelled_at"].isNotNull() & labelled_at.isNull(), "wrong_type:labelled_at"),
     ]
-    reason = F.lit(None).cast("string")
-    for broken, name in reversed(rules):
-        reason = F.when(F.coalesce(broken, F.lit(False)), F.lit(name)).otherwise(reason)
+    reason = first_broken(rules)
     return parsed.select(
         json["request_id"].alias("request_id"),
         label.alias("label"),
