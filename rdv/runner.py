@@ -126,12 +126,12 @@ def up(config: PipelineConfig, models: list[str], separate: bool = False, timeou
     for stale in progress_dir.glob("*.json"):
         stale.unlink()
     jobs = plan(config, models, separate)
-    pids = {job.name: _launch(config, job, echo) for job in jobs}
-    _wait_running(config, jobs, timeout_s, echo)
+    pids = {job.name: launch(config, job, echo) for job in jobs}
+    wait_running(config, jobs, timeout_s, echo)
     return pids
 
 
-def _launch(config: PipelineConfig, job: Job, echo) -> int:
+def launch(config: PipelineConfig, job: Job, echo) -> int:
     pid_dir, progress_dir, log_dir = _dirs(config)
     for directory in (pid_dir, progress_dir, log_dir):
         directory.mkdir(parents=True, exist_ok=True)
@@ -151,8 +151,8 @@ def start_model(config: PipelineConfig, model: str, timeout_s: float = 300.0, ec
     if job.name in running_jobs(config) or query_states(config).get(job.name, {}).get("state") in ("started", "running"):
         raise RuntimeError(f"{job.name} is already running")
     (_dirs(config)[1] / f"{job.name}.json").unlink(missing_ok=True)
-    pid = _launch(config, job, echo)
-    _wait_running(config, [job], timeout_s, echo, stop_all_on_failure=False)
+    pid = launch(config, job, echo)
+    wait_running(config, [job], timeout_s, echo, stop_all_on_failure=False)
     return pid
 
 
@@ -180,7 +180,7 @@ def _kill_group(pid: int) -> bool:
     return True
 
 
-def _wait_running(config: PipelineConfig, jobs: list[Job], timeout_s: float, echo,
+def wait_running(config: PipelineConfig, jobs: list[Job], timeout_s: float, echo,
                   stop_all_on_failure: bool = True) -> None:
     expected = {q for job in jobs for q in job.queries}
     deadline = time.monotonic() + timeout_s
