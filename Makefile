@@ -9,7 +9,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 DEMO_EVENTS ?= 2000
 DEMO_RATE ?= 50
 
-.PHONY: setup jars demo test test-unit bench-rendezvous kafka-up kafka-down kafka-status up down status lock clean
+.PHONY: setup jars demo test test-unit bench bench-rendezvous kafka-up kafka-down kafka-status up down status lock clean
 
 setup: $(VENV)/.installed var/jars/.installed
 
@@ -32,6 +32,12 @@ test: setup
 
 test-unit: setup
 	$(PY) -m pytest tests/unit
+
+# Every scenario at the same offered loads, on a broker of its own; results in bench/results/ and
+# bench/README.md, one line per scenario at the end. BENCH_ARGS="--scenarios limit --rates 1000" narrows it.
+BENCH_ARGS ?=
+bench: setup
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 # The rendezvous job alone on a backlog of 3-model traffic, on its own broker; ends with one line.
 BENCH_RATE ?= 5000

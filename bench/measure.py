@@ -3,12 +3,16 @@ process trees, and every query's consumer lag, from its progress reports and the
 from __future__ import annotations
 
 import json
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import psutil
+
+from bench.load import Offsets
 
 
 class ProcessTree:
@@ -57,6 +61,11 @@ class ProgressLogs:
     directory: Path
     reports: dict[str, list[dict]] = field(default_factory=dict)
     _positions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def app(self) -> str:
+        """The application's var/ directory name (<var>/run/progress-log), to tell two apart."""
+        return self.directory.parent.parent.name
 
     def read(self) -> None:
         for path in sorted(self.directory.glob("*.jsonl")):
@@ -109,3 +118,59 @@ def residual_lags(reports: list[dict], times: np.ndarray, arrived: dict[str, np.
         total = sum(float(np.interp(ended, times, arrived[topic])) for topic in read_up_to)
         points.append((ended, total - sum(sum(p.values()) for p in read_up_to.values()), total))
     return points
+
+
+@dataclass
+class Sample:
+    t: float
+    app_cpu_s: float
+    app_rss: int
+    broker_cpu_s: float
+    ends: dict[str, dict[int, int]]  # topic -> partition -> end offset
+    lags: dict[str, int]  # query -> records not yet read
+
+
+def query_name(logs: ProgressLogs, query: str, apps: int) -> str:
+    return f"{logs.app}/{query}" if apps > 1 else query
+
+
+@dataclass
+class Sampler:
+    """Samples once a second on a thread of its own, and whenever asked, until closed."""
+
+    apps: list[ProcessTree]
+    broker: ProcessTree
+    offsets: Offsets
+    progress: list[ProgressLogs]
+    samples: list[Sample] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._lock = threading.Lock()  # the Kafka client and the log positions are not thread-safe
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> Sample:
+        with self._lock:
+            cpu, rss = 0.0, 0
+            for tree in self.apps:
+                tree_cpu, tree_rss = tree.sample()
+                cpu, rss = cpu + tree_cpu, rss + tree_rss
+            ends = self.offsets.by_partition()
+            lag = {}
+            for logs in self.progress:
+                logs.read()
+                lag.update({query_name(logs, q, len(self.progress)): n for q, n in lags(logs.consumed(), ends).items()})
+            sample = Sample(time.time(), cpu, rss, self.broker.sample()[0], ends, lag)
+            self.samples.append(sample)
+            return sample
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.sample()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()

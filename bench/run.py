@@ -6,7 +6,7 @@ to bench/results/<date>.json, the tables to <date>.md, the plots to <date>-*.png
 --tag is given, the table to bench/README.md. What each figure means: bench/README.md.
 
 Usage:
-    make bench                                    # every scenario at 1000, 2500, 5000 and 7500 requests/s
+    make bench                                    # every scenario, 1,000 requests/s and up
     python -m bench.run --scenarios limit rendezvous-1+2 --rates 1000 5000
     python -m bench.run --set 'spark.trigger=500 milliseconds' --tag trigger-500ms   # a tuning trial
 """
@@ -19,9 +19,11 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,11 +31,11 @@ import psutil
 
 from bench.app import HOP_TOPICS
 from bench.load import Load, Offsets
-from bench.measure import ProcessTree, ProgressLogs
+from bench.measure import ProcessTree, ProgressLogs, Sampler
 from bench.report import summary_lines, update_readme, write_report
 from bench.scenarios import SCENARIOS, Scenario
-from bench.setup import ROOT, ensure_models, scenario_confs, start_broker
-from bench.steps import Sampler, run_step, start_apps
+from bench.setup import REGISTRY, ROOT, ensure_models, scenario_confs, start_broker
+from bench.steps import run_step, start_apps
 from features.personal import ensure_session_key
 from rdv import runner
 from rdv.config import load_config
@@ -46,7 +48,7 @@ FIXED_LOADS = (1000, 5000)  # the loads every scenario's latency is reported at
 
 def run_scenario(scenario: Scenario, args, work: Path, echo) -> dict:
     echo(f"{scenario.name}: {scenario.about}")
-    configs = scenario_confs(work, scenario, args.port, args.set)
+    configs = scenario_confs(work, scenario, args.port, args.set, args.registry)
     first = configs["a"]
     bootstrap, raw = first.kafka.bootstrap_servers, first.kafka.topics.raw.name
     broker = start_broker(configs)
@@ -65,14 +67,11 @@ def run_scenario(scenario: Scenario, args, work: Path, echo) -> dict:
         load = Load(bootstrap, raw)
         # Code generation, Python workers, the first state store versions: paid for before measuring.
         echo(f"  warm-up: {min(args.rates)}/s for {args.warm_up_seconds:g} s, not measured")
-        run_step(load, sampler, progress, scenario.outputs, bootstrap, raw, min(args.rates), args.warm_up_seconds,
+        run_step(load, sampler, scenario.outputs, bootstrap, raw, min(args.rates), args.warm_up_seconds,
                  args.drain_seconds, f"{scenario.name}-warm-up", lambda *_: None,
                  healthy=lambda: [runner.check_healthy(c) for c in configs.values()])
-        for rate in args.rates:
-            if steps and steps[-1]["drain_s"] is None:
-                skipped[rate] = f"the backlog of {steps[-1]['offered_rps']}/s did not drain in {args.drain_seconds:g} s"
-                continue
-            steps.append(run_step(load, sampler, progress, scenario.outputs, bootstrap, raw, rate, args.step_seconds,
+        for rate in loads(args.rates, steps, skipped, args.drain_seconds):
+            steps.append(run_step(load, sampler, scenario.outputs, bootstrap, raw, rate, args.step_seconds,
                                   args.drain_seconds, f"{scenario.name}-{rate}", echo,
                                   healthy=lambda: [runner.check_healthy(c) for c in configs.values()]))
     finally:
@@ -95,6 +94,33 @@ def run_scenario(scenario: Scenario, args, work: Path, echo) -> dict:
     }
 
 
+def loads(rates: list[int], steps: list[dict], skipped: dict[int, str], drain_s: float) -> Iterator[int]:
+    """The loads to send, in order, decided as the steps come in: once one is not sustained, only
+    the fixed loads follow; after a backlog that did not drain, nothing; then the refining load."""
+    for rate in rates:
+        unsustained = [s["offered_rps"] for s in steps if not s["bounded"]]
+        if steps and steps[-1]["drain_s"] is None:
+            skipped[rate] = f"the backlog of {steps[-1]['offered_rps']}/s did not drain in {drain_s:g} s"
+        elif unsustained and rate not in FIXED_LOADS:
+            skipped[rate] = f"{min(unsustained)}/s was not sustained already"
+        else:
+            yield rate
+    if steps and steps[-1]["drain_s"] is not None and (rate := refinement(steps)) is not None:
+        yield rate
+
+
+def refinement(steps: list[dict]) -> int | None:
+    """The load to try between the highest bounded step and the lowest unbounded one: 95% of what
+    the path processed when it was overloaded, in steps of 250/s; None when there is no such gap."""
+    bounded = [s["offered_rps"] for s in steps if s["bounded"]]
+    unbounded = [s for s in steps if not s["bounded"]]
+    if not unbounded:
+        return None
+    lowest = min(unbounded, key=lambda s: s["offered_rps"])
+    rate = int(0.95 * lowest["processed_rps"] / 250) * 250
+    return rate if max(bounded, default=0) < rate < lowest["offered_rps"] and rate not in [s["offered_rps"] for s in steps] else None
+
+
 def machine() -> dict:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
@@ -110,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                                      epilog="Figures and schema: bench/README.md.")
     parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS),
                         help="which scenarios (default: all, in this order)")
-    parser.add_argument("--rates", nargs="+", type=int, default=[1000, 2500, 5000, 7500],
-                        help="offered loads in requests/s, run in this order (default: %(default)s)")
+    parser.add_argument("--rates", nargs="+", type=int, default=[1000, 2500, 5000, 7500, 10000, 15000, 20000],
+                        help="offered loads in requests/s, in this order; once one is not sustained, only the "
+                             "fixed loads (1000, 5000) and one refining step between follow (default: %(default)s)")
     parser.add_argument("--step-seconds", type=float, default=40, help="how long each load is sent (default: %(default)s)")
     parser.add_argument("--warm-up-seconds", type=float, default=20,
                         help="an unmeasured load at the lowest rate before the first step (default: %(default)s)")
@@ -122,10 +149,14 @@ def main(argv: list[str] | None = None) -> int:
                              "'spark.conf.spark.sql.shuffle.partitions=4' (repeatable)")
     parser.add_argument("--tag", help="a trial's name: results go to <date>-<tag>.*, and bench/README.md is left alone")
     parser.add_argument("--port", type=int, default=19192, help="the benchmark broker's port (default: %(default)s)")
+    parser.add_argument("--registry", default=REGISTRY,
+                        help="the MLflow registry with the demo models, trained there on first use (default: var/bench/mlflow)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results directory (default: bench/results)")
     parser.add_argument("--keep", action="store_true", help="keep each scenario's checkpoints, tables and logs under var/bench/")
     args = parser.parse_args(argv)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    # Stopped from outside, still stop the applications and the broker it started (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     echo = lambda line: print(line, flush=True)  # noqa: E731
 
     ensure_session_key()
@@ -133,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     stamp = datetime.now(timezone.utc)
     work = WORK / stamp.strftime("%Y%m%dT%H%M%S")
-    ensure_models(work, args.port, echo)
+    ensure_models(work, args.port, args.registry, echo)
     results = {
         "date": stamp.isoformat(timespec="seconds"),
         "command": shlex.join(["python", "-m", "bench.run", *(argv if argv is not None else sys.argv[1:])]),

@@ -21,21 +21,30 @@ from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 MLFLOW = ROOT / "var" / "bench" / "mlflow"
+REGISTRY = f"sqlite:///{MLFLOW / 'mlflow.db'}"
 CHALLENGERS = 3
 
 
+# Settings that are maps of their own keys, which have dots in them (Spark's, Kafka's).
+_KEYED = (("spark", "conf"), ("kafka", "producer"), ("kafka", "options"))
+
+
 def _set(data: dict, dotted: str, value: str) -> None:
-    """--set spark.trigger="500 milliseconds": a value into the pipeline.yaml mapping, by its path."""
+    """--set spark.trigger="500 milliseconds": a value into the pipeline.yaml mapping, by its path;
+    under spark.conf, kafka.producer and kafka.options the rest of the path is one key, and the
+    value stays a string."""
     keys = dotted.split(".")
-    if keys[0] == "spark" and len(keys) > 2 and keys[1] == "conf":
-        keys = ["spark", "conf", ".".join(keys[2:])]  # Spark's own keys have dots
+    keyed = tuple(keys[:2]) in _KEYED and len(keys) > 2
+    if keyed:
+        keys = [*keys[:2], ".".join(keys[2:])]
     target = data
     for key in keys[:-1]:
         target = target.setdefault(key, {})
-    target[keys[-1]] = yaml.safe_load(value)
+    target[keys[-1]] = value if keyed else yaml.safe_load(value)
 
 
-def write_conf(conf: Path, var: Path, port: int, overrides: list[str], topic_prefix: str = "rdv") -> PipelineConfig:
+def write_conf(conf: Path, var: Path, port: int, overrides: list[str], topic_prefix: str = "rdv",
+               registry: str = REGISTRY) -> PipelineConfig:
     """The shipped conf/ under `conf`, pointed at the benchmark's broker, paths and registry."""
     conf.mkdir(parents=True)
     data = yaml.safe_load((ROOT / "conf" / "pipeline.yaml").read_text())
@@ -48,7 +57,7 @@ def write_conf(conf: Path, var: Path, port: int, overrides: list[str], topic_pre
         data["kafka"]["topics"].setdefault("labels", {"name": f"{topic_prefix}.labels", "partitions": 1})
     data["paths"] = {"var": str(var), "jars": str(ROOT / "var" / "jars"), "tables": str(var / "delta"),
                      "checkpoints": str(var / "checkpoints")}
-    data["mlflow"] = {"tracking_uri": f"sqlite:///{MLFLOW / 'mlflow.db'}", "artifact_root": str(MLFLOW / "artifacts")}
+    data["mlflow"] = {"tracking_uri": registry, "artifact_root": str(MLFLOW / "artifacts")}
     for override in overrides:
         key, _, value = override.partition("=")
         _set(data, key, value)
@@ -62,11 +71,12 @@ def write_conf(conf: Path, var: Path, port: int, overrides: list[str], topic_pre
     return load_config(conf)
 
 
-def scenario_confs(work: Path, scenario: Scenario, port: int, overrides: list[str]) -> dict[str, PipelineConfig]:
+def scenario_confs(work: Path, scenario: Scenario, port: int, overrides: list[str],
+                   registry: str = REGISTRY) -> dict[str, PipelineConfig]:
     """pipeline ("a", "b") -> its config, each with its own var/ under work."""
     pipelines = sorted({app.pipeline for app in scenario.apps})
-    return {p: write_conf(work / f"conf-{p}", work / f"var-{p}", port, overrides, "rdv" if p == "a" else B_PREFIX)
-            for p in pipelines}
+    return {p: write_conf(work / f"conf-{p}", work / f"var-{p}", port, overrides, "rdv" if p == "a" else B_PREFIX,
+                          registry) for p in pipelines}
 
 
 def start_broker(configs: dict[str, PipelineConfig]) -> LocalBroker:
@@ -79,11 +89,11 @@ def start_broker(configs: dict[str, PipelineConfig]) -> LocalBroker:
     return broker
 
 
-def ensure_models(work: Path, port: int, echo) -> None:
+def ensure_models(work: Path, port: int, registry: str, echo) -> None:
     """Train and register the demo models into the benchmark's registry unless they are there."""
-    config = write_conf(work / "conf-train", work / "var-train", port, [])
+    config = write_conf(work / "conf-train", work / "var-train", port, [], registry=registry)
     if demo_models_registered(config):
         return
-    echo("models: training the demo champion and challenger into var/bench/mlflow (once)")
+    echo(f"models: training the demo champion and challenger into {registry} (once)")
     rdv = Path(sys.executable).parent / "rdv"
     subprocess.run([str(rdv), "--conf", str(config.conf_dir), "train"], check=True, cwd=ROOT)
