@@ -67,6 +67,15 @@ def test_marginal_cost_of_a_challenger_is_the_mean_step_over_champion_only():
     assert costs["duplicate_share"] == pytest.approx(1.1)
 
 
+def test_marginal_cost_is_not_taken_from_a_load_a_scenario_did_not_sustain():
+    results = _results(champion_only=2.0, rendezvous_1plus1=3.0, rendezvous_1plus2=3.0)
+    results["scenarios"][2]["steps"][0]["bounded"] = False  # saturated: its CPU is the machine's, not its cost
+    assert marginal_costs(results, 1000)["challenger_share"] is None
+    verdict = [(met, got) for goal, met, got in goals(results) if "challenger costs" in goal]
+    assert verdict == [(False, "not measurable: rendezvous-1+2 did not sustain 1,000/s, so their CPU is the "
+                               "machine's limit, not their cost")]
+
+
 def test_goals_say_which_hold_and_by_how_much_the_others_miss():
     results = _results(champion_only=2.0, rendezvous_1plus1=3.0, rendezvous_1plus2=4.0)
     target = results["scenarios"][2]
