@@ -161,7 +161,6 @@ def markdown(results: dict) -> str:
 def _plots(results: dict, out: Path, name: str) -> list[Path]:
     scenarios = results["scenarios"]
     names = [s["scenario"] for s in scenarios]
-    paths = []
 
     figure = Figure(figsize=(8, 4))
     axes = figure.subplots()
@@ -172,7 +171,6 @@ def _plots(results: dict, out: Path, name: str) -> list[Path]:
     axes.set_title("Throughput per scenario")
     axes.tick_params(axis="x", labelrotation=20)
     axes.legend(fontsize=8)
-    paths.append(out / f"{name}-throughput.png")
 
     figure2 = Figure(figsize=(8, 4))
     axes = figure2.subplots()
@@ -196,12 +194,11 @@ def _plots(results: dict, out: Path, name: str) -> list[Path]:
     axes.set_ylabel("CPU s per 1,000 requests")
     axes.set_title("Cost per request")
     axes.legend(fontsize=8)
+    paths = []
     for figure_, suffix in ((figure, "throughput"), (figure2, "latency"), (figure3, "cpu")):
         figure_.tight_layout()
-        path = out / f"{name}-{suffix}.png"
-        figure_.savefig(path, dpi=90)
-        if path not in paths:
-            paths.append(path)
+        paths.append(out / f"{name}-{suffix}.png")
+        figure_.savefig(paths[-1], dpi=90)
     return paths
 
 
