@@ -80,19 +80,6 @@ class Load:
         del self.producer
 
 
-def end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
-    """Messages on each topic so far (the sum of its partitions' end offsets)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        totals = {}
-        for topic in topics:
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            totals[topic] = sum(consumer.end_offsets(partitions).values()) if partitions else 0
-        return totals
-    finally:
-        consumer.close()
-
-
 class Offsets:
     """One consumer for many end-offset reads: sampling every second must cost next to nothing."""
 
