@@ -10,6 +10,10 @@ from rdv.demo.replay import replay
 from rdv.demo.summary import count_run, run_rows
 from rdv.runner import check_healthy
 
+# A deadline for tests that assert every answer is the preferred model's. On two shared cores a
+# score's event-to-result time is mostly the micro-batches' fixed cost, and under a loaded CI run
+# it has gone past 15 s; a request answered early (its preferred score in time) never waits for it.
+ALWAYS_IN_TIME_MS = 60_000
 
 def send_and_wait(spark, config: PipelineConfig, prefix: str, events: int, models: list[str], rate: float = 10,
                   seed: int = 7, timeout_s: float = 300) -> None:

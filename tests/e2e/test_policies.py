@@ -10,7 +10,7 @@ import yaml
 from jobs.decide import decisions
 from rdv import runner
 from rdv.streams import to_messages
-from tests.e2e.helpers import send_and_wait, table_rows, warm_up
+from tests.e2e.helpers import ALWAYS_IN_TIME_MS, send_and_wait, table_rows, warm_up
 from tests.e2e.test_pipeline import pipeline_config
 from tests.integration.kafka_io import consume_bytes
 
@@ -24,8 +24,7 @@ def edit_policy(config, **changes) -> None:
 
 
 def test_policies_change_without_restarts_split_exposure_and_a_replay_decides_the_same(spark, tmp_path, broker, registry):
-    # A deadline well above what two shared cores need: the preferred model is always in time.
-    config = pipeline_config(tmp_path, registry, deadline_ms=15_000)
+    config = pipeline_config(tmp_path, registry, deadline_ms=ALWAYS_IN_TIME_MS)
     pids = runner.up(config, MODELS)
     try:
         warm_up(spark, config, MODELS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from models.registry import current_version, promote
 from rdv import cli, runner
-from tests.e2e.helpers import send_and_wait, table_rows, warm_up
+from tests.e2e.helpers import ALWAYS_IN_TIME_MS, send_and_wait, table_rows, warm_up
 from tests.e2e.test_pipeline import pipeline_config
 
 MODELS = ["champion", "challenger"]
@@ -22,8 +22,7 @@ def scored_versions(spark, config, prefix):
 
 
 def test_promoting_the_challenger_changes_the_answers_without_restarting_a_job(spark, tmp_path, broker, registry):
-    # A deadline well above what two shared cores need, so that every answer is the preferred one.
-    config = pipeline_config(tmp_path, registry, deadline_ms=15_000)
+    config = pipeline_config(tmp_path, registry, deadline_ms=ALWAYS_IN_TIME_MS)
     old, new = (current_version(f"models:/fraud@{alias}", registry) for alias in ("champion", "challenger"))
     pids = runner.up(config, MODELS)
     try:
