@@ -1,17 +1,15 @@
 """One Spark application of a benchmark scenario: the pipeline's own jobs, built as `rdv up` builds
 them, or the limit scenario's identity hops; every progress report of every query is appended to
-<var>/run/progress-log/<query>.jsonl, which the benchmark reads for batch durations and lag.
+<var>/run/progress-log/<query>.jsonl (rdv/progress.py), which the benchmark reads for batch
+durations and lag.
 
 Usage (the benchmark starts it; by hand only to debug a scenario):
     python -m bench.app --conf var/bench/<run>/conf --jobs features score:champion decoy rendezvous
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from pyspark.sql import SparkSession
-from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+from pyspark.sql.streaming import StreamingQuery
 
 from jobs import decide, decoy, featurize, score
 from rdv.config import PipelineConfig
@@ -22,28 +20,6 @@ from rdv.streams import read_topic, write_topic
 HOP_TOPICS = ("rdv.hop-1", "rdv.hop-2", "rdv.hop-3")
 
 
-class ProgressLog(StreamingQueryListener):
-    """Every progress report, not just the last (rdv.streams.ProgressFiles keeps the last)."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def onQueryStarted(self, event) -> None:
-        pass
-
-    def onQueryProgress(self, event) -> None:
-        progress = json.loads(event.progress.json)
-        with open(self.directory / f"{progress['name']}.jsonl", "a") as log:
-            log.write(json.dumps(progress) + "\n")
-
-    def onQueryIdle(self, event) -> None:
-        pass
-
-    def onQueryTerminated(self, event) -> None:
-        pass
-
-
 def hops(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:
     """The same Kafka -> Spark -> Kafka hops as the pipeline, three times, with nothing in between."""
     sources = (config.kafka.topics.raw.name, *HOP_TOPICS[:-1])
@@ -52,7 +28,6 @@ def hops(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:
 
 
 def build(spark: SparkSession, config: PipelineConfig, jobs: list[str]) -> list[StreamingQuery]:
-    spark.streams.addListener(ProgressLog(config.path(config.paths.var) / "run" / "progress-log"))
     queries: list[StreamingQuery] = []
     for job in jobs:
         kind, _, model = job.partition(":")
@@ -75,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argument_parser("One Spark application of a benchmark scenario.")
     parser.add_argument("--jobs", nargs="+", required=True,
                         help="hops, features, score:<model>, decoy and rendezvous, in any combination")
-    run_job("rdv-bench", parser, lambda spark, config, args: build(spark, config, args.jobs), argv)
+    run_job("rdv-bench", parser, lambda spark, config, args: build(spark, config, args.jobs), argv,
+            progress_history=True)
 
 
 if __name__ == "__main__":

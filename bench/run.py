@@ -140,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="offered loads in requests/s, in this order; once one is not sustained, only the "
                              "fixed loads (1000, 5000) and one refining step between follow (default: %(default)s)")
     parser.add_argument("--step-seconds", type=float, default=40, help="how long each load is sent (default: %(default)s)")
-    parser.add_argument("--warm-up-seconds", type=float, default=20,
-                        help="an unmeasured load at the lowest rate before the first step (default: %(default)s)")
+    parser.add_argument("--warm-up-seconds", type=float, default=120,
+                        help="an unmeasured load at the lowest rate before the first step: a fresh JVM compiles "
+                             "Spark's code paths for minutes (default: %(default)s)")
     parser.add_argument("--drain-seconds", type=float, default=90,
                         help="how long to wait after a load for every output (default: %(default)s)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

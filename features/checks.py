@@ -45,7 +45,11 @@ def check_rules(spec: FeatureSpec, raw: str = "typed", features: str = "features
 def first_broken(rules: list[tuple[Column, Column | str]]) -> Column:
     """The reason of the first rule broken, or null when none is; a rule whose test is null (of a
     null value) is not broken."""
-    reason = F.lit(None).cast("string")
-    for broken, name in reversed(rules):
-        reason = F.when(F.coalesce(broken, F.lit(False)), F.lit(name) if isinstance(name, str) else name).otherwise(reason)
-    return reason
+    # One flat CASE WHEN: nested ones make the generated code, and the time to generate it again
+    # for every micro-batch, grow with the square of the number of rules.
+    reason = None
+    for broken, name in rules:
+        value = F.lit(name) if isinstance(name, str) else name
+        test = F.coalesce(broken, F.lit(False))
+        reason = F.when(test, value) if reason is None else reason.when(test, value)
+    return F.lit(None).cast("string") if reason is None else reason

@@ -21,6 +21,7 @@ from features.checks import check_rules, first_broken
 from features.personal import protected
 from features.policy import override_problems, parse_overrides, request_policy
 from features.spec import INTERNAL_PREFIX, FeatureSpec
+from rdv.clock import wall_clock
 from rdv.policy import Policy
 
 _JSON, _TYPED, _VISIBLE, _FEATURES, _SOURCE, _FITS, _CORRUPT = (
@@ -149,7 +150,7 @@ def with_arrival_marks(checked: DataFrame, dedup_window_ms: int | None) -> DataF
         keyed.select("request_id", fenced.alias("fenced"))
         .where(_dedup_candidate(F.col("fenced")))
         .select("request_id", F.struct("fenced.topic", "fenced.partition", "fenced.offset").alias("place"),
-                F.current_timestamp().alias("arrived_at"))
+                wall_clock().alias("arrived_at"))
         .withWatermark("arrived_at", f"{dedup_window_ms // 2} milliseconds")
         .dropDuplicatesWithinWatermark(["request_id"])
     )
@@ -206,7 +207,7 @@ def _quarantine_record() -> Column:
         F.col("partition").alias("source_partition"),
         F.col("offset").alias("source_offset"),
         F.col("timestamp").alias("source_timestamp"),
-        F.current_timestamp().alias("quarantined_at"),
+        wall_clock().alias("quarantined_at"),
     )
 
 

@@ -6,6 +6,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from features.records import feature_record_schema
+from rdv.clock import wall_clock
 
 
 def archive_rows(messages: DataFrame, features: StructType) -> DataFrame:
@@ -19,6 +20,6 @@ def archive_rows(messages: DataFrame, features: StructType) -> DataFrame:
         message.alias("message"),
         "partition",
         "offset",
-        F.current_timestamp().alias("archived_at"),
+        wall_clock().alias("archived_at"),
         F.to_date("record.event_time").alias("event_date"),
     )

@@ -12,7 +12,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from rdv.config import ConfigError, PipelineConfig, load_config
 from rdv.spark import build_session
-from rdv.streams import ProgressFiles
+from rdv.progress import ProgressFiles
 
 Build = Callable[[SparkSession, PipelineConfig, argparse.Namespace], list[StreamingQuery]]
 
@@ -23,8 +23,10 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: list[str] | None = None) -> None:
-    """Parse, load the config once, build the session and the queries, then wait for them."""
+def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: list[str] | None = None,
+            progress_history: bool = False) -> None:
+    """Parse, load the config once, build the session and the queries, then wait for them, keeping
+    their progress on disk (rdv/progress.py; every report too with progress_history)."""
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -32,8 +34,10 @@ def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: 
     except ConfigError as error:
         parser.exit(2, f"{app_name}: {error}\n")
     spark = build_session(config, app_name)
-    spark.streams.addListener(ProgressFiles(config.path(config.paths.var) / "run" / "progress"))
+    run_dir = config.path(config.paths.var) / "run"
+    progress = ProgressFiles(run_dir / "progress", run_dir / "progress-log" if progress_history else None)
     queries = build(spark, config, args)
+    progress.started(queries)
     log = logging.getLogger(app_name)
     log.info("started %s", ", ".join(q.name for q in queries))
     # `rdv down` sends SIGTERM: finish waiting, then stop the queries between micro-batches.
@@ -43,9 +47,11 @@ def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: 
         while not stopping.is_set() and all(q.isActive for q in queries):
             spark.streams.awaitAnyTermination(1)
             spark.streams.resetTerminated()
+            progress.update(queries)
     finally:
         for query in queries:
             query.stop()
+        progress.stopped(queries)
         log.info("stopped")
     for query in queries:
         if query.exception() is not None:

@@ -3,7 +3,7 @@
 `up` starts the local broker (local profile) and then either one Spark application with every
 query (the default) or one spark-submit per job (separate, as production runs them). Each
 process has a pid file under var/run/jobs and a log under var/logs; each query reports its
-progress to var/run/progress (see rdv.streams.ProgressFiles), which is what `status` shows.
+progress to var/run/progress (see rdv.progress), which is what `status` shows.
 """
 from __future__ import annotations
 

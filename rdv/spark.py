@@ -57,6 +57,10 @@ def build_session(config: PipelineConfig, app_name: str) -> SparkSession:
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.sql.streaming.metricsEnabled": "true",
+        # Every micro-batch plans its stages again, and the generated classes come from this cache.
+        # The default (100 entries) is less than one application of the pipeline's jobs has stages
+        # and projections: the cache thrashed and each micro-batch compiled Java again.
+        "spark.sql.codegen.cache.maxEntries": "1000",
         "spark.sql.warehouse.dir": str(config.path(config.paths.var) / "spark-warehouse"),
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={config.path(config.paths.var)}",
     }

@@ -1,14 +1,10 @@
 """Kafka sources and sinks and Delta sinks of the jobs, configured in one place from the pipeline config."""
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import DateType, NumericType, StringType, StructType, TimestampNTZType, TimestampType
 
 from rdv.config import PipelineConfig
@@ -116,39 +112,3 @@ def write_table(rows: DataFrame, config: PipelineConfig, query_name: str, table:
         .trigger(processingTime=config.spark.table_trigger)
         .start(config.table(table))
     )
-
-
-class ProgressFiles(StreamingQueryListener):
-    """Keeps the last progress of every query of this application in <dir>/<query>.json, which
-    `rdv status` reads. Each file names the process group of the job that wrote it (`rdv up`
-    starts each job in a group of its own), so a reader can tell a killed job's stale file."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def onQueryStarted(self, event) -> None:
-        (self.directory / f"{event.name}.json").write_text(json.dumps({"name": event.name, "state": "started", "pgid": os.getpgid(0)}))
-
-    def onQueryProgress(self, event) -> None:
-        progress = json.loads(event.progress.json)
-        progress["state"] = "running"
-        progress["pgid"] = os.getpgid(0)
-        target = self.directory / f"{progress['name']}.json"
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(progress))
-        tmp.replace(target)
-
-    def onQueryIdle(self, event) -> None:
-        pass
-
-    def onQueryTerminated(self, event) -> None:
-        for path in self.directory.glob("*.json"):
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if data.get("id") == str(event.id) or data.get("runId") == str(event.runId):
-                data["state"] = "failed" if event.exception else "stopped"
-                data["exception"] = event.exception
-                path.write_text(json.dumps(data))

@@ -1,0 +1,73 @@
+"""Every job's progress on disk: the last report of each of its queries in <dir>/<query>.json, which
+`rdv status` and `rdv up` read, and on request every report in <history>/<query>.jsonl, which the
+benchmark reads.
+
+The job's wait loop polls its queries once a second instead of registering a StreamingQueryListener.
+A Python listener is called through py4j for every event of every query of the application, and
+PySpark rebuilds each report from the JVM field by field; in an idle features job that took a fifth
+of the driver's CPU (bench/README.md, "Tuning"). Polling costs one call and one JSON document per
+query and second.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pyspark.sql.streaming import StreamingQuery
+
+
+class ProgressFiles:
+    """Each file names the process group of the job that wrote it (`rdv up` starts each job in a
+    group of its own), so that a reader can tell a killed job's stale file."""
+
+    def __init__(self, directory: Path, history: Path | None = None):
+        self.directory, self.history = directory, history
+        directory.mkdir(parents=True, exist_ok=True)
+        if history is not None:
+            history.mkdir(parents=True, exist_ok=True)
+        self._last: dict[str, dict] = {}  # query -> the last report written
+
+    def _write(self, name: str, state: dict) -> None:
+        target = self.directory / f"{name}.json"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**state, "pgid": os.getpgid(0)}))
+        tmp.replace(target)  # a reader never sees half a file
+
+    def started(self, queries: list[StreamingQuery]) -> None:
+        for query in queries:
+            self._write(query.name, {"name": query.name, "state": "started"})
+
+    def update(self, queries: list[StreamingQuery]) -> None:
+        """Write the reports that came since the last call."""
+        for query in queries:
+            report = query.lastProgress
+            if report is None:
+                continue
+            last = self._last.get(query.name)
+            if last is not None and report.timestamp == last["timestamp"]:
+                continue
+            progress = json.loads(report.json)
+            self._write(query.name, {**progress, "state": "running"})
+            if self.history is not None:
+                self._append(query, progress, last)
+            self._last[query.name] = progress
+
+    def _append(self, query: StreamingQuery, progress: dict, last: dict | None) -> None:
+        """Append the new reports: the last one, and those before it that came since the last call
+        (more than one micro-batch a second), from the query's recent reports."""
+        new = [progress]
+        if last is not None and progress["batchId"] > last["batchId"] + 1:
+            new = [p for p in (json.loads(r.json) for r in query.recentProgress) if p["timestamp"] > last["timestamp"]]
+        with open(self.history / f"{query.name}.jsonl", "a") as log:
+            log.writelines(json.dumps(p) + "\n" for p in new)
+
+    def stopped(self, queries: list[StreamingQuery]) -> None:
+        """The final state of each query, with its exception if it failed."""
+        self.update(queries)
+        for query in queries:
+            error = query.exception()
+            state = {**self._last.get(query.name, {"name": query.name}),
+                     "state": "failed" if error is not None else "stopped",
+                     "exception": str(error) if error is not None else None}
+            self._write(query.name, state)
