@@ -9,7 +9,7 @@ too_old:event_time, duplicate:request_id, bad_policy[:<field>].
 Three steps, each where it can run: `check_raw` applies the spec (stateless, in the streaming
 plan); `with_arrival_marks` finds the first arrival of each request id (stateful, in the streaming
 plan); `flag_duplicates` and `with_policy` run on each micro-batch, the latter with the policy
-file as it is then.
+file as it is then (the job builds its columns once per policy version, `policy_columns`).
 """
 from __future__ import annotations
 
@@ -169,22 +169,29 @@ def flag_duplicates(batch: DataFrame, dedup_window_ms: int | None) -> DataFrame:
     first = F.max("first_arrival").over(Window.partitionBy("request_id", "place"))
     rows = batch.select("row", first.alias("first")).where(F.col("row").isNotNull())
     duplicate = _dedup_candidate(F.col("row")) & F.col("first").isNull()
-    return rows.select("row.*", duplicate.alias("duplicate")).withColumn(
-        "reason", F.when(F.col("duplicate"), F.lit(DUPLICATE)).otherwise(F.col("reason"))).select(*CHECKED)
+    reason = F.when(duplicate, F.lit(DUPLICATE)).otherwise(F.col("row.reason"))
+    # One projection: each DataFrame step of a micro-batch analyses the whole incremental plan again.
+    return rows.select(*[reason.alias(c) if c == "reason" else F.col(f"row.{c}").alias(c) for c in CHECKED])
+
+
+def policy_columns(policy: Policy, spec: FeatureSpec, max_deadline_ms: int) -> list[Column]:
+    """with_policy's projection, to build once per policy version: a micro-batch that builds its
+    columns from Python pays a py4j round trip, and JVM class lookups, for each function."""
+    overrides = parse_overrides(F.col("policy_text"))
+    problems = first_broken(override_problems(F.col("policy_text"), overrides, policy))
+    resolved = request_policy(policy, set(spec.raw), max_deadline_ms, overrides, F.col("request_id"))
+    request = F.col("kind") == "request"
+    return [
+        *[F.col(c) for c in CHECKED if c != "reason"],
+        F.when(request, resolved).alias("policy"),
+        F.coalesce(F.col("reason"), F.when(request, problems)).alias("reason"),
+    ]
 
 
 def with_policy(checked: DataFrame, policy: Policy, spec: FeatureSpec, max_deadline_ms: int) -> DataFrame:
     """Checked records with each request's policy (features/records.POLICY_STRUCT) resolved from the
     policy in force and the event's own overrides; an unusable override is the reason bad_policy."""
-    overrides = parse_overrides(F.col("policy_text"))
-    problems = first_broken(override_problems(F.col("policy_text"), overrides, policy))
-    resolved = request_policy(policy, set(spec.raw), max_deadline_ms, overrides, F.col("request_id"))
-    request = F.col("kind") == "request"
-    return checked.select(
-        *[c for c in CHECKED if c != "reason"],
-        F.when(request, resolved).alias("policy"),
-        F.coalesce(F.col("reason"), F.when(request, problems)).alias("reason"),
-    )
+    return checked.select(*policy_columns(policy, spec, max_deadline_ms))
 
 
 def _feature_record(schema_version: int) -> Column:
@@ -215,19 +222,24 @@ def _heartbeat_record(schema_version: int) -> Column:
     return F.struct(F.lit(schema_version).alias("schema_version"), F.lit("heartbeat").alias("kind"), "event_time")
 
 
-def route(requests: DataFrame, features_topic: str, quarantine_topic: str, schema_version: int) -> DataFrame:
-    """Kafka messages (topic, key, value): a feature record for a good event, a quarantine record
-    for a bad one, a heartbeat record on rdv.features for a heartbeat.
-
-    One projection, so a single streaming query writes both topics in one pass over rdv.raw.
-    """
+def route_columns(features_topic: str, quarantine_topic: str, schema_version: int) -> list[Column]:
+    """route's projection, to build once per job."""
     heartbeat = F.col("kind") == "heartbeat"
     good = F.col("reason").isNull()
-    return requests.select(
+    return [
         F.when(good, F.lit(features_topic)).otherwise(F.lit(quarantine_topic)).alias("topic"),
         F.when(~heartbeat, F.col("request_id")).alias("key"),
         F.when(heartbeat, F.to_json(_heartbeat_record(schema_version)))
         .when(good, F.to_json(_feature_record(schema_version)))
         .otherwise(F.to_json(_quarantine_record()))
         .alias("value"),
-    )
+    ]
+
+
+def route(requests: DataFrame, features_topic: str, quarantine_topic: str, schema_version: int) -> DataFrame:
+    """Kafka messages (topic, key, value): a feature record for a good event, a quarantine record
+    for a bad one, a heartbeat record on rdv.features for a heartbeat.
+
+    One projection, so a single streaming query writes both topics in one pass over rdv.raw.
+    """
+    return requests.select(*route_columns(features_topic, quarantine_topic, schema_version))

@@ -17,7 +17,7 @@ from pyspark.sql.streaming import StreamingQuery
 from features.personal import MissingKey, personal_data_key
 from features.quarantine import quarantine_rows
 from features.spec import check_expressions
-from features.transform import check_raw, flag_duplicates, route, with_arrival_marks, with_policy
+from features.transform import check_raw, flag_duplicates, policy_columns, route_columns, with_arrival_marks
 from rdv.config import ConfigError, PipelineConfig
 from rdv.heartbeat import start_heartbeat
 from rdv.jobrun import argument_parser, run_job
@@ -40,9 +40,16 @@ def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
     policy = PolicyFile(config.policy_file, max_deadline_ms, spec.field_types(), config.policy)
     window_ms = spec.limits.dedup_window_ms
 
+    messages = route_columns(topics.features.name, topics.quarantine.name, spec.schema_version)
+    # The policy in force and its columns, built again only when the file brings a new version.
+    in_force, columns = None, []
+
     def featurize_batch(batch: DataFrame, batch_id: int) -> None:
-        requests = with_policy(flag_duplicates(batch, window_ms), policy.refresh(), spec, max_deadline_ms)
-        publish(route(requests, topics.features.name, topics.quarantine.name, spec.schema_version), config)
+        nonlocal in_force, columns
+        current = policy.refresh()
+        if current is not in_force:
+            in_force, columns = current, policy_columns(current, spec, max_deadline_ms)
+        publish(flag_duplicates(batch, window_ms).select(*columns).select(*messages), config)
 
     # One source over both topics: each micro-batch fixes their offsets together (rdv/heartbeat.py).
     raw = read_topic(spark, config, f"{topics.raw.name},{topics.heartbeats.name}")
