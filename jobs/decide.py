@@ -20,7 +20,7 @@ from features.records import parse_feature_records
 from models.scoring import SCORE_RECORD
 from rdv.config import PipelineConfig
 from rdv.jobrun import argument_parser, run_job
-from rdv.streams import for_each_batch, publish, read_topic, to_messages, write_table, write_topic
+from rdv.streams import RECORDING_POOL, for_each_batch, publish, read_topic, to_messages, write_table, write_topic
 from rendezvous.selection import answers
 from rendezvous.sinks import result_rows, score_rows
 
@@ -66,7 +66,7 @@ def build_labels(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
             checked.unpersist()
 
     return for_each_batch(read_topic(spark, config, topics.labels.name), config, "labels-table", record,
-                          trigger=config.spark.labels_trigger)
+                          trigger=config.spark.labels_trigger, pool=RECORDING_POOL)
 
 
 def build(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:

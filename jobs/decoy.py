@@ -16,7 +16,7 @@ from pyspark.sql.streaming import StreamingQuery
 from models.decoy import archive_rows
 from rdv.config import PipelineConfig
 from rdv.jobrun import argument_parser, run_job
-from rdv.streams import create_table, for_each_batch, read_topic, write_table
+from rdv.streams import RECORDING_POOL, create_table, for_each_batch, read_topic, write_table
 
 QUERY, QUALITY_QUERY = "decoy", "data-quality"
 QUERIES = (QUERY, QUALITY_QUERY)
@@ -58,7 +58,8 @@ def build_quality(spark: SparkSession, config: PipelineConfig) -> StreamingQuery
          .option("txnAppId", f"rdv-{QUALITY_QUERY}").option("txnVersion", batch_id).save(table))
 
     stream = spark.readStream.format("delta").load(config.table("archive"))
-    return for_each_batch(stream, config, QUALITY_QUERY, validate_batch, trigger=config.spark.quality_trigger)
+    return for_each_batch(stream, config, QUALITY_QUERY, validate_batch, trigger=config.spark.quality_trigger,
+                          pool=RECORDING_POOL)
 
 
 def build_all(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 
@@ -15,6 +17,7 @@ from rdv.config import PipelineConfig
 
 SPARK_VERSION = "4.2.0"
 DELTA_VERSION = "4.4.0"
+SCHEDULER_POOLS = Path(__file__).resolve().parent / "scheduler-pools.xml"
 # What a cluster user passes to spark-submit instead of the cached jars.
 PACKAGES = (
     f"org.apache.spark:spark-sql-kafka-0-10_2.13:{SPARK_VERSION},"
@@ -30,6 +33,29 @@ def local_jars(config: PipelineConfig) -> list[str]:
             f"no Spark jars under {jar_dir}: run `make jars` (or pass --packages {PACKAGES} to spark-submit)"
         )
     return jars
+
+
+def local_storage_settings(config: PipelineConfig) -> dict[str, str]:
+    """Settings for tables and checkpoints on a local disk (file: paths), where Hadoop's defaults
+    cost the most: without Hadoop's native library, its local file system starts a process
+    (`readlink`, `chmod`) for each permission it sets and each link it checks, and the FileContext
+    API that Spark's checkpoints and Delta's log use checks links on every rename. The pipeline idle
+    started 2,491 processes a minute (bench/README.md, "Tuning"); with these, 244.
+
+    * the raw local file system: no .crc file beside every file, which doubled the file operations
+      (a local disk has checksums of its own);
+    * checkpoints and the Delta log written through the FileSystem API. Both keep their guarantees
+      for their one writer: write a temporary file, then rename it unless the target exists.
+    """
+    settings = {
+        "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+        "spark.delta.logStore.file.impl": "io.delta.storage.LocalLogStore",
+    }
+    # Global in Spark, so only when every checkpoint is on the local disk.
+    if urlparse(str(config.paths.checkpoints)).scheme in ("", "file"):
+        settings["spark.sql.streaming.checkpointFileManagerClass"] = (
+            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager")
+    return settings
 
 
 def build_session(config: PipelineConfig, app_name: str) -> SparkSession:
@@ -51,8 +77,10 @@ def build_session(config: PipelineConfig, app_name: str) -> SparkSession:
         "spark.ui.showConsoleProgress": "false",
         # Delta replays its log with this many tasks; the default (50) is sized for big clusters.
         "spark.databricks.delta.snapshotPartitions": str(config.spark.shuffle_partitions),
-        # Several streaming queries share one application by default: let them take turns.
+        # Several streaming queries share one application by default: the latency path's jobs go
+        # first, the Delta recorders take the rest (rdv/scheduler-pools.xml, rdv/streams.py).
         "spark.scheduler.mode": "FAIR",
+        "spark.scheduler.allocation.file": str(SCHEDULER_POOLS),
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
@@ -64,6 +92,7 @@ def build_session(config: PipelineConfig, app_name: str) -> SparkSession:
         "spark.sql.warehouse.dir": str(config.path(config.paths.var) / "spark-warehouse"),
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={config.path(config.paths.var)}",
     }
+    settings.update(local_storage_settings(config))
     settings.update(config.spark.conf)
     for key, value in settings.items():
         builder = builder.config(key, value)

@@ -4,10 +4,25 @@ from __future__ import annotations
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 from pyspark.sql.types import DateType, NumericType, StringType, StructType, TimestampNTZType, TimestampType
 
 from rdv.config import PipelineConfig
+
+# Spark fair scheduler pools (rdv/scheduler-pools.xml): the latency path's jobs take the cores
+# first; the queries that only record into Delta take what is left.
+LATENCY_POOL, RECORDING_POOL = "latency", "recording"
+
+
+def _start(writer: DataStreamWriter, spark: SparkSession, pool: str, path: str | None = None) -> StreamingQuery:
+    """Start a query in a scheduler pool: a query's thread keeps the local properties of the
+    thread that started it, foreachBatch's jobs included, so the property is set only for start."""
+    context = spark.sparkContext
+    context.setLocalProperty("spark.scheduler.pool", pool)
+    try:
+        return writer.start(path) if path is not None else writer.start()
+    finally:
+        context.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
 
 
 def _kafka_options(config: PipelineConfig) -> dict[str, str]:
@@ -54,7 +69,7 @@ def write_topic(
     )
     if topic is not None:
         writer = writer.option("topic", topic)
-    return writer.start()
+    return _start(writer, messages.sparkSession, LATENCY_POOL)
 
 
 def publish(messages: DataFrame, config: PipelineConfig, topic: str | None = None) -> None:
@@ -67,17 +82,18 @@ def publish(messages: DataFrame, config: PipelineConfig, topic: str | None = Non
 
 
 def for_each_batch(
-    stream: DataFrame, config: PipelineConfig, query_name: str, process, trigger: str | None = None
+    stream: DataFrame, config: PipelineConfig, query_name: str, process, trigger: str | None = None,
+    pool: str = LATENCY_POOL,
 ) -> StreamingQuery:
     """Start a query that hands each micro-batch to process(batch, batch_id) on the driver: for
     work that must decide something per batch, such as which model version scores it."""
-    return (
+    writer = (
         stream.writeStream.foreachBatch(process)
         .option("checkpointLocation", config.checkpoint(query_name))
         .queryName(query_name)
         .trigger(processingTime=trigger or config.spark.trigger)
-        .start()
     )
+    return _start(writer, stream.sparkSession, pool)
 
 
 # Columns that hold personal data or a pseudonym of it: kept out of the column statistics in Delta's
@@ -101,7 +117,7 @@ def write_table(rows: DataFrame, config: PipelineConfig, query_name: str, table:
     """Start a query appending rows to a Delta table, partitioned by a date column, on the slower
     table trigger: a Delta commit per batch is the cost, and nobody waits for these rows."""
     create_table(rows.sparkSession, config.table(table), rows.schema, partition_by)
-    return (
+    writer = (
         rows.writeStream.format("delta")
         .outputMode("append")
         .partitionBy(partition_by)
@@ -110,5 +126,5 @@ def write_table(rows: DataFrame, config: PipelineConfig, query_name: str, table:
         .option("checkpointLocation", config.checkpoint(query_name))
         .queryName(query_name)
         .trigger(processingTime=config.spark.table_trigger)
-        .start(config.table(table))
     )
+    return _start(writer, rows.sparkSession, RECORDING_POOL, config.table(table))

@@ -1,0 +1,54 @@
+"""Where the pipeline's queries run in the session: their scheduler pools, and the settings for
+tables and checkpoints on a local disk."""
+from __future__ import annotations
+
+import time
+
+from pyspark import TaskContext
+
+from rdv.spark import local_storage_settings
+from rdv.streams import LATENCY_POOL, RECORDING_POOL, for_each_batch
+from tests.helpers import make_config
+
+
+def _pools_of_tasks(batch) -> list[str]:
+    return batch.rdd.mapPartitions(lambda _: [TaskContext.get().getLocalProperty("spark.scheduler.pool")]).collect()
+
+
+def test_each_query_runs_its_jobs_in_its_pool_and_the_latency_pool_goes_first(spark, tmp_path):
+    config = make_config(tmp_path)
+    seen: dict[str, set[str]] = {"answers": set(), "records": set()}
+    stream = spark.readStream.format("rate").option("rowsPerSecond", 5).load()
+    queries = [
+        for_each_batch(stream, config, "answers", lambda b, _: seen["answers"].update(_pools_of_tasks(b)),
+                       trigger="200 milliseconds"),
+        for_each_batch(stream, config, "records", lambda b, _: seen["records"].update(_pools_of_tasks(b)),
+                       trigger="200 milliseconds", pool=RECORDING_POOL),
+    ]
+    try:
+        # The property is set for the start only: jobs of this thread are in no pool.
+        assert spark.sparkContext.getLocalProperty("spark.scheduler.pool") is None
+        deadline = time.monotonic() + 60
+        while not all(seen.values()):
+            assert time.monotonic() < deadline, f"no batch with tasks yet: {seen}"
+            time.sleep(0.2)
+    finally:
+        for query in queries:
+            query.stop()
+    # The jobs foreachBatch starts on the driver are in the pool of the query's own thread.
+    assert seen == {"answers": {LATENCY_POOL}, "records": {RECORDING_POOL}}
+    pools = spark.sparkContext._jsc.sc()
+    latency, recording = pools.getPoolForName(LATENCY_POOL).get(), pools.getPoolForName(RECORDING_POOL).get()
+    assert (latency.minShare(), latency.weight(), str(latency.schedulingMode())) == (2, 4, "FAIR")
+    assert (recording.minShare(), recording.weight()) == (0, 1)
+
+
+def test_local_storage_settings_apply_to_local_checkpoints_only(tmp_path):
+    local = local_storage_settings(make_config(tmp_path / "a"))
+    assert local["spark.hadoop.fs.file.impl"] == "org.apache.hadoop.fs.RawLocalFileSystem"
+    assert local["spark.delta.logStore.file.impl"] == "io.delta.storage.LocalLogStore"
+    assert local["spark.sql.streaming.checkpointFileManagerClass"].endswith(".FileSystemBasedCheckpointFileManager")
+    # Spark's checkpoint file manager is one for every path: checkpoints elsewhere keep Spark's default.
+    remote = local_storage_settings(make_config(tmp_path / "b", paths={"checkpoints": "s3a://bucket/checkpoints"}))
+    assert "spark.sql.streaming.checkpointFileManagerClass" not in remote
+    assert remote["spark.hadoop.fs.file.impl"] == local["spark.hadoop.fs.file.impl"]
