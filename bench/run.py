@@ -69,11 +69,11 @@ def run_scenario(scenario: Scenario, args, work: Path, echo) -> dict:
         echo(f"  warm-up: {min(args.rates)}/s for {args.warm_up_seconds:g} s, not measured")
         run_step(load, sampler, scenario.outputs, bootstrap, raw, min(args.rates), args.warm_up_seconds,
                  args.drain_seconds, f"{scenario.name}-warm-up", lambda *_: None,
-                 healthy=lambda: [runner.check_healthy(c) for c in configs.values()])
+                 healthy=lambda: check_healthy(configs))
         for rate in loads(args.rates, steps, skipped, args.drain_seconds):
             steps.append(run_step(load, sampler, scenario.outputs, bootstrap, raw, rate, args.step_seconds,
                                   args.drain_seconds, f"{scenario.name}-{rate}", echo,
-                                  healthy=lambda: [runner.check_healthy(c) for c in configs.values()]))
+                                  healthy=lambda: check_healthy(configs)))
     finally:
         for resource in (sampler, load, offsets):
             if resource is not None:
@@ -92,6 +92,17 @@ def run_scenario(scenario: Scenario, args, work: Path, echo) -> dict:
         "capacity_rps": max((s["processed_rps"] for s in steps), default=0),
         "steps": steps, "skipped": skipped,
     }
+
+
+def check_healthy(configs: dict) -> None:
+    """A scenario whose query failed or whose application died (and was started again by the
+    supervisor) measures no steady state: it fails."""
+    for config in configs.values():
+        runner.check_healthy(config)
+        for name, state in runner.job_states(config).items():
+            if state.get("last_exit") is not None:
+                raise RuntimeError(f"{name} exited ({runner.restarts_text(state)}); see its log under "
+                                   f"{runner.run_files(config).logs}")
 
 
 def loads(rates: list[int], steps: list[dict], skipped: dict[int, str], drain_s: float) -> Iterator[int]:

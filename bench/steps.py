@@ -14,6 +14,7 @@ from bench.measure import ProgressLogs, Sample, Sampler, epoch, query_name, resi
 from jobs import decide, decoy, featurize
 from rdv import runner
 from rdv.config import PipelineConfig
+from rdv.supervisor import Job
 
 # A lag is bounded when it grows by less than this share of its input rate over the judged window.
 GROWTH_TOLERANCE = 0.05
@@ -150,16 +151,19 @@ def run_step(load: Load, sampler: Sampler, outputs: tuple[str, ...], bootstrap: 
 
 
 def start_apps(configs: dict[str, PipelineConfig], apps, echo, timeout_s: float = 300.0) -> list[int]:
-    """Launch each application as `rdv up` launches a job, and wait until its queries run."""
+    """Run each application as `rdv up` runs a job, under its config's supervisor, and wait until
+    its queries run; the applications' pids."""
     names = {"hops": tuple(f"hop-{i}" for i in range(1, len(HOP_TOPICS) + 1)), "features": featurize.QUERIES,
              "decoy": decoy.QUERIES, "rendezvous": decide.QUERIES}
     pids = []
     for i, app in enumerate(apps):
         config = configs[app.pipeline]
         queries = tuple(q for job in app.jobs for q in names.get(job, (f"score-{job.partition(':')[2]}",)))
-        job = runner.Job(f"app-{i}", [sys.executable, "-m", "bench.app", "--conf", str(config.conf_dir),
-                                      "--jobs", *app.jobs], queries)
-        pids.append(runner.launch(config, job, echo=lambda *_: None))
-        runner.wait_running(config, [job], timeout_s, echo=lambda *_: None)
+        job = Job(f"app-{i}", [sys.executable, "-m", "bench.app", "--conf", str(config.conf_dir), "--jobs", *app.jobs],
+                  queries)
+        if runner.supervisor_pid(config) is None:
+            runner.start_supervisor(config)
+        runner.add_jobs(config, [job])
+        pids.append(runner.wait_running(config, [job], timeout_s, echo=lambda *_: None)[job.name])
     echo(f"  {sum(len(a.jobs) for a in apps)} jobs running in {len(apps)} application(s)")
     return pids

@@ -73,9 +73,10 @@ def build(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:
     topics = config.kafka.topics
     return [
         write_topic(to_messages(decisions(spark, config)), config, "rendezvous", topic=topics.results.name),
-        write_table(result_rows(read_topic(spark, config, topics.results.name)), config, "results-table", "results"),
+        write_table(result_rows(read_topic(spark, config, topics.results.name)), config, "results-table", "results",
+                    key=("request_id",), since="event_time", first="published_at"),
         write_table(score_rows(read_topic(spark, config, topics.scores.name), config.rendezvous.grace_ms), config,
-                    "scores-table", "scores"),
+                    "scores-table", "scores", key=("request_id", "model"), since="event_time", first="scored_at"),
         build_labels(spark, config),
     ]
 

@@ -25,7 +25,7 @@ QUERIES = (QUERY, QUALITY_QUERY)
 def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
     archive = archive_rows(read_topic(spark, config, config.kafka.topics.features.name),
                            config.spec.features_schema())
-    return write_table(archive, config, QUERY, "archive")
+    return write_table(archive, config, QUERY, "archive", key=("request_id",), since="event_time", first="offset")
 
 
 def build_quality(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:

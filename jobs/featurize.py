@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from features.personal import MissingKey, personal_data_key
-from features.quarantine import quarantine_rows
+from features.quarantine import PLACE, quarantine_rows
 from features.spec import check_expressions
 from features.transform import check_raw, flag_duplicates, policy_columns, route_columns, with_arrival_marks
 from rdv.config import ConfigError, PipelineConfig
@@ -61,7 +61,8 @@ def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
 
 def build_quarantine_table(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
     rows = quarantine_rows(read_topic(spark, config, config.kafka.topics.quarantine.name))
-    return write_table(rows, config, QUARANTINE_QUERY, "quarantine", partition_by="quarantine_date")
+    return write_table(rows, config, QUARANTINE_QUERY, "quarantine", key=PLACE, since="source_timestamp",
+                       first="quarantined_at", partition_by="quarantine_date")
 
 
 def build_all(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:

@@ -35,7 +35,7 @@ def _kafka(config, args) -> int:
 def _up(config, args) -> int:
     from rdv import runner
 
-    runner.up(config, args.models or sorted(config.models), separate=args.separate)
+    runner.up(config, args.models or sorted(config.models), separate=args.separate, foreground=args.foreground)
     return 0
 
 
@@ -53,10 +53,15 @@ def _status(config, args) -> int:
     if config.profile == "local":
         pid = LocalBroker.from_config(config).pid()
         print(f"broker: {'running, pid ' + str(pid) if pid else 'not running'}")
-    jobs = runner.running_jobs(config)
+    supervisor = runner.supervisor_pid(config)
+    print(f"supervisor: {'running, pid ' + str(supervisor) if supervisor else 'not running'}")
+    states, jobs = runner.job_states(config), runner.running_jobs(config)
+    for name, state in states.items():
+        print(f"job {name}: {runner.describe_job(state)}")
     for name, pid in jobs.items():
-        print(f"job {name}: running, pid {pid}")
-    if not jobs:
+        if name not in states:
+            print(f"job {name}: running, pid {pid}, without a supervisor: nothing restarts it (`rdv down` stops it)")
+    if not states and not jobs:
         print("jobs: none running")
     rows = runner.status_rows(config)
     if rows:
@@ -64,7 +69,7 @@ def _status(config, args) -> int:
         for r in rows:
             print(f"{r['query']:<20} {r['state']:<8} {r['batch']:>6} {r['input_rows_per_s']:>8} "
                   f"{r['batch_ms']:>9} {r['lag']:>7}  {r['updated']}")
-    return 0 if jobs else 3
+    return 0 if jobs or supervisor else 3
 
 
 def _model(config, args) -> int:
@@ -79,9 +84,9 @@ def _model(config, args) -> int:
         print(f"{args.name}: wrote {path}; start its job with `rdv model start {args.name}`")
     elif args.action == "list":
         rows = model_rows(config)
-        print(f"{'model':<16} {'role':<11} {'version':<20} {'running':<24} uri")
+        print(f"{'model':<16} {'role':<11} {'version':<20} {'uri':<32} running")
         for r in rows:
-            print(f"{r['model']:<16} {r['role']:<11} {r['version']:<20} {r['running']:<24} {r['uri']}")
+            print(f"{r['model']:<16} {r['role']:<11} {r['version']:<20} {r['uri']:<32} {r['running']}")
     elif args.action == "start":
         runner.start_model(config, args.name)
     elif not runner.stop_job(config, f"score-{args.name}"):
@@ -237,21 +242,31 @@ def parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["up", "down", "status"], help="start it and create the topics, stop it, or show it")
     kafka.set_defaults(run=_kafka)
 
-    up = commands.add_parser("up", help="start the broker (local profile) and every job in the background")
+    up = commands.add_parser(
+        "up", help="start the broker (local profile) and every job under a supervisor that restarts a job that dies",
+        description="Start the local broker (local profile), then the supervisor, which runs each job as a process "
+                    "of its own and starts a job that dies again after a backoff (the supervisor section of "
+                    "pipeline.yaml); each job resumes from its checkpoints. Returns once every query runs; "
+                    "`rdv status` shows each job's restarts, `rdv down` stops everything. See docs/operations.md.")
     up.add_argument("--separate", action="store_true", help="one spark-submit process per job, as production runs them")
+    up.add_argument("--foreground", action="store_true",
+                    help="stay in the foreground and print each job's starts and exits; Ctrl-C or SIGTERM stops "
+                         "every job and the broker")
     up.add_argument("--models", nargs="*", help="model configs to run (default: every file in conf/models)")
     up.set_defaults(run=_up)
 
-    down = commands.add_parser("down", help="stop every job `rdv up` started, then the local broker")
+    down = commands.add_parser("down", help="stop the supervisor and every job `rdv up` started, then the local broker")
     down.add_argument("--keep-broker", action="store_true", help="leave the local broker running")
     down.set_defaults(run=_down)
 
-    commands.add_parser("status", help="each job's pid and each query's progress and consumer lag").set_defaults(run=_status)
+    commands.add_parser("status", help="the supervisor, each job's pid and restarts, each query's progress and "
+                                       "consumer lag").set_defaults(run=_status)
 
     model = commands.add_parser("model", help="add, list, start and stop model jobs (one conf/models/<name>.yaml each)")
     model.add_argument("action", choices=["add", "list", "start", "stop"],
-                       help="add: write the config; list: every model with role, version and job; "
-                            "start/stop: its spark-submit job, leaving every other job running")
+                       help="add: write the config; list: every model with role, version and whether its job "
+                            "runs (or is dead, with its restarts); start/stop: its spark-submit job, under the "
+                            "supervisor, leaving every other job running")
     model.add_argument("name", nargs="?", help="the model's name (add, start, stop)")
     model.add_argument("--uri", help="add: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a path")
     model.add_argument("--features", nargs="*", help="add: canonical features it reads (default: all)")

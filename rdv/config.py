@@ -130,6 +130,18 @@ class RendezvousConfig(_Frozen):
         return duration_ms(self.transit)
 
 
+class SupervisorConfig(_Frozen):
+    """How `rdv up`'s supervisor restarts a job that died (docs/operations.md)."""
+
+    # The first restart waits this long; each failure in a row doubles it, up to max_backoff.
+    backoff: Duration = "2 seconds"
+    max_backoff: Duration = "1 minute"
+    # A job that ran this long before it died starts again from the first backoff.
+    healthy_after: Duration = "2 minutes"
+    # How long a job may take to stop its queries after SIGTERM before it is killed.
+    stop_timeout: Duration = "1 minute"
+
+
 class RecommendationRule(_Frozen):
     """When `rdv compare` says promote, keep watching or retire a challenger (docs/analysis.md)."""
 
@@ -262,6 +274,7 @@ class PipelineConfig(_Frozen):
     # Loaded from policy.yaml beside pipeline.yaml; the features job re-reads that file while it runs.
     policy: Policy = Policy()
     rendezvous: RendezvousConfig = RendezvousConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
     compare: CompareConfig = CompareConfig()
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     # Where the conf was loaded from; relative paths are resolved against its parent.

@@ -40,21 +40,30 @@ def add_model_config(config: PipelineConfig, name: str, uri: str, features: list
 
 
 def model_rows(config: PipelineConfig) -> list[dict]:
-    """Each configured model: its role, the version its URI points at now, and whether its job runs."""
+    """Each configured model: its role, the version its URI points at now, and whether its job runs:
+    "yes", or "no" with why (never started, stopped, or dead and when the supervisor starts it again)."""
     jobs = runner.running_jobs(config)
     states = runner.query_states(config)
+    supervised = runner.job_states(config)
     rows = []
     for name, model in sorted(config.models.items()):
         try:
             version = current_version(model.uri, config.tracking_uri)
         except ModelNotFound:
             version = "not in the registry"
-        state = states.get(f"score-{name}", {})
+        state, job_state = states.get(f"score-{name}", {}), supervised.get(f"score-{name}")
         group = state.get("pgid")
-        if state.get("state") not in ("started", "running") or group is None or not runner.alive(group):
-            running = "no"  # never started, stopped, failed, or its process is gone (a stale file)
-        else:
+        history = runner.restarts_text(job_state or {})
+        if state.get("state") in ("started", "running") and group is not None and runner.alive(group):
             job = next((job for job, pid in jobs.items() if pid == group), None)
             running = f"yes, pid {group}" if job == f"score-{name}" else f"yes, in {job or f'pid {group}'}"
+        elif job_state is not None and job_state.get("running"):
+            running = f"no, starting, pid {job_state['pid']}"
+        elif job_state is not None:
+            running = "no, " + runner.describe_job(job_state).split(";")[0]
+        else:
+            running = "no"  # never started, stopped, failed, or its process is gone (a stale file)
+        if history:
+            running += f"; {history}"
         rows.append({"model": name, "role": model.role, "uri": model.uri, "version": version, "running": running})
     return rows

@@ -1,9 +1,10 @@
-"""Starting, watching and stopping the pipeline's jobs as background processes.
+"""Starting, watching and stopping the pipeline's jobs, under the supervisor (rdv/supervisor.py).
 
-`up` starts the local broker (local profile) and then either one Spark application with every
-query (the default) or one spark-submit per job (separate, as production runs them). Each
-process has a pid file under var/run/jobs and a log under var/logs; each query reports its
-progress to var/run/progress (see rdv.progress), which is what `status` shows.
+`up` starts the local broker (local profile), writes the plan (one Spark application with every
+query, the default, or one spark-submit per job with --separate, as production runs them) and
+starts the supervisor, which runs each job as a process of its own, with a log under var/logs,
+and starts a job that dies again. Each query reports its progress to var/run/progress (see
+rdv.progress), which is what `status` shows with each job's restarts.
 """
 from __future__ import annotations
 
@@ -13,29 +14,22 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from jobs import decide, decoy, featurize
 from rdv.config import PipelineConfig
+from rdv.durations import duration_ms
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.spark import local_jars
+from rdv.supervisor import Job, RunFiles, alive, exit_text, kill_group, read_plan, read_state, write_plan
 
 BROKER_STARTED = "broker.started-by-up"
 JOBS_DIR = Path(__file__).resolve().parent.parent / "jobs"
 JOB_FILES = {"features": "featurize.py", "decoy": "decoy.py", "rendezvous": "decide.py"}
 
 
-@dataclass(frozen=True)
-class Job:
-    name: str
-    command: list[str]
-    queries: tuple[str, ...]
-
-
-def _dirs(config: PipelineConfig) -> tuple[Path, Path, Path]:
-    var = config.path(config.paths.var)
-    return var / "run" / "jobs", var / "run" / "progress", var / "logs"
+def run_files(config: PipelineConfig) -> RunFiles:
+    return RunFiles(config.path(config.paths.var))
 
 
 def plan(config: PipelineConfig, models: list[str], separate: bool) -> list[Job]:
@@ -73,32 +67,57 @@ def model_job(config: PipelineConfig, model: str) -> Job:
     return Job(f"score-{model}", command, (f"score-{model}",))
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
-
-
 def running_jobs(config: PipelineConfig) -> dict[str, int]:
-    """Job name -> pid of every job process started by `up` that is still alive."""
-    pid_dir, _, _ = _dirs(config)
+    """Job name -> pid of every job process that is alive, by the pid files the supervisor keeps
+    (they outlive a supervisor that was killed, so `down` can still stop its jobs)."""
+    files = run_files(config)
     jobs = {}
-    for pid_file in sorted(pid_dir.glob("*.pid")):
+    for pid_file in sorted(files.jobs.glob("*.pid")):
         pid = int(pid_file.read_text())
         if alive(pid):
             jobs[pid_file.stem] = pid
         else:
-            pid_file.unlink()
+            pid_file.unlink(missing_ok=True)
     return jobs
 
 
+def supervisor_pid(config: PipelineConfig) -> int | None:
+    files = run_files(config)
+    try:
+        pid = int(files.pid.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if alive(pid) else None
+
+
+def job_states(config: PipelineConfig) -> dict[str, dict]:
+    """Job name -> the supervisor's view of it: pid, running, restarts, last exit, next start;
+    empty when no supervisor runs."""
+    return read_state(run_files(config)) if supervisor_pid(config) else {}
+
+
+def restarts_text(state: dict) -> str:
+    if not state.get("restarts") and state.get("last_exit") is None:
+        return ""
+    at = state.get("last_exit_at") or "?"
+    return f"{state.get('restarts', 0)} restart(s), last exit {exit_text(state.get('last_exit'))} at {at}"
+
+
+def describe_job(state: dict) -> str:
+    """A job as `rdv status` shows it: running with its pid, or dead and when it starts again."""
+    history = restarts_text(state)
+    if state.get("running"):
+        text = f"running, pid {state['pid']}"
+    elif state.get("next_start_at") is not None:
+        text = f"dead, starting again in {max(state['next_start_at'] - time.time(), 0):.0f} s"
+    else:
+        text = "stopped"
+    return f"{text}; {history}" if history else text
+
+
 def query_states(config: PipelineConfig) -> dict[str, dict]:
-    _, progress_dir, _ = _dirs(config)
     states = {}
-    for path in sorted(progress_dir.glob("*.json")):
+    for path in sorted(run_files(config).progress.glob("*.json")):
         try:
             states[path.stem] = json.loads(path.read_text())
         except ValueError:
@@ -107,130 +126,191 @@ def query_states(config: PipelineConfig) -> dict[str, dict]:
 
 
 def up(config: PipelineConfig, models: list[str], separate: bool = False, timeout_s: float = 300.0,
-       echo=print) -> dict[str, int]:
-    """Start the broker (local profile) and every job; return once every query is running."""
-    if running := running_jobs(config):
-        raise RuntimeError(f"already running: {', '.join(running)} (run `rdv down` first)")
-    pid_dir, progress_dir, _ = _dirs(config)
-    pid_dir.mkdir(parents=True, exist_ok=True)
+       echo=print, foreground: bool = False) -> dict[str, int]:
+    """Start the broker (local profile), the supervisor and through it every job; return the jobs'
+    pids once every query is running. In the foreground, then follow the supervisor's log until
+    Ctrl-C or SIGTERM stops everything."""
+    if (pid := supervisor_pid(config)) or (pid := next(iter(running_jobs(config).values()), None)):
+        raise RuntimeError(f"the pipeline is already running (pid {pid}): run `rdv down` first")
+    files = run_files(config)
+    files.jobs.mkdir(parents=True, exist_ok=True)
     if config.profile == "local":
         broker = LocalBroker.from_config(config)
         if broker.pid() is None:
             echo(f"broker: starting on {broker.bootstrap}")
             broker.start()
-            (pid_dir / BROKER_STARTED).touch()  # so that `down` stops it again
+            (files.jobs / BROKER_STARTED).touch()  # so that `down` stops it again
         else:
             echo(f"broker: running on {broker.bootstrap}")
     ensure_topics(config.kafka.bootstrap_servers, pipeline_topics(config))
-    progress_dir.mkdir(parents=True, exist_ok=True)
-    for stale in progress_dir.glob("*.json"):
+    files.progress.mkdir(parents=True, exist_ok=True)
+    for stale in files.progress.glob("*.json"):
         stale.unlink()
+    files.state.unlink(missing_ok=True)
     jobs = plan(config, models, separate)
-    pids = {job.name: launch(config, job, echo) for job in jobs}
-    wait_running(config, jobs, timeout_s, echo)
+    write_plan(files, jobs)
+    supervisor = start_supervisor(config, foreground)
+    echo(f"supervisor: started, pid {supervisor.pid}, log {files.log('supervisor') if not foreground else 'here'}")
+    try:
+        pids = wait_running(config, jobs, timeout_s, echo)
+    except BaseException:
+        if foreground:
+            down(config, echo=echo)
+        raise
+    if foreground:
+        follow(config, supervisor, echo)
     return pids
 
 
-def launch(config: PipelineConfig, job: Job, echo) -> int:
-    pid_dir, progress_dir, log_dir = _dirs(config)
-    for directory in (pid_dir, progress_dir, log_dir):
-        directory.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    with open(log_dir / f"{job.name}.log", "ab") as log:
-        process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=config.root, env=env, start_new_session=True)
-    (pid_dir / f"{job.name}.pid").write_text(str(process.pid))
-    echo(f"{job.name}: started, pid {process.pid}, log {log_dir / (job.name + '.log')}")
-    return process.pid
+def start_supervisor(config: PipelineConfig, foreground: bool = False) -> subprocess.Popen:
+    """The supervisor as a process of its own (a session of its own unless in the foreground,
+    where Ctrl-C reaches it with `rdv`). Its pid file is written here, so no caller races it."""
+    files = run_files(config)
+    files.logs.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "rdv.supervisor", "--conf", str(config.conf_dir)]
+    if foreground:
+        process = subprocess.Popen(command, cwd=config.root, stdin=subprocess.DEVNULL)
+    else:
+        with open(files.log("supervisor"), "ab") as log:
+            process = subprocess.Popen(command, cwd=config.root, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+    files.pid.write_text(str(process.pid))
+    return process
+
+
+def follow(config: PipelineConfig, supervisor: subprocess.Popen, echo) -> None:
+    """Wait for the foreground supervisor, which prints each start and exit; on Ctrl-C (it gets the
+    SIGINT too) or SIGTERM, wait for it to stop every job, then stop the broker `up` started."""
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.send_signal(signal.SIGTERM))
+    try:
+        while supervisor.poll() is None:
+            try:
+                supervisor.wait()
+            except KeyboardInterrupt:
+                continue  # the supervisor got it too and is stopping the jobs
+    finally:
+        down(config, echo=echo)
+
+
+def add_jobs(config: PipelineConfig, jobs: list[Job]) -> None:
+    """Add jobs to the running supervisor's plan; it starts them within a second."""
+    files = run_files(config)
+    planned = read_plan(files)
+    if clash := {job.name for job in jobs} & {job.name for job in planned}:
+        raise RuntimeError(f"{', '.join(sorted(clash))}: already running")
+    write_plan(files, [*planned, *jobs])
 
 
 def start_model(config: PipelineConfig, model: str, timeout_s: float = 300.0, echo=print) -> int:
     """Start one more model job next to a running pipeline; nothing else is touched."""
     config.model(model)  # a model without a config fails here, naming the file
+    if supervisor_pid(config) is None:
+        raise RuntimeError("no pipeline is running: start it with `rdv up` first")
     job = model_job(config, model)
-    if job.name in running_jobs(config) or query_states(config).get(job.name, {}).get("state") in ("started", "running"):
+    state = query_states(config).get(job.name, {})
+    if state.get("state") in ("started", "running") and alive(state.get("pgid", 0) or 0):
         raise RuntimeError(f"{job.name} is already running")
-    (_dirs(config)[1] / f"{job.name}.json").unlink(missing_ok=True)
-    pid = launch(config, job, echo)
-    wait_running(config, [job], timeout_s, echo, stop_all_on_failure=False)
-    return pid
+    (run_files(config).progress / f"{job.name}.json").unlink(missing_ok=True)
+    add_jobs(config, [job])
+    return wait_running(config, [job], timeout_s, echo, stop_all_on_failure=False)[job.name]
 
 
-def stop_job(config: PipelineConfig, name: str, timeout_s: float = 60.0) -> bool:
-    """Stop one job process by its pid; False when it is not running as a process of its own."""
-    pid = running_jobs(config).get(name)
-    if pid is None:
+def stop_job(config: PipelineConfig, name: str) -> bool:
+    """Take a job out of the plan and wait until the supervisor has stopped it; False when it is
+    not a job of its own."""
+    files = run_files(config)
+    planned = read_plan(files)
+    if name not in {job.name for job in planned}:
         return False
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and name in running_jobs(config):
+    write_plan(files, [job for job in planned if job.name != name])
+    deadline = time.monotonic() + duration_ms(config.supervisor.stop_timeout) / 1000 + 15
+    while time.monotonic() < deadline and supervisor_pid(config) and name in read_state(files):
         time.sleep(0.5)
-    _kill_group(pid)
-    (_dirs(config)[0] / f"{name}.pid").unlink(missing_ok=True)
-    return True
-
-
-def _kill_group(pid: int) -> bool:
-    """SIGKILL whatever is left of a job's process group (the job's pid is its group id): when
-    spark-submit's JVM exits first, its Python driver can outlive it, stuck on the dead gateway."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
+    if (pid := running_jobs(config).get(name)) is not None:  # no supervisor to stop it
+        _stop_groups(config, {name: pid}, lambda *_: None)
     return True
 
 
 def wait_running(config: PipelineConfig, jobs: list[Job], timeout_s: float, echo,
-                  stop_all_on_failure: bool = True) -> None:
-    expected = {q for job in jobs for q in job.queries}
+                 stop_all_on_failure: bool = True) -> dict[str, int]:
+    """Wait until every query of jobs reports from the job's current process; the jobs' pids. A job
+    that exits while starting fails this with the end of its log, and is taken out of the plan
+    (with every other job, when stop_all_on_failure)."""
+    files = run_files(config)
+    expected = {q: job.name for job in jobs for q in job.queries}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        alive = running_jobs(config)
+        if supervisor_pid(config) is None:
+            _give_up(config, jobs, stop_all_on_failure)
+            raise RuntimeError(f"the supervisor exited; see {files.log('supervisor')}")
+        states = read_state(files)
         for job in jobs:
-            if job.name not in alive:
-                _, _, log_dir = _dirs(config)
-                tail = (log_dir / f"{job.name}.log").read_text(errors="replace").splitlines()[-30:]
-                if stop_all_on_failure:
-                    down(config, stop_broker=False, echo=lambda *_: None)
+            if states.get(job.name, {}).get("last_exit") is not None:
+                tail = files.log(job.name).read_text(errors="replace").splitlines()[-30:]
+                _give_up(config, jobs, stop_all_on_failure)
                 raise RuntimeError(f"{job.name} exited while starting; the end of its log:\n" + "\n".join(tail))
-        states = query_states(config)
-        if all(states.get(q, {}).get("state") in ("started", "running") for q in expected):
+        pids = {job.name: states.get(job.name, {}).get("pid") for job in jobs}
+        progress = query_states(config)
+        if all(progress.get(q, {}).get("state") in ("started", "running") and progress[q].get("pgid") == pids[name]
+               for q, name in expected.items()):
             echo(f"pipeline: {len(expected)} queries running")
-            return
+            return pids
         time.sleep(1)
-    if stop_all_on_failure:
+    _give_up(config, jobs, stop_all_on_failure)
+    raise RuntimeError(f"the pipeline did not start within {timeout_s:.0f} s; see the logs under {files.logs}")
+
+
+def _give_up(config: PipelineConfig, jobs: list[Job], stop_all: bool) -> None:
+    if stop_all:
         down(config, stop_broker=False, echo=lambda *_: None)
     else:
         for job in jobs:
             stop_job(config, job.name)
-    raise RuntimeError(f"the pipeline did not start within {timeout_s:.0f} s; see the logs under var/logs")
 
 
-def down(config: PipelineConfig, stop_broker: bool = True, timeout_s: float = 60.0, echo=print) -> None:
-    """Stop every job `up` started (by pid), then the local broker if `up` started it."""
-    jobs = running_jobs(config)
-    for name, pid in jobs.items():
-        os.killpg(pid, signal.SIGTERM)
-        echo(f"{name}: stopping pid {pid}")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and running_jobs(config):
-        time.sleep(0.5)
-    still_running = running_jobs(config)
-    for name, pid in jobs.items():
-        if _kill_group(pid) and name in still_running:
-            echo(f"{name}: killed pid {pid}")
-    pid_dir, _, _ = _dirs(config)
-    for pid_file in pid_dir.glob("*.pid"):
+def down(config: PipelineConfig, stop_broker: bool = True, echo=print) -> None:
+    """Stop the supervisor, which stops every job; then any job left without one (a supervisor
+    that was killed), by its pid file; then the local broker if `up` started it."""
+    files = run_files(config)
+    stop_timeout_s = duration_ms(config.supervisor.stop_timeout) / 1000
+    if (pid := supervisor_pid(config)) is not None:
+        for name, job_pid in running_jobs(config).items():
+            echo(f"{name}: stopping pid {job_pid}")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + stop_timeout_s + 15
+        while time.monotonic() < deadline and alive(pid):
+            time.sleep(0.5)
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        echo(f"supervisor: stopped pid {pid}")
+    _stop_groups(config, running_jobs(config), echo, stop_timeout_s)
+    for pid_file in files.jobs.glob("*.pid"):
         pid_file.unlink()
-    started_broker = pid_dir / BROKER_STARTED
+    files.pid.unlink(missing_ok=True)
+    files.plan.unlink(missing_ok=True)
+    started_broker = files.jobs / BROKER_STARTED
     if stop_broker and started_broker.exists():
         if LocalBroker.from_config(config).stop():
             echo("broker: stopped")
         started_broker.unlink()
 
 
+def _stop_groups(config: PipelineConfig, jobs: dict[str, int], echo, timeout_s: float = 60.0) -> None:
+    """SIGTERM each job's process group, then SIGKILL what is left after timeout_s."""
+    for name, pid in jobs.items():
+        kill_group(pid, signal.SIGTERM)
+        echo(f"{name}: stopping pid {pid}")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(alive(pid) for pid in jobs.values()):
+        time.sleep(0.5)
+    for name, pid in jobs.items():
+        if kill_group(pid) and alive(pid):
+            echo(f"{name}: killed pid {pid}")
+        run_files(config).pid_file(name).unlink(missing_ok=True)
+
+
 def check_healthy(config: PipelineConfig) -> None:
-    """Raise with the query's own error if a query failed or a job process is gone."""
+    """Raise with the query's own error if a query failed, or if no job runs any more."""
     failed = {name: state.get("exception") for name, state in query_states(config).items() if state.get("state") == "failed"}
     if failed:
         name, error = next(iter(failed.items()))

@@ -1,0 +1,308 @@
+"""The supervisor behind `rdv up`: it runs the planned jobs as processes of their own, starts a job
+that died again after a backoff, and stops every job on SIGTERM or Ctrl-C.
+
+`rdv` and the supervisor share files under var/run and nothing else, so that either can die
+without taking the other with it:
+
+- plan.json: the jobs that should run. `rdv up` writes it and `rdv model start|stop` edits it;
+  the supervisor reads it again every second, starting what is new and stopping what is gone.
+- supervisor.json: each job's pid, restarts, last exit and next start, written by the supervisor.
+- jobs/<name>.pid: each job's pid, which is also its process group. With these files `rdv down`
+  can stop a job even when the supervisor itself was killed.
+- supervisor.pid.
+
+A job started again resumes from its checkpoints (docs/operations.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rdv.config import ConfigError, SupervisorConfig, load_config
+from rdv.durations import duration_ms
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    command: list[str]
+    queries: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    var: Path
+
+    @property
+    def run(self) -> Path:
+        return self.var / "run"
+
+    @property
+    def jobs(self) -> Path:
+        return self.run / "jobs"
+
+    @property
+    def progress(self) -> Path:
+        return self.run / "progress"
+
+    @property
+    def plan(self) -> Path:
+        return self.run / "plan.json"
+
+    @property
+    def state(self) -> Path:
+        return self.run / "supervisor.json"
+
+    @property
+    def pid(self) -> Path:
+        return self.run / "supervisor.pid"
+
+    @property
+    def logs(self) -> Path:
+        return self.var / "logs"
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def pid_file(self, name: str) -> Path:
+        return self.jobs / f"{name}.pid"
+
+
+def _write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)  # a reader never sees half a file
+
+
+def write_plan(files: RunFiles, jobs: list[Job]) -> None:
+    _write_json(files.plan, [asdict(job) for job in jobs])
+
+
+def read_plan(files: RunFiles) -> list[Job]:
+    try:
+        entries = json.loads(files.plan.read_text())
+    except FileNotFoundError:
+        return []
+    return [Job(e["name"], e["command"], tuple(e["queries"])) for e in entries]
+
+
+def read_state(files: RunFiles) -> dict[str, dict]:
+    """Job name -> what the supervisor last wrote about it (empty before its first write)."""
+    try:
+        return json.loads(files.state.read_text())["jobs"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return {}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return not stat.read_text().split(") ")[-1].startswith("Z")
+    except FileNotFoundError:
+        return False
+
+
+def kill_group(pid: int, sig: int = signal.SIGKILL) -> bool:
+    """Signal a job's process group (its pid is its group id). SIGKILL is also sent to what is left
+    of a job that exited: when spark-submit's JVM dies first, its Python driver can outlive it,
+    stuck on the dead gateway."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def backoff_s(settings: SupervisorConfig, failures: int) -> float:
+    """The wait before a start after `failures` failures in a row: doubled each time, capped."""
+    first, cap = duration_ms(settings.backoff) / 1000, duration_ms(settings.max_backoff) / 1000
+    return min(first * 2 ** max(failures - 1, 0), cap)
+
+
+def launch(files: RunFiles, job: Job, cwd: Path) -> subprocess.Popen:
+    """Start a job in a session of its own, its output appended to its log, its pid in its file."""
+    files.jobs.mkdir(parents=True, exist_ok=True)
+    files.logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    with open(files.log(job.name), "ab") as log:
+        process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=cwd, env=env, start_new_session=True)
+    files.pid_file(job.name).write_text(str(process.pid))
+    return process
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _Run:
+    """One planned job and what happened to it so far."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.process: subprocess.Popen | None = None
+        self.started_at = 0.0  # monotonic
+        self.restarts = 0
+        self.failures = 0  # in a row
+        self.last_exit: int | None = None
+        self.last_exit_at: str | None = None
+        self.next_start = 0.0  # monotonic
+        self.stopping_since: float | None = None
+
+
+class Supervisor:
+    def __init__(self, files: RunFiles, settings: SupervisorConfig, cwd: Path, echo=print):
+        self.files, self.settings, self.cwd, self.echo = files, settings, cwd, echo
+        self.runs: dict[str, _Run] = {}
+        self.stopping = threading.Event()
+        self.stop_timeout_s = duration_ms(settings.stop_timeout) / 1000
+
+    def run(self) -> None:
+        """Reconcile once a second until SIGTERM or SIGINT, then stop every job."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        self.files.pid.parent.mkdir(parents=True, exist_ok=True)
+        self.files.pid.write_text(str(os.getpid()))
+        self.echo(f"supervisor: running, pid {os.getpid()}")
+        try:
+            while not self.stopping.is_set():
+                self.reconcile()
+                self.stopping.wait(1.0)
+        finally:
+            self.stop_all()
+            self._write_state()
+            self.files.pid.unlink(missing_ok=True)
+            self.echo("supervisor: stopped")
+
+    def reconcile(self) -> None:
+        planned = {job.name: job for job in read_plan(self.files)}
+        for name, run in list(self.runs.items()):
+            if name not in planned:
+                self._retire(run)
+        now = time.monotonic()
+        for name, job in planned.items():
+            run = self.runs.setdefault(name, _Run(job))
+            if run.stopping_since is not None:  # taken out and planned again: started once it has stopped
+                if run.process is not None and run.process.poll() is None:
+                    continue
+                run.process, run.stopping_since = None, None
+            if run.process is not None and (code := run.process.poll()) is not None:
+                self._died(run, code, now)
+            if run.process is None and now >= run.next_start:
+                self._start(run)
+        self._write_state()
+
+    def _start(self, run: _Run) -> None:
+        if run.last_exit is not None:
+            run.restarts += 1
+        run.process = launch(self.files, run.job, self.cwd)
+        run.started_at = time.monotonic()
+        again = f" again (restart {run.restarts})" if run.restarts else ""
+        self.echo(f"{run.job.name}: started{again}, pid {run.process.pid}, log {self.files.log(run.job.name)}")
+
+    def _died(self, run: _Run, code: int, now: float) -> None:
+        assert run.process is not None
+        kill_group(run.process.pid)
+        self.files.pid_file(run.job.name).unlink(missing_ok=True)
+        healthy_s = duration_ms(self.settings.healthy_after) / 1000
+        run.failures = 1 if now - run.started_at >= healthy_s else run.failures + 1
+        run.last_exit, run.last_exit_at, run.process = code, _now_iso(), None
+        wait = backoff_s(self.settings, run.failures)
+        run.next_start = now + wait
+        self.echo(f"{run.job.name}: exited with {exit_text(code)}; starting again in {wait:.0f} s")
+
+    def _retire(self, run: _Run) -> None:
+        """Stop a job taken out of the plan: SIGTERM, then SIGKILL after the stop timeout."""
+        if run.process is None or run.process.poll() is not None:
+            if run.process is not None:
+                kill_group(run.process.pid)
+                self.echo(f"{run.job.name}: stopped")
+            self.files.pid_file(run.job.name).unlink(missing_ok=True)
+            del self.runs[run.job.name]
+        elif run.stopping_since is None:
+            run.stopping_since = time.monotonic()
+            kill_group(run.process.pid, signal.SIGTERM)
+            self.echo(f"{run.job.name}: stopping pid {run.process.pid}")
+        elif time.monotonic() - run.stopping_since > self.stop_timeout_s:
+            kill_group(run.process.pid)
+            self.echo(f"{run.job.name}: killed pid {run.process.pid} after {self.stop_timeout_s:.0f} s")
+
+    def stop_all(self) -> None:
+        running = [run for run in self.runs.values() if run.process is not None and run.process.poll() is None]
+        for run in running:
+            kill_group(run.process.pid, signal.SIGTERM)
+            self.echo(f"{run.job.name}: stopping pid {run.process.pid}")
+        deadline = time.monotonic() + self.stop_timeout_s
+        while time.monotonic() < deadline and any(run.process.poll() is None for run in running):
+            time.sleep(0.2)
+        for run in self.runs.values():
+            if run.process is not None:
+                if kill_group(run.process.pid) and run.process.poll() is None:
+                    self.echo(f"{run.job.name}: killed pid {run.process.pid} after {self.stop_timeout_s:.0f} s")
+                run.process.wait()
+                run.process = None
+            self.files.pid_file(run.job.name).unlink(missing_ok=True)
+
+    def _write_state(self) -> None:
+        wall, now = time.time(), time.monotonic()
+        jobs = {}
+        for name, run in self.runs.items():
+            running = run.process is not None and run.process.poll() is None
+            jobs[name] = {
+                "pid": run.process.pid if run.process is not None else None,
+                "running": running,
+                "restarts": run.restarts,
+                "last_exit": run.last_exit,
+                "last_exit_at": run.last_exit_at,
+                "next_start_at": None if running or self.stopping.is_set() else wall + max(run.next_start - now, 0),
+            }
+        _write_json(self.files.state, {"pid": os.getpid(), "updated_at": _now_iso(), "jobs": jobs})
+
+
+def exit_text(code: int | None) -> str:
+    if code is None:
+        return "no exit"
+    if code < 0:
+        try:
+            return f"signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m rdv.supervisor",
+        description="Run the jobs of var/run/plan.json, start a job that dies again after a backoff, and "
+                    "stop them all on SIGTERM or Ctrl-C. `rdv up` starts it; see docs/operations.md.")
+    parser.add_argument("--conf", default="conf", help="the conf directory (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.conf)
+    except ConfigError as error:
+        parser.exit(2, f"rdv supervisor: {error}\n")
+
+    def echo(message: str) -> None:
+        print(f"{_now_iso()} {message}", flush=True)
+
+    Supervisor(RunFiles(config.path(config.paths.var)), config.supervisor, config.root, echo).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The supervisor with real processes: plain Python programs stand in for the jobs, so that each
+kill, exit and restart takes milliseconds, not a Spark start-up (tests/e2e/test_faults.py does it
+with the real jobs)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rdv import runner
+from rdv.supervisor import Job, alive, read_state, write_plan
+from tests.helpers import make_config
+
+SETTINGS = {"backoff": "1 second", "max_backoff": "2 seconds", "healthy_after": "1 minute", "stop_timeout": "3 seconds"}
+SLEEPER = [sys.executable, "-c", "import time\nwhile True: time.sleep(0.1)"]
+# Ignores SIGTERM, as a job stuck in a Delta commit would for a while.
+STUBBORN = [sys.executable, "-c", "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                  "while True: time.sleep(0.1)"]
+
+
+def eventually(probe, timeout_s: float = 20.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := probe():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout_s} s")
+
+
+@pytest.fixture
+def supervised(tmp_path):
+    """A config whose plan holds a sleeper and a program that exits at once, and its running supervisor."""
+    config = make_config(tmp_path, supervisor=SETTINGS)
+    files = runner.run_files(config)
+    write_plan(files, [Job("sleeper", SLEEPER, ()), Job("crasher", [sys.executable, "-c", "raise SystemExit(3)"], ())])
+    supervisor = runner.start_supervisor(config)
+    yield config, files
+    runner.down(config, stop_broker=False, echo=lambda *_: None)
+    assert supervisor.wait(timeout=30) is not None
+
+
+def test_a_job_that_dies_is_started_again_with_a_growing_backoff(supervised):
+    config, files = supervised
+    state = eventually(lambda: (s := read_state(files)).get("crasher", {}).get("restarts", 0) >= 2 and s)
+    crasher = state["crasher"]
+    assert crasher["last_exit"] == 3 and crasher["last_exit_at"]
+    assert "restart(s), last exit exit code 3 at" in runner.restarts_text(crasher)
+    assert state["sleeper"]["running"] and state["sleeper"]["restarts"] == 0
+    # Backoff 1 s, then 2 s (capped): three restarts take at least 1 + 2 + 2 s after the first exit.
+    started = time.monotonic()
+    eventually(lambda: read_state(files)["crasher"]["restarts"] >= 4, timeout_s=30)
+    assert time.monotonic() - started >= 3.5
+
+    sleeper = read_state(files)["sleeper"]["pid"]
+    os.killpg(sleeper, signal.SIGKILL)
+    state = eventually(lambda: (s := read_state(files)["sleeper"])["running"] and s["pid"] != sleeper and s)
+    assert state["restarts"] == 1 and state["last_exit"] == -signal.SIGKILL
+    assert runner.running_jobs(config)["sleeper"] == state["pid"]
+    assert "signal 9 (SIGKILL)" in runner.describe_job(state)
+
+
+def test_a_job_taken_out_of_the_plan_is_stopped_and_killed_if_it_ignores_sigterm(tmp_path):
+    config = make_config(tmp_path, supervisor=SETTINGS)
+    files = runner.run_files(config)
+    write_plan(files, [Job("sleeper", SLEEPER, ()), Job("stubborn", STUBBORN, ())])
+    supervisor = runner.start_supervisor(config)
+    try:
+        pids = eventually(lambda: len(jobs := runner.running_jobs(config)) == 2 and jobs)
+        started = time.monotonic()
+        assert runner.stop_job(config, "stubborn")
+        assert not alive(pids["stubborn"])
+        assert time.monotonic() - started >= 3  # it got the stop timeout, then SIGKILL
+        assert runner.stop_job(config, "sleeper")
+        assert not alive(pids["sleeper"]) and runner.running_jobs(config) == {}
+        assert not runner.stop_job(config, "sleeper")  # not planned any more
+        assert alive(supervisor.pid)
+    finally:
+        runner.down(config, stop_broker=False, echo=lambda *_: None)
+    assert supervisor.wait(timeout=30) == 0
+
+
+def test_sigterm_to_the_supervisor_stops_every_job(supervised):
+    config, files = supervised
+    pid = eventually(lambda: runner.running_jobs(config).get("sleeper"))
+    os.kill(runner.supervisor_pid(config), signal.SIGTERM)
+    eventually(lambda: runner.supervisor_pid(config) is None)
+    assert not alive(pid)
+    assert list(files.jobs.glob("*.pid")) == []
+    assert not read_state(files)["sleeper"]["running"]
+
+
+def test_down_stops_the_jobs_of_a_supervisor_that_was_killed(supervised):
+    config, files = supervised
+    pid = eventually(lambda: runner.running_jobs(config).get("sleeper"))
+    os.kill(runner.supervisor_pid(config), signal.SIGKILL)
+    eventually(lambda: runner.supervisor_pid(config) is None)
+    assert alive(pid) and runner.job_states(config) == {}
+    messages = []
+    runner.down(config, stop_broker=False, echo=messages.append)
+    assert not alive(pid)
+    assert f"sleeper: stopping pid {pid}" in messages
+
+
+def test_the_supervisor_refuses_a_bad_config_naming_the_field(tmp_path):
+    config = make_config(tmp_path)
+    pipeline = config.conf_dir / "pipeline.yaml"
+    pipeline.write_text(pipeline.read_text() + "\nsupervisor: {backoff: soon}\n")
+    done = subprocess.run([sys.executable, "-m", "rdv.supervisor", "--conf", str(config.conf_dir)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "pipeline.yaml" in done.stderr and "supervisor.backoff" in done.stderr
