@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pandas as pd
 
+from jobs.decide import decisions
 from rdv.config import PipelineConfig
 from rdv.demo.replay import replay
 from rdv.demo.summary import count_run, run_rows
 from rdv.runner import check_healthy
+from rdv.streams import to_messages
 
 # A deadline for tests that assert every answer is the preferred model's. On two shared cores a
 # score's event-to-result time is mostly the micro-batches' fixed cost, and under a loaded CI run
@@ -35,3 +38,21 @@ def warm_up(spark, config: PipelineConfig, models: list[str]) -> None:
 
 def table_rows(spark, config: PipelineConfig, table: str, prefix: str) -> pd.DataFrame:
     return run_rows(spark, config, table, prefix).toPandas()
+
+
+def replay_decisions(spark, config: PipelineConfig, checkpoint: Path, keys: set[bytes],
+                     timeout_s: float = 120) -> dict[bytes, bytes]:
+    """The rendezvous's decisions computed again from the topics as they are, from a fresh
+    checkpoint and the whole backlog at once: result message key -> value, once every key in keys
+    is decided (or the timeout passed)."""
+    name = f"replay_{checkpoint.parent.name}_{checkpoint.name}".replace("-", "_")
+    query = (to_messages(decisions(spark, config)).writeStream.format("memory").queryName(name)
+             .option("checkpointLocation", str(checkpoint)).start())
+    try:
+        deadline = time.monotonic() + timeout_s
+        while (replayed := {row.key.encode(): row.value.encode() for row in spark.table(name).collect()}
+               ).keys() < keys and time.monotonic() < deadline:
+            time.sleep(2)  # the backlog's batch, then the batch without data in which the watermark decides
+    finally:
+        query.stop()
+    return replayed

@@ -1,4 +1,4 @@
-"""A challenger that raises, returns NaN, is slow or dies changes no champion decision and delays
+"""A challenger that raises, returns NaN, is slow or dies (and stays dead) changes no champion decision and delays
 no answer past the deadline; its failures are visible in `scores`, not dropped.
 
 One pipeline runs all four faulty challengers next to the champion (the slow and the dying one
@@ -56,6 +56,9 @@ def run(spark, tmp_path_factory, broker, registry) -> Run:
         # phases: on two cores it would otherwise compete with the champion's scoring.
         warm_up(spark, config, ["champion", "raises", "nan", "slow", "dying"])
         send_and_wait(spark, config, "alive", EVENTS, ["champion", "raises", "nan", "slow", "dying"])
+        # Killed for good: the supervisor starts it again, and each start fails on a version the
+        # registry does not have, so it stays dead with its restarts on record.
+        (config.conf_dir / "models" / "dying.yaml").write_text("uri: models:/fraud/999\nrole: challenger\n")
         os.killpg(runner.running_jobs(config)["score-dying"], signal.SIGKILL)
         send_and_wait(spark, config, "dead", EVENTS, ["champion", "raises", "nan", "slow"], seed=8)
         archive = pd.concat([table_rows(spark, config, "archive", prefix) for prefix in PHASES])
@@ -122,5 +125,7 @@ def test_a_challenger_whose_job_dies_is_missing_from_the_scores_and_shown_as_not
     scores = scores_of(run, "dying")
     assert scores.index.str.startswith("alive-").sum() == EVENTS
     assert not scores.index.str.startswith("dead-").any()
-    assert run.models["dying"]["running"] == "no"
+    dying = run.models["dying"]
+    assert dying["running"].startswith("no, ") and "restart(s), last exit" in dying["running"], dying
+    assert dying["version"] == "not in the registry"
     assert run.models["slow"]["running"].startswith("yes, pid")

@@ -3,14 +3,10 @@ restart, the split exposes each request to one model while every model scores it
 the topics into a fresh checkpoint decides every request byte for byte as the live run did."""
 from __future__ import annotations
 
-import time
-
 import yaml
 
-from jobs.decide import decisions
 from rdv import runner
-from rdv.streams import to_messages
-from tests.e2e.helpers import ALWAYS_IN_TIME_MS, send_and_wait, table_rows, warm_up
+from tests.e2e.helpers import ALWAYS_IN_TIME_MS, replay_decisions, send_and_wait, table_rows, warm_up
 from tests.e2e.test_pipeline import pipeline_config
 from tests.integration.kafka_io import consume_bytes
 
@@ -58,14 +54,5 @@ def test_policies_change_without_restarts_split_exposure_and_a_replay_decides_th
     assert len(live_ids) == len(set(live_ids)) == 10 + 30 + 60 + 20
 
     # The same topics, a fresh checkpoint, the whole backlog at once: the same decisions, byte for byte.
-    replayed_table = f"replay_{tmp_path.name}"
-    query = (to_messages(decisions(spark, config)).writeStream.format("memory").queryName(replayed_table)
-             .option("checkpointLocation", str(tmp_path / "replay-checkpoint")).start())
-    try:
-        deadline = time.monotonic() + 120
-        while (replayed := {row.key.encode(): row.value.encode() for row in spark.table(replayed_table).collect()}
-               ).keys() < set(live_ids) and time.monotonic() < deadline:
-            time.sleep(2)  # the backlog's batch, then the batch without data in which the watermark decides
-    finally:
-        query.stop()
+    replayed = replay_decisions(spark, config, tmp_path / "replay-checkpoint", set(live_ids))
     assert {key: replayed.get(key) for key, _ in live} == dict(live)

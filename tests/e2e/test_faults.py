@@ -1,0 +1,155 @@
+"""Faults for real: every job killed with SIGKILL at a random point while events flow, and the broker
+stopped for 30 s in the middle of a run. The supervisor starts the jobs again, and the Delta tables
+and the results topic hold exactly what an uninterrupted run would: every request answered, no row
+twice, the same decisions.
+
+The pipeline runs as production runs it (--separate: one spark-submit per job) against a broker of
+its own, so that stopping it touches no other test. The deadline is long enough that a request
+whose model jobs were killed is still answered in time when they come back: the decisions are then
+the champion's, as preferred, whatever the faults' timing, and a replay of the topics decides them
+the same.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from rdv import runner
+from rdv.demo.replay import replay
+from rdv.demo.summary import count_run
+from rdv.kafka_local import LocalBroker
+from tests.e2e.helpers import replay_decisions, table_rows, warm_up
+from tests.helpers import make_config
+from tests.integration.kafka_io import consume_bytes
+
+PORT = 19094
+MODELS = ["champion", "challenger"]
+JOBS = ("features", "decoy", "score-champion", "score-challenger", "rendezvous")
+EVENTS, RATE, BAD_EVERY = 150, 5.0, 25  # per phase: 30 s of traffic, six bad messages
+PHASES = ("killed", "broker")
+DEADLINE_MS = 180_000
+OUTAGE_S = 30
+SEED = 20261202
+
+
+def wait_complete(spark, config, prefix: str, timeout_s: float = 600) -> None:
+    """Wait until every request of the phase is archived, answered and scored by every model. No
+    health check: a query that fails while the broker is away is the supervisor's to start again."""
+    deadline = time.monotonic() + timeout_s
+    while not (counts := count_run(spark, config, prefix)).complete(EVENTS, MODELS):
+        assert time.monotonic() < deadline, f"{prefix}: still incomplete after {timeout_s:.0f} s: {counts}"
+        time.sleep(3)
+
+
+def kill_each_job_once(config, schedule: dict[str, float], started: float, killed: dict[str, int]) -> None:
+    for name, at in sorted(schedule.items(), key=lambda item: item[1]):
+        time.sleep(max(started + at - time.monotonic(), 0))
+        pid = runner.running_jobs(config)[name]
+        os.killpg(pid, signal.SIGKILL)
+        killed[name] = pid
+
+
+@pytest.fixture(scope="module")
+def run(spark, tmp_path_factory, registry):
+    root = tmp_path_factory.mktemp("faults")
+    config = make_config(root, port=PORT, profile_override="cluster", mlflow={"tracking_uri": registry},
+                         policy={"deadline_ms": DEADLINE_MS},
+                         rendezvous={"max_deadline_ms": DEADLINE_MS, "grace": "2 seconds"},
+                         supervisor={"backoff": "2 seconds", "max_backoff": "10 seconds"})
+    broker = LocalBroker.from_config(config)
+    broker.start()
+    try:
+        runner.up(config, MODELS, separate=True)
+        try:
+            warm_up(spark, config, MODELS)
+            # Each job killed once, at a seeded random point of the first phase's 30 s of traffic.
+            rng = random.Random(SEED)
+            schedule = {job: rng.uniform(2, EVENTS / RATE - 2) for job in JOBS}
+            killed: dict[str, int] = {}
+            killer = threading.Thread(target=kill_each_job_once,
+                                      args=(config, schedule, time.monotonic(), killed), daemon=True)
+            killer.start()
+            replay(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, EVENTS, RATE, seed=11,
+                   bad_every=BAD_EVERY, id_prefix="killed")
+            killer.join(timeout=60)
+            wait_complete(spark, config, "killed")
+
+            # The broker stopped while the first half of the phase is still on its way through.
+            replay(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, EVENTS // 2, RATE, seed=12,
+                   bad_every=BAD_EVERY, id_prefix="broker")
+            broker.stop()
+            time.sleep(OUTAGE_S)
+            broker.start()
+            replay(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, EVENTS - EVENTS // 2, RATE,
+                   seed=13, bad_every=BAD_EVERY, id_prefix="broker-2")
+            wait_complete(spark, config, "broker")
+            states = runner.job_states(config)
+        finally:
+            runner.down(config, stop_broker=False)
+        tables = {table: pd.concat([table_rows(spark, config, table, p) for p in PHASES])
+                  for table in ("archive", "results", "scores")}
+        quarantine = spark.read.format("delta").load(config.table("quarantine")).toPandas()
+        live = [(key, value) for key, value in consume_bytes(config.kafka.bootstrap_servers,
+                                                             config.kafka.topics.results.name)
+                if key.decode().startswith(PHASES)]
+        replayed = replay_decisions(spark, config, root / "replay-checkpoint", {key for key, _ in live})
+        yield {"config": config, "states": states, "killed": killed, "tables": tables, "quarantine": quarantine,
+               "live": live, "replayed": replayed}
+    finally:
+        broker.stop()
+
+
+def requests(phase_rows: pd.DataFrame) -> list[str]:
+    return sorted(phase_rows["request_id"])
+
+
+def test_every_job_was_killed_and_started_again_by_the_supervisor(run):
+    assert set(run["killed"]) == set(JOBS)
+    for name in JOBS:
+        state = run["states"][name]
+        assert state["restarts"] >= 1 and state["running"], (name, state)
+        assert state["pid"] != run["killed"][name]
+    assert run["states"]["features"]["last_exit"] is not None
+
+
+def test_no_request_is_lost_and_no_delta_row_is_there_twice(run):
+    archive, results, scores = (run["tables"][t] for t in ("archive", "results", "scores"))
+    expected = 2 * EVENTS
+    assert len(archive) == archive["request_id"].nunique() == expected
+    assert len(results) == results["request_id"].nunique() == expected
+    assert requests(results) == requests(archive)
+    assert len(scores) == len(scores.drop_duplicates(["request_id", "model"])) == expected * len(MODELS)
+    assert set(scores.groupby("request_id").size()) == {len(MODELS)}
+
+
+def test_every_bad_message_is_quarantined_exactly_once(run):
+    quarantine = run["quarantine"]
+    assert len(quarantine) == len(quarantine.drop_duplicates(["source_topic", "source_partition", "source_offset"]))
+    # One bad message after every BAD_EVERY events, in each of the three sends.
+    sent = EVENTS // BAD_EVERY + (EVENTS // 2) // BAD_EVERY + (EVENTS - EVENTS // 2) // BAD_EVERY
+    assert len(quarantine) == sent, quarantine["reason"].value_counts().to_dict()
+
+
+def test_every_answer_is_the_champions_as_preferred(run):
+    results = run["tables"]["results"]
+    assert (results["model"] == "champion").all()
+    assert (results["reason"] == "preferred").all(), results["reason"].value_counts().to_dict()
+
+
+def test_results_sent_twice_are_identical_copies(run):
+    by_key: dict[bytes, set[bytes]] = {}
+    for key, value in run["live"]:
+        by_key.setdefault(key, set()).add(value)
+    assert len(by_key) == 2 * EVENTS
+    assert all(len(values) == 1 for values in by_key.values()), [k for k, v in by_key.items() if len(v) > 1][:5]
+
+
+def test_decisions_are_those_of_an_uninterrupted_run_on_the_same_input(run):
+    live = dict(run["live"])
+    assert {key: run["replayed"].get(key) for key in live} == live

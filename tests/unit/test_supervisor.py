@@ -1,0 +1,29 @@
+"""The supervisor's pure parts: the backoff, and how a job's state reads in `rdv status`."""
+from __future__ import annotations
+
+import time
+
+from rdv.config import SupervisorConfig
+from rdv.runner import describe_job, restarts_text
+from rdv.supervisor import backoff_s, exit_text
+
+
+def test_the_backoff_doubles_with_each_failure_in_a_row_up_to_its_cap():
+    settings = SupervisorConfig(backoff="2 seconds", max_backoff="10 seconds")
+    assert [backoff_s(settings, n) for n in range(1, 6)] == [2, 4, 8, 10, 10]
+
+
+def test_exits_read_as_codes_or_signals():
+    assert exit_text(1) == "exit code 1"
+    assert exit_text(-9) == "signal 9 (SIGKILL)"
+    assert exit_text(-15) == "signal 15 (SIGTERM)"
+
+
+def test_a_job_reads_as_running_or_dead_with_its_restarts():
+    assert describe_job({"pid": 42, "running": True, "restarts": 0, "last_exit": None}) == "running, pid 42"
+    restarted = {"pid": 43, "running": True, "restarts": 1, "last_exit": -9, "last_exit_at": "2026-12-02T05:00:00+00:00"}
+    assert describe_job(restarted) == ("running, pid 43; 1 restart(s), last exit signal 9 (SIGKILL) at "
+                                       "2026-12-02T05:00:00+00:00")
+    dead = {**restarted, "running": False, "pid": None, "next_start_at": time.time() + 30.4}
+    assert describe_job(dead).startswith("dead, starting again in 30 s; 1 restart(s)")
+    assert restarts_text({"restarts": 0, "last_exit": None}) == ""
