@@ -2,7 +2,8 @@
 
 The same job serves every model; only its config, conf/models/<name>.yaml, differs. A job whose
 URI follows a registry alias moves to the alias's new version between micro-batches, without a
-restart (see models/following.py).
+restart (see models/following.py). A request that crashes the model's Python worker is answered
+with an error record, and the rest of its micro-batch is scored (see models/crashes.py).
 
 Usage:
     spark-submit --packages <see README> jobs/score.py --conf conf --model champion
@@ -16,7 +17,8 @@ from pyspark.sql.streaming import StreamingQuery
 from features.records import parse_feature_records
 from models.following import ModelFollower
 from models.registry import ModelNotFound, ResolvedModel, model_inputs
-from models.scoring import feature_columns, score_requests, scorer
+from models.crashes import publish_isolating_crashes
+from models.scoring import failed_scores, feature_columns, score_requests, scorer
 from rdv.config import ConfigError, PipelineConfig
 from rdv.jobrun import argument_parser, run_job
 from rdv.streams import for_each_batch, publish, read_topic, to_messages
@@ -47,7 +49,11 @@ def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> Strea
     def score_batch(requests: DataFrame, batch_id: int) -> None:
         serving = follower.refresh()
         udf = scorer(serving.model.local_dir.name, serving.columns, model.output, model.threshold)
-        publish(to_messages(score_requests(requests, serving.model, udf)), config, config.kafka.topics.scores.name)
+        topic = config.kafka.topics.scores.name
+        publish_isolating_crashes(
+            requests,
+            lambda rows: publish(to_messages(score_requests(rows, serving.model, udf)), config, topic),
+            lambda rows, error: publish(to_messages(failed_scores(rows, serving.model, error)), config, topic))
 
     messages = read_topic(spark, config, config.kafka.topics.features.name, model.spark.max_offsets_per_trigger)
     requests = parse_feature_records(messages, config.spec.features_schema()).where(F.col("kind") == "request")

@@ -129,7 +129,17 @@ def scorer(shipped_name: str, columns: list[str], output: Output, threshold: flo
 
 def score_requests(requests: DataFrame, model: ResolvedModel, score_udf) -> DataFrame:
     """One score record per request: the model's answer plus the request context the rendezvous needs."""
-    scored = requests.withColumn("s", score_udf(F.col("features")))
+    return _score_records(requests.withColumn("s", score_udf(F.col("features"))), model)
+
+
+def failed_scores(requests: DataFrame, model: ResolvedModel, error: str) -> DataFrame:
+    """Score records without a score, with the error: for requests the model could not be run on."""
+    failed = F.struct(F.lit(None).cast("double").alias("score"), F.lit(None).cast("int").alias("label"),
+                      F.lit(error).alias("error"), F.current_timestamp().alias("scored_at"))
+    return _score_records(requests.withColumn("s", failed), model)
+
+
+def _score_records(scored: DataFrame, model: ResolvedModel) -> DataFrame:
     return scored.select(
         "request_id",
         F.lit(model.name).alias("model"),

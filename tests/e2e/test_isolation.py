@@ -65,7 +65,7 @@ def run(spark, tmp_path_factory, broker, registry) -> Run:
         features = pd.DataFrame([json.loads(m)["features"] for m in archive["message"]], index=archive["request_id"])
         yield Run(config, *[pd.concat([table_rows(spark, config, table, prefix) for prefix in PHASES])
                             for table in ("results", "scores")], features,
-                  {row["model"]: row for row in model_rows(config)})
+                  {row["model"]: row for row in model_rows(load_config(config.conf_dir))})  # as `rdv model list` reads it
     finally:
         runner.down(config)
 
