@@ -9,7 +9,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 DEMO_EVENTS ?= 2000
 DEMO_RATE ?= 50
 
-.PHONY: setup jars demo test test-unit bench bench-rendezvous kafka-up kafka-down kafka-status up down status lock clean
+.PHONY: setup jars demo test test-unit bench bench-rendezvous soak kafka-up kafka-down kafka-status up down status lock clean
 
 setup: $(VENV)/.installed var/jars/.installed
 
@@ -44,6 +44,12 @@ BENCH_RATE ?= 5000
 BENCH_SECONDS ?= 40
 bench-rendezvous: setup
 	$(PY) -m bench.rendezvous --rate $(BENCH_RATE) --seconds $(BENCH_SECONDS)
+
+# The pipeline at a steady load for 20 minutes: state stores, pending requests and every job's
+# memory sampled, each judged bounded or growing; figures in bench/results/soak-<date>.json.
+SOAK_ARGS ?=
+soak: setup
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 kafka-up: setup
 	$(RDV) kafka up

@@ -33,6 +33,7 @@ from pyspark.sql import functions as F
 from jobs.decide import decide
 from rdv.config import PipelineConfig, load_config
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
+from rdv.kafka_security import client_settings
 from rdv.spark import build_session
 from rdv.streams import publish, read_topic, to_messages, write_topic
 
@@ -122,7 +123,7 @@ def load_traffic(spark: SparkSession, config: PipelineConfig, rate: int, seconds
 
 
 def results_on_topic(config: PipelineConfig) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=config.kafka.bootstrap_servers)
+    consumer = KafkaConsumer(**client_settings(config))
     try:
         topic = config.kafka.topics.results
         partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     broker.start()
     spark = build_session(config, "rdv-bench-rendezvous")
     try:
-        ensure_topics(config.kafka.bootstrap_servers, pipeline_topics(config))
+        ensure_topics(client_settings(config), pipeline_topics(config))
         result = run(spark, config, args.rate, args.seconds, args.batch_seconds)
     finally:
         spark.stop()

@@ -18,6 +18,7 @@ from bench.scenarios import B_PREFIX, Scenario
 from rdv.config import PipelineConfig, load_config
 from rdv.demo.train import demo_models_registered
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
+from rdv.kafka_security import client_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MLFLOW = ROOT / "var" / "bench" / "mlflow"
@@ -85,7 +86,7 @@ def start_broker(configs: dict[str, PipelineConfig]) -> LocalBroker:
     broker = LocalBroker.from_config(first)
     broker.start()
     topics = {t for config in configs.values() for t in pipeline_topics(config)}
-    ensure_topics(first.kafka.bootstrap_servers, sorted(topics | {(h, first.kafka.topics.raw.partitions) for h in HOP_TOPICS}))
+    ensure_topics(client_settings(first), sorted(topics | {(h, first.kafka.topics.raw.partitions) for h in HOP_TOPICS}))
     return broker
 
 

@@ -17,11 +17,12 @@ from rdv.config import ConfigError, load_config
 
 def _kafka(config, args) -> int:
     from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
+    from rdv.kafka_security import client_settings
 
     broker = LocalBroker.from_config(config)
     if args.action == "up":
         pid = broker.start()
-        created = ensure_topics(broker.bootstrap, pipeline_topics(config))
+        created = ensure_topics(client_settings(config), pipeline_topics(config))
         print(f"broker: running on {broker.bootstrap}, pid {pid}; topics created: {', '.join(created) or 'none'}")
     elif args.action == "down":
         print("broker: stopped" if broker.stop() else "broker: was not running")
@@ -127,8 +128,9 @@ def _train(config, args) -> int:
 
 def _replay(config, args) -> int:
     from rdv.demo.replay import replay
+    from rdv.kafka_security import client_settings
 
-    sent = replay(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, args.events, args.rate,
+    sent = replay(client_settings(config), config.kafka.topics.raw.name, args.events, args.rate,
                   seed=args.seed, drift_at=args.drift_at, bad_every=args.bad_every, id_prefix=args.id_prefix,
                   progress=lambda i, n: print(f"replay: {i}/{n} sent", flush=True),
                   labels_topic=config.kafka.topics.labels.name if args.label_delay is not None else None,

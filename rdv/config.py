@@ -55,9 +55,39 @@ class Topics(_Frozen):
         return [self.raw, self.features, self.scores, self.results, self.quarantine, self.heartbeats, self.labels]
 
 
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class KafkaSecurity(_Frozen):
+    """How every job and the CLI connect to the brokers (rdv/kafka_security.py). Secrets are never in
+    the file: the fields ending in _env name the environment variables that hold them."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    username_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    password_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    # TLS, in PEM files: the CA certificates the brokers' certificates are checked against, and for
+    # mutual TLS the client's private key with its certificate chain, in one file.
+    ca_file: Path | None = None
+    keystore_file: Path | None = None
+    key_password_env: str | None = Field(default=None, pattern=_ENV_NAME)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        sasl = self.protocol.startswith("SASL_")
+        if sasl and not (self.sasl_mechanism and self.username_env and self.password_env):
+            raise ValueError(f"protocol {self.protocol} needs sasl_mechanism, username_env and password_env")
+        if not sasl and (self.sasl_mechanism or self.username_env or self.password_env):
+            raise ValueError(f"sasl_mechanism, username_env and password_env need a SASL protocol, not {self.protocol}")
+        if not self.protocol.endswith("SSL") and (self.ca_file or self.keystore_file or self.key_password_env):
+            raise ValueError(f"ca_file, keystore_file and key_password_env need SSL or SASL_SSL, not {self.protocol}")
+        return self
+
+
 class KafkaConfig(_Frozen):
     bootstrap_servers: str = "127.0.0.1:9092"
     topics: Topics
+    security: KafkaSecurity = KafkaSecurity()
     # Extra options passed to Spark's Kafka source and sink (without the 'kafka.' prefix).
     options: dict[str, str] = Field(default_factory=dict)
     # Producer settings of every Kafka sink (without the 'kafka.' prefix): a micro-batch's records

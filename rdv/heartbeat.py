@@ -20,6 +20,7 @@ from kafka import KafkaProducer
 from pyspark.sql.streaming import StreamingQuery
 
 from rdv.config import PipelineConfig
+from rdv.kafka_security import client_settings
 from rdv.durations import duration_ms
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def start_heartbeat(config: PipelineConfig, query: StreamingQuery) -> threading.
     interval_s = duration_ms(config.features.heartbeat_interval) / 1000
 
     def beat() -> None:
-        producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap_servers, linger_ms=0)
+        producer = KafkaProducer(**client_settings(config), linger_ms=0)
         stopped = threading.Event()
         try:
             while query.isActive and not stopped.wait(interval_s):

@@ -3,6 +3,11 @@
 It runs from the jars that `make jars` cached under var/jars/kafka, keeps its data under
 var/kafka, and is stopped by the pid it was started with. Every call is idempotent: `up` on a
 running broker only makes sure the topics exist.
+
+With kafka.security protocol SASL_PLAINTEXT and mechanism PLAIN, its one listener takes only the
+configured user, with the password from the environment: a client without them is refused. That is
+what the tests use to show the jobs and the CLI connect as a secured cluster needs. TLS and SCRAM
+need a broker of your own (profile: cluster).
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kafka import KafkaAdminClient
@@ -20,6 +25,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from rdv.config import PipelineConfig
+from rdv.kafka_security import client_settings, credentials, jaas_config
 
 _LOG4J2 = """\
 status = warn
@@ -45,6 +51,10 @@ class LocalBroker:
     jar_dir: Path
     host: str
     port: int
+    # The one user a SASL/PLAIN broker accepts, (username, password); None for PLAINTEXT.
+    user: tuple[str, str] | None = field(default=None, repr=False)
+    # How rdv's own clients connect to it (rdv.kafka_security.client_settings).
+    client: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> "LocalBroker":
@@ -55,8 +65,14 @@ class LocalBroker:
                 f"kafka.bootstrap_servers is {server}: the local broker only binds to 127.0.0.1 "
                 "(set profile: cluster to use your own broker)"
             )
+        security = config.kafka.security
+        if security.protocol not in ("PLAINTEXT", "SASL_PLAINTEXT") or security.sasl_mechanism not in (None, "PLAIN"):
+            raise RuntimeError(
+                f"kafka.security is {security.protocol} {security.sasl_mechanism or ''}: the local broker offers "
+                "PLAINTEXT or SASL_PLAINTEXT with PLAIN (set profile: cluster to use your own broker)")
         var = config.path(config.paths.var)
-        return cls(home=var / "kafka" / port, jar_dir=config.path(config.paths.jars) / "kafka", host="127.0.0.1", port=int(port))
+        return cls(home=var / "kafka" / port, jar_dir=config.path(config.paths.jars) / "kafka", host="127.0.0.1",
+                   port=int(port), user=credentials(config), client=client_settings(config))
 
     @property
     def bootstrap(self) -> str:
@@ -82,19 +98,36 @@ class LocalBroker:
             return None  # the pid was reused by another process
         return pid
 
+    def _listener(self) -> list[str]:
+        """The client listener's settings: PLAINTEXT, or SASL_PLAINTEXT that knows one user."""
+        if self.user is None:
+            return [f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.port + 1}",
+                    f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"]
+        username, password = self.user
+        # The broker's own connections use the same user: user_<name> lists who may log in.
+        login = jaas_config("PLAIN", username, password).rstrip(";") + f' user_{username}="{password}";'
+        return [f"listeners=SASL_PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.port + 1}",
+                f"advertised.listeners=SASL_PLAINTEXT://{self.host}:{self.port}",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+                "inter.broker.listener.name=SASL_PLAINTEXT",
+                "sasl.enabled.mechanisms=PLAIN",
+                "sasl.mechanism.inter.broker.protocol=PLAIN",
+                f"listener.name.sasl_plaintext.plain.sasl.jaas.config={login}"]
+
     def _write_config(self) -> Path:
         data = self.home / "data"
         properties = self.home / "server.properties"
+        properties.touch(mode=0o600)  # it may hold the broker's one password: its owner's eyes only
+        properties.chmod(0o600)
         properties.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.bootstrap.servers={self.host}:{self.port + 1}",
-                    f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.port + 1}",
-                    f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
+                    *self._listener(),
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
                     f"log.dirs={data}",
                     "num.partitions=1",
                     "auto.create.topics.enable=false",
@@ -171,7 +204,7 @@ class LocalBroker:
 
     def answers(self) -> bool:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
+            admin = KafkaAdminClient(**{**self.client, "bootstrap_servers": self.bootstrap}, request_timeout_ms=3000)
         except KafkaError:
             return False
         try:
@@ -198,9 +231,10 @@ class LocalBroker:
         return True
 
 
-def ensure_topics(bootstrap: str, topics: list[tuple[str, int]]) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+def ensure_topics(connection: dict, topics: list[tuple[str, int]]) -> list[str]:
+    """Create the topics that do not exist yet, through a client made with connection
+    (rdv.kafka_security.client_settings); returns the names created."""
+    admin = KafkaAdminClient(**connection, request_timeout_ms=15000)
     try:
         existing = set(admin.list_topics())
         missing = [NewTopic(name, partitions, 1) for name, partitions in topics if name not in existing]

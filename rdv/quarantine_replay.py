@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from features.quarantine import PLACE, replay_messages, replayable
 from rdv.config import PipelineConfig
+from rdv.kafka_security import client_settings
 from rdv.streams import create_table
 
 REPLAYS_TABLE = "quarantine_replays"
@@ -53,7 +54,7 @@ def replay_quarantine(spark: SparkSession, config: PipelineConfig, reasons: list
 
 
 def _send(config: PipelineConfig, messages) -> None:
-    producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap_servers, acks="all", linger_ms=20)
+    producer = KafkaProducer(**client_settings(config), acks="all", linger_ms=20)
     try:
         for message in messages.toLocalIterator():
             producer.send(message["topic"], key=message["key"] and message["key"].encode(),

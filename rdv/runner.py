@@ -20,6 +20,7 @@ from jobs import decide, decoy, featurize
 from rdv.config import PipelineConfig
 from rdv.durations import duration_ms
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
+from rdv.kafka_security import client_settings
 from rdv.spark import local_jars
 from rdv.supervisor import Job, RunFiles, alive, exit_text, kill_group, read_plan, read_state, write_plan
 
@@ -142,7 +143,7 @@ def up(config: PipelineConfig, models: list[str], separate: bool = False, timeou
             (files.jobs / BROKER_STARTED).touch()  # so that `down` stops it again
         else:
             echo(f"broker: running on {broker.bootstrap}")
-    ensure_topics(config.kafka.bootstrap_servers, pipeline_topics(config))
+    ensure_topics(client_settings(config), pipeline_topics(config))
     files.progress.mkdir(parents=True, exist_ok=True)
     for stale in files.progress.glob("*.json"):
         stale.unlink()

@@ -9,6 +9,7 @@ from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 from pyspark.sql.types import DateType, NumericType, StringType, StructType, TimestampNTZType, TimestampType
 
 from rdv.config import PipelineConfig
+from rdv.kafka_security import spark_options
 
 # Spark fair scheduler pools (rdv/scheduler-pools.xml): the latency path's jobs take the cores
 # first; the queries that only record into Delta take what is left.
@@ -27,7 +28,7 @@ def _start(writer: DataStreamWriter, spark: SparkSession, pool: str, path: str |
 
 
 def _kafka_options(config: PipelineConfig) -> dict[str, str]:
-    options = {"kafka.bootstrap.servers": config.kafka.bootstrap_servers}
+    options = {"kafka.bootstrap.servers": config.kafka.bootstrap_servers, **spark_options(config)}
     options.update({f"kafka.{k}": v for k, v in config.kafka.options.items()})
     return options
 

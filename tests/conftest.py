@@ -14,6 +14,7 @@ import pytest
 from features.personal import KEY_VARIABLE
 from rdv.demo.train import train_demo_models
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
+from rdv.kafka_security import client_settings
 from rdv.spark import build_session
 from tests.helpers import make_config
 
@@ -55,5 +56,5 @@ def config(tmp_path, broker, registry):
     """A config of this test's own: its topics exist on the broker, its paths are under tmp_path,
     its models are in the session's registry."""
     test_config = make_config(tmp_path, mlflow={"tracking_uri": registry})
-    ensure_topics(test_config.kafka.bootstrap_servers, pipeline_topics(test_config))
+    ensure_topics(client_settings(test_config), pipeline_topics(test_config))
     return test_config

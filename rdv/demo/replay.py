@@ -18,7 +18,7 @@ def now_iso() -> str:
 
 
 def replay(
-    bootstrap: str,
+    connection: dict,
     topic: str,
     events: int,
     rate: float,
@@ -31,13 +31,14 @@ def replay(
     labels_topic: str | None = None,
     label_delay_s: float = 5.0,
 ) -> dict[str, int]:
-    """Send `events` generated events at `rate` per second, each stamped with the time it is
+    """Send `events` generated events at `rate` per second, through a producer made with connection
+    (rdv.kafka_security.client_settings), each stamped with the time it is
     sent; with bad_every > 0, one bad message after every bad_every events. With labels_topic, each
     event's ground truth (is_fraud) goes there label_delay_s after the event, stamped labelled_at;
     the last ones are waited for. Returns counts."""
     generated = generate_events(events, seed=seed, drift_at=drift_at)
     messages, truths = raw_json(generated), generated["is_fraud"].tolist()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    producer = KafkaProducer(**connection, linger_ms=5, acks="all")
     sent = bad = labelled = 0
     due: deque[tuple[float, str, int]] = deque()  # (when, request_id, label), in the order sent
 

@@ -23,6 +23,7 @@ from rdv.config import PipelineConfig
 from rdv.demo.replay import replay
 from rdv.demo.summary import count_run, summarize
 from rdv.demo.train import demo_models_registered, train_demo_models
+from rdv.kafka_security import client_settings
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: flo
         runner.up(config, models, separate=separate, echo=echo)
         echo(f"replay: {events} events at {rate:g}/s into {config.kafka.topics.raw.name} (run {run_id})")
         sent = replay(
-            config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events, rate, id_prefix=run_id,
+            client_settings(config), config.kafka.topics.raw.name, events, rate, id_prefix=run_id,
             drift_at=drift_at, bad_every=bad_every, progress=lambda i, n: echo(f"replay: {i}/{n} sent"),
             labels_topic=config.kafka.topics.labels.name, label_delay_s=label_delay_s,
         )

@@ -10,6 +10,7 @@ from jobs.decide import decisions
 from rdv.config import PipelineConfig
 from rdv.demo.replay import replay
 from rdv.demo.summary import count_run, run_rows
+from rdv.kafka_security import client_settings
 from rdv.runner import check_healthy
 from rdv.streams import to_messages
 
@@ -22,7 +23,7 @@ def send_and_wait(spark, config: PipelineConfig, prefix: str, events: int, model
                   seed: int = 7, timeout_s: float = 300) -> None:
     """Replay events whose request ids start with prefix, then wait until every one is archived,
     answered and scored by every named model (or fail with what is missing)."""
-    replay(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events, rate, seed=seed, id_prefix=prefix)
+    replay(client_settings(config), config.kafka.topics.raw.name, events, rate, seed=seed, id_prefix=prefix)
     deadline = time.monotonic() + timeout_s
     while not (counts := count_run(spark, config, prefix)).complete(events, models):
         check_healthy(config)

@@ -9,6 +9,7 @@ from rdv import runner
 from rdv.config import load_config
 from rdv.demo.replay import replay
 from rdv.demo.summary import count_run
+from rdv.kafka_security import client_settings
 from rdv.model_configs import add_model_config, model_rows
 from tests.e2e.test_pipeline import pipeline_config
 
@@ -23,7 +24,7 @@ def test_a_model_added_while_the_pipeline_runs_scores_the_requests_after_its_sta
         runner.start_model(config, "second")
         assert [r["running"].startswith("yes, pid") for r in model_rows(config) if r["model"] == "second"] == [True]
 
-        replay(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, 60, 20, id_prefix="after-start")
+        replay(client_settings(config), config.kafka.topics.raw.name, 60, 20, id_prefix="after-start")
         deadline = time.monotonic() + 360
         while time.monotonic() < deadline:
             counts = count_run(spark, config, "after-start")

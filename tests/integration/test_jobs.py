@@ -18,6 +18,7 @@ from rdv.config import ConfigError, load_config
 from rdv.demo.generator import generate_events, raw_json
 from rdv.demo.replay import now_iso
 from rdv.kafka_local import ensure_topics, pipeline_topics
+from rdv.kafka_security import client_settings
 from rdv.model_configs import add_model_config
 from rdv.quarantine_replay import replay_quarantine
 from tests.helpers import make_config
@@ -138,7 +139,7 @@ def fast_config(tmp_path, broker, registry):
     """Short deadlines, so deferred answers come within seconds of the heartbeats."""
     config = make_config(tmp_path, mlflow={"tracking_uri": registry}, policy={"deadline_ms": 3000},
                          rendezvous={"max_deadline_ms": 3000, "grace": "1 second"})
-    ensure_topics(config.kafka.bootstrap_servers, pipeline_topics(config))
+    ensure_topics(client_settings(config), pipeline_topics(config))
     return config
 
 

@@ -12,9 +12,9 @@ from tests.helpers import make_config
 def test_up_is_idempotent_and_creates_the_configured_topics(broker, tmp_path):
     config = make_config(tmp_path)
     assert broker.start() == broker.pid()  # a second start finds the running broker
-    created = ensure_topics(broker.bootstrap, pipeline_topics(config))
+    created = ensure_topics(broker.client, pipeline_topics(config))
     assert sorted(created) == sorted(t.name for t in config.kafka.topics.all())
-    assert ensure_topics(broker.bootstrap, pipeline_topics(config)) == []
+    assert ensure_topics(broker.client, pipeline_topics(config)) == []
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     try:
         described = {t["name"]: len(t["partitions"]) for t in admin.describe_topics([config.kafka.topics.raw.name])}

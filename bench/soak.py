@@ -1,0 +1,198 @@
+"""`make soak`: the pipeline under a steady load for a long run, to show that nothing in it grows
+without bound.
+
+It runs the shipped conf with the champion and one challenger, each job its own spark-submit under
+the supervisor (`rdv up --separate`), on a local broker of its own. Generated events go to rdv.raw at
+a steady rate. Every --every seconds it samples three things:
+
+- each stateful query's state store: its rows and its bytes (memory and files). The features job's
+  de-duplication and the rendezvous's join hold state that their watermarks evict.
+- the requests sent but not answered on rdv.results yet;
+- the memory (RSS) of each job's processes: its JVM and its Python workers.
+
+At the end it prints, for each figure, its value after the warm-up, its maximum over the first and
+the second half of the rest of the run, and its last value. A figure is bounded when its maximum
+over the second half exceeds the first half's by no more than 10% and a small floor of its kind. The
+run also fails if a job had to be restarted.
+
+Usage:
+    python -m bench.soak [--minutes 20] [--rate 50] [--every 30]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from bench.load import Load, Offsets
+from bench.measure import ProcessTree
+from bench.setup import REGISTRY, ROOT, ensure_models, write_conf
+from features.personal import ensure_session_key
+from rdv import runner
+from rdv.config import PipelineConfig, load_config
+
+MODELS = ["champion", "challenger-1"]
+MIB = 1024 * 1024
+# How much a figure may rise from the first half to the second on top of 10%, by its kind: noise
+# that says nothing about a leak (a RocksDB compaction, a JVM that grows its heap a little).
+FLOORS = {"state rows": 200, "state MiB": 16, "pending requests": None, "RSS MiB": 64}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    figure: str
+    after_warm_up: float
+    first_half_max: float
+    second_half_max: float
+    last: float
+    bounded: bool
+
+
+def figures(config: PipelineConfig, trees: dict[str, ProcessTree], answered: int, sent: int) -> dict[str, float]:
+    """One sample: state rows and MiB per stateful query, pending requests, RSS MiB per job."""
+    sample: dict[str, float] = {}
+    for name, progress in sorted(runner.query_states(config).items()):
+        operators = progress.get("stateOperators") or []
+        if not operators:
+            continue
+        rows = sum(op.get("numRowsTotal", 0) for op in operators)
+        used = sum(op.get("memoryUsedBytes", 0) + op.get("customMetrics", {}).get("rocksdbSstFileSize", 0)
+                   for op in operators)
+        sample[f"state rows: {name}"] = rows
+        sample[f"state MiB: {name}"] = round(used / MIB, 1)
+    sample["pending requests"] = max(sent - answered, 0)
+    for name, tree in sorted(trees.items()):
+        sample[f"RSS MiB: {name}"] = round(tree.sample()[1] / MIB)
+    return sample
+
+
+def verdicts(samples: list[tuple[float, dict[str, float]]], warm_up_s: float, rate: float) -> list[Verdict]:
+    """Each figure bounded or not, over the samples taken after warm_up_s from the first."""
+    if not samples:
+        return []
+    start = samples[0][0] + warm_up_s
+    measured = [(t, s) for t, s in samples if t >= start]
+    if len(measured) < 4:
+        raise ValueError(f"{len(measured)} samples after the warm-up: run longer or sample more often")
+    middle = measured[0][0] + (measured[-1][0] - measured[0][0]) / 2
+    out = []
+    for figure in sorted({f for _, s in measured for f in s}):
+        first = [s[figure] for t, s in measured if t < middle and figure in s]
+        second = [s[figure] for t, s in measured if t >= middle and figure in s]
+        if not first or not second:
+            continue
+        kind = figure.split(":")[0]
+        floor = FLOORS[kind] if FLOORS.get(kind) is not None else rate * 5  # five seconds of traffic
+        bounded = max(second) <= max(first) * 1.1 + floor
+        out.append(Verdict(figure, first[0], max(first), max(second), second[-1], bounded))
+    return out
+
+
+def table(results: list[Verdict]) -> str:
+    lines = [f"{'figure':<36} {'after warm-up':>13} {'max 1st half':>12} {'max 2nd half':>12} {'last':>9}  verdict"]
+    for v in results:
+        lines.append(f"{v.figure:<36} {v.after_warm_up:>13g} {v.first_half_max:>12g} {v.second_half_max:>12g} "
+                     f"{v.last:>9g}  {'bounded' if v.bounded else 'GROWING'}")
+    return "\n".join(lines)
+
+
+def soak_conf(work: Path, port: int, registry: str, spec_limits: dict[str, str] | None = None) -> PipelineConfig:
+    """The shipped conf on the soak's own broker and paths; spec_limits override features.yaml's."""
+    config = write_conf(work / "conf", work / "var", port, [], registry=registry)
+    if spec_limits:
+        spec_file = config.feature_spec_file
+        spec = yaml.safe_load(spec_file.read_text())
+        spec["limits"].update(spec_limits)
+        spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+        config = load_config(config.conf_dir)
+    return config
+
+
+def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo=print,
+        warm_up_s: float = 120.0, spec_limits: dict[str, str] | None = None, registry: str = REGISTRY) -> dict:
+    """Start, load, sample, stop; the samples and the verdicts."""
+    ensure_session_key()
+    ensure_models(work, port, registry, echo)
+    config = soak_conf(work, port, registry, spec_limits)
+    echo(f"soak: starting {', '.join(MODELS)} and every other job on 127.0.0.1:{port}")
+    runner.up(config, MODELS, separate=True, echo=lambda *_: None)
+    samples: list[tuple[float, dict[str, float]]] = []
+    sent = {"n": 0}
+    stop = threading.Event()
+    try:
+        trees = {name: ProcessTree(pid) for name, pid in runner.running_jobs(config).items()}
+        load = Load(config.kafka.bootstrap_servers, config.kafka.topics.raw.name)
+        offsets = Offsets(config.kafka.bootstrap_servers, [config.kafka.topics.results.name])
+
+        def send() -> None:
+            chunk = 0
+            while not stop.is_set():
+                sent["n"] += load.send(rate, 5, f"soak-{chunk:06d}").count
+                chunk += 1
+
+        sender = threading.Thread(target=send, daemon=True)
+        started = time.time()
+        sender.start()
+        echo(f"soak: {rate:g} requests/s for {minutes:g} minutes, a sample every {every_s:g} s")
+        while time.time() < started + minutes * 60:
+            time.sleep(every_s)
+            runner.check_healthy(config)
+            answered = sum(offsets.by_partition()[config.kafka.topics.results.name].values())
+            sample = figures(config, trees, answered, sent["n"])
+            samples.append((time.time(), sample))
+            echo(f"soak: {(time.time() - started) / 60:5.1f} min, {sent['n']} sent, "
+                 f"{sample['pending requests']:g} pending, "
+                 + ", ".join(f"{k} {v:g}" for k, v in sample.items() if k.startswith("state rows")))
+        restarts = {name: s["restarts"] for name, s in runner.job_states(config).items() if s.get("restarts")}
+        stop.set()
+        sender.join(timeout=30)
+        load.close()
+        offsets.close()
+    finally:
+        stop.set()
+        runner.down(config, echo=lambda *_: None)
+    results = verdicts(samples, warm_up_s, rate)
+    return {"minutes": minutes, "rate": rate, "every_s": every_s, "warm_up_s": warm_up_s, "models": MODELS,
+            "sent": sent["n"], "restarts": restarts, "samples": [{"t": t, **s} for t, s in samples],
+            "verdicts": [asdict(v) for v in results],
+            "bounded": bool(results) and all(v.bounded for v in results) and not restarts}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=20, help="how long to load it (default: %(default)s)")
+    parser.add_argument("--rate", type=float, default=50, help="requests per second (default: %(default)s)")
+    parser.add_argument("--every", type=float, default=30, help="seconds between samples (default: %(default)s)")
+    parser.add_argument("--warm-up", type=float, default=120,
+                        help="seconds of the run not judged: JVMs, Python workers, the first state (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=19193, help="the soak's own broker (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
+                        help="where soak-<date>.json goes (default: bench/results)")
+    args = parser.parse_args(argv)
+    work = ROOT / "var" / "bench" / f"soak-{int(time.time())}"
+    try:
+        report = run(args.minutes, args.rate, args.every, args.port, work, warm_up_s=args.warm_up)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"soak-{datetime.now(timezone.utc):%Y-%m-%d}.json"
+    out.write_text(json.dumps(report, indent=1))
+    print(table([Verdict(**v) for v in report["verdicts"]]))
+    if report["restarts"]:
+        print(f"restarted during the run: {report['restarts']}")
+    print(f"soak: {report['sent']} requests over {args.minutes:g} minutes at {args.rate:g}/s: "
+          f"{'every figure bounded' if report['bounded'] else 'NOT bounded'}; figures in {out}")
+    return 0 if report["bounded"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
