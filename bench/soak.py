@@ -125,7 +125,7 @@ def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo
     echo(f"soak: starting {', '.join(MODELS)} and every other job on 127.0.0.1:{port}")
     runner.up(config, MODELS, separate=True, echo=lambda *_: None)
     samples: list[tuple[float, dict[str, float]]] = []
-    sent = {"n": 0}
+    sent: dict = {"n": 0, "error": None}
     stop = threading.Event()
     try:
         trees = {name: ProcessTree(pid) for name, pid in runner.running_jobs(config).items()}
@@ -134,9 +134,12 @@ def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo
 
         def send() -> None:
             chunk = 0
-            while not stop.is_set():
-                sent["n"] += load.send(rate, 5, f"soak-{chunk:06d}").count
-                chunk += 1
+            try:
+                while not stop.is_set():
+                    sent["n"] += load.send(rate, 5, f"soak-{chunk:06d}").events
+                    chunk += 1
+            except Exception as error:  # noqa: BLE001 - reported by the sampling loop, which stops the run
+                sent["error"] = error
 
         sender = threading.Thread(target=send, daemon=True)
         started = time.time()
@@ -144,6 +147,8 @@ def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo
         echo(f"soak: {rate:g} requests/s for {minutes:g} minutes, a sample every {every_s:g} s")
         while time.time() < started + minutes * 60:
             time.sleep(every_s)
+            if sent["error"] is not None:
+                raise RuntimeError(f"the load generator stopped: {sent['error']!r}")
             runner.check_healthy(config)
             answered = sum(offsets.by_partition()[config.kafka.topics.results.name].values())
             sample = figures(config, trees, answered, sent["n"])

@@ -12,6 +12,7 @@ def test_a_short_soak_keeps_state_and_pending_requests_bounded(tmp_path, registr
     results = [Verdict(**v) for v in report["verdicts"]]
     print(table(results))
     assert report["restarts"] == {}
+    assert report["sent"] >= 0.9 * 20 * 3 * 60  # the load was steady all along
     figures = {v.figure: v for v in results}
     jobs = ("features", "decoy", "score-champion", "score-challenger-1", "rendezvous")
     assert {f"RSS MiB: {job}" for job in jobs} <= set(figures)
@@ -19,3 +20,4 @@ def test_a_short_soak_keeps_state_and_pending_requests_bounded(tmp_path, registr
     judged = [v for v in results if not v.figure.startswith("RSS")]  # a JVM's heap grows for longer than this
     assert all(v.bounded for v in judged), table(judged)
     assert figures["state rows: rendezvous"].last > 0
+    assert figures["state rows: features"].second_half_max >= 200  # ids of the last 20 s at 20/s, about 400
