@@ -167,7 +167,8 @@ def start_supervisor(config: PipelineConfig, foreground: bool = False) -> subpro
     """The supervisor as a process of its own (a session of its own unless in the foreground,
     where Ctrl-C reaches it with `rdv`). Its pid file is written here, so no caller races it."""
     files = run_files(config)
-    files.logs.mkdir(parents=True, exist_ok=True)
+    for directory in (files.logs, files.run):
+        directory.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "rdv.supervisor", "--conf", str(config.conf_dir)]
     if foreground:
         process = subprocess.Popen(command, cwd=config.root, stdin=subprocess.DEVNULL)

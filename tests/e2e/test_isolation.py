@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from comparison.compare import compare
 from rdv import runner
 from rdv.config import PipelineConfig, load_config
 from rdv.model_configs import add_model_config, model_rows
@@ -36,6 +37,7 @@ class Run:
     scores: pd.DataFrame
     features: pd.DataFrame  # the canonical features of each request, from the decoy's archive
     models: dict[str, dict]  # `rdv model list` at the end
+    served: pd.Series  # requests per model in the comparison table of `rdv compare`, all windows
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +65,12 @@ def run(spark, tmp_path_factory, broker, registry) -> Run:
         send_and_wait(spark, config, "dead", EVENTS, ["champion", "raises", "nan", "slow"], seed=8)
         archive = pd.concat([table_rows(spark, config, "archive", prefix) for prefix in PHASES])
         features = pd.DataFrame([json.loads(m)["features"] for m in archive["message"]], index=archive["request_id"])
+        compare(spark, config, echo=lambda *_: None)
+        comparison = spark.read.format("delta").load(config.table("comparison")).toPandas()
         yield Run(config, *[pd.concat([table_rows(spark, config, table, prefix) for prefix in PHASES])
                             for table in ("results", "scores")], features,
-                  {row["model"]: row for row in model_rows(load_config(config.conf_dir))})  # as `rdv model list` reads it
+                  {row["model"]: row for row in model_rows(load_config(config.conf_dir))},  # as `rdv model list` reads it
+                  comparison.groupby("model")["requests"].sum())
     finally:
         runner.down(config)
 
@@ -128,4 +133,6 @@ def test_a_challenger_whose_job_dies_is_missing_from_the_scores_and_shown_as_not
     dying = run.models["dying"]
     assert dying["running"].startswith("no, ") and "restart(s), last exit" in dying["running"], dying
     assert dying["version"] == "not in the registry"
+    # The comparison shows the gap: the dead challenger scored the warm-up and the first phase only.
+    assert run.served["dying"] == run.served["champion"] - EVENTS
     assert run.models["slow"]["running"].startswith("yes, pid")
