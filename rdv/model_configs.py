@@ -60,7 +60,7 @@ def model_rows(config: PipelineConfig) -> list[dict]:
         elif job_state is not None and job_state.get("running"):
             running = f"no, starting, pid {job_state['pid']}"
         elif job_state is not None:
-            running = "no, " + runner.describe_job(job_state).split(";")[0]
+            running = "no, " + runner.job_status(job_state)
         else:
             running = "no"  # never started, stopped, failed, or its process is gone (a stale file)
         if history:

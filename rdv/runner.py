@@ -104,16 +104,19 @@ def restarts_text(state: dict) -> str:
     return f"{state.get('restarts', 0)} restart(s), last exit {exit_text(state.get('last_exit'))} at {at}"
 
 
-def describe_job(state: dict) -> str:
-    """A job as `rdv status` shows it: running with its pid, or dead and when it starts again."""
-    history = restarts_text(state)
+def job_status(state: dict) -> str:
+    """Running with its pid, dead and when it starts again, or stopped."""
     if state.get("running"):
-        text = f"running, pid {state['pid']}"
-    elif state.get("next_start_at") is not None:
-        text = f"dead, starting again in {max(state['next_start_at'] - time.time(), 0):.0f} s"
-    else:
-        text = "stopped"
-    return f"{text}; {history}" if history else text
+        return f"running, pid {state['pid']}"
+    if state.get("next_start_at") is not None:
+        return f"dead, starting again in {max(state['next_start_at'] - time.time(), 0):.0f} s"
+    return "stopped"
+
+
+def describe_job(state: dict) -> str:
+    """A job as `rdv status` shows it: its status, then its restarts if it had any."""
+    history = restarts_text(state)
+    return f"{job_status(state)}; {history}" if history else job_status(state)
 
 
 def query_states(config: PipelineConfig) -> dict[str, dict]:
