@@ -39,6 +39,21 @@ class ProcessTree:
                 continue
         return cpu, rss
 
+    def resident_by_program(self) -> dict[str, int]:
+        """Resident bytes now per program name (java, python3.11): where a job's memory is."""
+        out: dict[str, int] = {}
+        try:
+            processes = [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return out
+        for process in processes:
+            try:
+                with process.oneshot():
+                    out[process.name()] = out.get(process.name(), 0) + process.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return out
+
 
 def epoch(timestamp: str) -> float:
     """A progress report's timestamp (when its micro-batch started) in epoch seconds."""

@@ -6,9 +6,11 @@ the supervisor (`rdv up --separate`), on a local broker of its own. Generated ev
 a steady rate. Every --every seconds it samples three things:
 
 - each stateful query's state store: its rows and its bytes (memory and files). The features job's
-  de-duplication and the rendezvous's join hold state that their watermarks evict.
+  de-duplication and the rendezvous's join hold state that their watermarks evict. The report also
+  keeps the MiB in RocksDB's memory and in its SST files apart.
 - the requests sent but not answered on rdv.results yet;
-- the memory (RSS) of each job's processes: its JVM and its Python workers.
+- the memory (RSS) of each job's processes: its JVM and its Python workers. The report also keeps
+  each job's RSS per program (java, python), to tell which one grew.
 
 At the end it prints, for each figure, its value after the warm-up, its maximum over the first and
 the second half of the rest of the run, and its last value. A figure is bounded when its maximum
@@ -74,6 +76,21 @@ def figures(config: PipelineConfig, trees: dict[str, ProcessTree], answered: int
     return sample
 
 
+def state_parts(config: PipelineConfig) -> dict[str, dict[str, float]]:
+    """Each stateful query's state MiB in RocksDB's memory (memtables, cache) and in its SST files,
+    to tell which one grew."""
+    parts = {}
+    for name, progress in sorted(runner.query_states(config).items()):
+        operators = progress.get("stateOperators") or []
+        if operators:
+            parts[name] = {
+                "memory": round(sum(op.get("memoryUsedBytes", 0) for op in operators) / MIB, 1),
+                "sst files": round(sum(op.get("customMetrics", {}).get("rocksdbSstFileSize", 0)
+                                       for op in operators) / MIB, 1),
+                "operators": len(operators)}
+    return parts
+
+
 def verdicts(samples: list[tuple[float, dict[str, float]]], warm_up_s: float, rate: float) -> list[Verdict]:
     """Each figure bounded or not, over the samples taken after warm_up_s from the first."""
     if not samples:
@@ -125,6 +142,8 @@ def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo
     echo(f"soak: starting {', '.join(MODELS)} and every other job on 127.0.0.1:{port}")
     runner.up(config, MODELS, separate=True, echo=lambda *_: None)
     samples: list[tuple[float, dict[str, float]]] = []
+    programs: list[dict[str, dict[str, int]]] = []  # per sample, each job's RSS MiB per program
+    stores: list[dict[str, dict[str, float]]] = []  # per sample, each state store's MiB per part
     sent: dict = {"n": 0, "error": None}
     stop = threading.Event()
     try:
@@ -153,6 +172,9 @@ def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo
             answered = sum(offsets.by_partition()[config.kafka.topics.results.name].values())
             sample = figures(config, trees, answered, sent["n"])
             samples.append((time.time(), sample))
+            programs.append({name: {program: round(rss / MIB) for program, rss in tree.resident_by_program().items()}
+                             for name, tree in trees.items()})
+            stores.append(state_parts(config))
             echo(f"soak: {(time.time() - started) / 60:5.1f} min, {sent['n']} sent, "
                  f"{sample['pending requests']:g} pending, "
                  + ", ".join(f"{k} {v:g}" for k, v in sample.items() if k.startswith("state rows")))
@@ -167,6 +189,8 @@ def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo
     results = verdicts(samples, warm_up_s, rate)
     return {"minutes": minutes, "rate": rate, "every_s": every_s, "warm_up_s": warm_up_s, "models": MODELS,
             "sent": sent["n"], "restarts": restarts, "samples": [{"t": t, **s} for t, s in samples],
+            "rss_mib_by_program": programs,
+            "state_mib_by_part": stores,
             "verdicts": [asdict(v) for v in results],
             "bounded": bool(results) and all(v.bounded for v in results) and not restarts}
 
