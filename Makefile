@@ -46,7 +46,7 @@ bench-rendezvous: setup
 	$(PY) -m bench.rendezvous --rate $(BENCH_RATE) --seconds $(BENCH_SECONDS)
 
 # The pipeline at a steady load for 20 minutes: state stores, pending requests and every job's
-# memory sampled, each judged bounded or growing; figures in bench/results/soak-<date>.json.
+# memory sampled, each judged bounded or growing; figures in bench/results/soak-<date>T<HHMM>.json.
 SOAK_ARGS ?=
 soak: setup
 	$(PY) -m bench.soak $(SOAK_ARGS)

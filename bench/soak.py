@@ -213,15 +213,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of the run not judged: JVMs, Python workers, the first state (default: %(default)s)")
     parser.add_argument("--port", type=int, default=19193, help="the soak's own broker (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
-                        help="where soak-<date>.json goes (default: bench/results)")
+                        help="where soak-<date>T<HHMM>.json goes (default: bench/results)")
     args = parser.parse_args(argv)
     work = ROOT / "var" / "bench" / f"soak-{int(time.time())}"
+    started = datetime.now(timezone.utc)
     try:
         report = run(args.minutes, args.rate, args.every, args.port, work, warm_up_s=args.warm_up)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"soak-{datetime.now(timezone.utc):%Y-%m-%d}.json"
+    out = args.out / f"soak-{started:%Y-%m-%dT%H%M}.json"  # a run's own file: two runs a day keep both
     out.write_text(json.dumps(report, indent=1))
     print(table([Verdict(**v) for v in report["verdicts"]]))
     if report["restarts"]:
