@@ -129,9 +129,17 @@ def table(results: list[Verdict]) -> str:
     return "\n".join(lines)
 
 
-def soak_conf(work: Path, port: int, registry: str, spec_limits: dict[str, str] | None = None) -> PipelineConfig:
-    """The shipped conf on the soak's own broker and paths; spec_limits override features.yaml's."""
+def soak_conf(work: Path, port: int, registry: str, spec_limits: dict[str, str] | None = None,
+              heap_at_start: bool = True) -> PipelineConfig:
+    """The shipped conf on the soak's own broker and paths; spec_limits override features.yaml's.
+    With heap_at_start, every job holds its whole heap from its start, so RSS measures the rest."""
     config = write_conf(work / "conf", work / "var", port, [], registry=registry)
+    if heap_at_start:
+        pipeline_file = config.conf_dir / "pipeline.yaml"
+        pipeline = yaml.safe_load(pipeline_file.read_text())
+        pipeline.setdefault("spark", {})["heap_at_start"] = True
+        pipeline_file.write_text(yaml.safe_dump(pipeline, sort_keys=False))
+        config = load_config(config.conf_dir)
     if spec_limits:
         spec_file = config.feature_spec_file
         spec = yaml.safe_load(spec_file.read_text())
@@ -142,11 +150,12 @@ def soak_conf(work: Path, port: int, registry: str, spec_limits: dict[str, str] 
 
 
 def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo=print,
-        warm_up_s: float = 120.0, spec_limits: dict[str, str] | None = None, registry: str = REGISTRY) -> dict:
+        warm_up_s: float = 120.0, spec_limits: dict[str, str] | None = None, registry: str = REGISTRY,
+        heap_at_start: bool = True) -> dict:
     """Start, load, sample, stop; the samples and the verdicts."""
     ensure_session_key()
     ensure_models(work, port, registry, echo)
-    config = soak_conf(work, port, registry, spec_limits)
+    config = soak_conf(work, port, registry, spec_limits, heap_at_start)
     echo(f"soak: starting {', '.join(MODELS)} and every other job on 127.0.0.1:{port}")
     runner.up(config, MODELS, separate=True, echo=lambda *_: None)
     samples: list[tuple[float, dict[str, float]]] = []

@@ -130,6 +130,9 @@ class SparkConfig(_Frozen):
     # than an append, and labels come days after their requests, so nobody waits for seconds.
     labels_trigger: Duration = "30 seconds"
     ui: bool = False
+    # spark-submit jobs take their whole driver heap when they start (-Xms as -Xmx, pre-touched), so
+    # a job's RSS that still grows is native memory. `make soak` turns it on.
+    heap_at_start: bool = False
     # Any other Spark setting, passed through verbatim.
     conf: dict[str, str] = Field(default_factory=dict)
 

@@ -48,17 +48,15 @@ def plan(config: PipelineConfig, models: list[str], separate: bool) -> list[Job]
 
 
 def _submit_command(config: PipelineConfig, memory: str = "1g", python_memory: str | None = None) -> list[str]:
-    """spark-submit with a driver heap of its full size from the start (-Xms as -Xmx, touched at
-    start): a job that runs for months takes the memory it will ever take for its heap in its first
-    second, so an over-committed host fails it at once, and a growing RSS means native memory."""
     command = [
         str(Path(sys.executable).parent / "spark-submit"),
         "--master", config.spark.master,
         "--jars", ",".join(local_jars(config)),
         "--driver-memory", memory,
-        "--driver-java-options", f"-Xms{memory} -XX:+AlwaysPreTouch",
         "--executor-memory", memory,
     ]
+    if config.spark.heap_at_start:
+        command += ["--driver-java-options", f"-Xms{memory} -XX:+AlwaysPreTouch"]
     if python_memory:
         command += ["--conf", f"spark.executor.pyspark.memory={python_memory}"]
     return command

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import time
 
-from rdv.config import SupervisorConfig
-from rdv.runner import describe_job, restarts_text
+from rdv.config import SupervisorConfig, load_config
+from rdv.runner import describe_job, plan, restarts_text
 from rdv.supervisor import backoff_s, exit_text
+from tests.helpers import REPO
 
 
 def test_the_backoff_doubles_with_each_failure_in_a_row_up_to_its_cap():
@@ -27,3 +28,13 @@ def test_a_job_reads_as_running_or_dead_with_its_restarts():
     dead = {**restarted, "running": False, "pid": None, "next_start_at": time.time() + 30.4}
     assert describe_job(dead).startswith("dead, starting again in 30 s; 1 restart(s)")
     assert restarts_text({"restarts": 0, "last_exit": None}) == ""
+
+
+def test_spark_submit_jobs_take_their_whole_heap_at_start_only_when_asked():
+    config = load_config(REPO / "conf")
+    fixed = config.model_copy(update={"spark": config.spark.model_copy(update={"heap_at_start": True})})
+    assert all("--driver-java-options" not in job.command for job in plan(config, [], separate=True))
+    for job in plan(fixed, [], separate=True):
+        options = job.command[job.command.index("--driver-java-options") + 1]
+        memory = job.command[job.command.index("--driver-memory") + 1]
+        assert options == f"-Xms{memory} -XX:+AlwaysPreTouch"
