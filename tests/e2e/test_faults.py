@@ -29,6 +29,11 @@ from tests.e2e.helpers import replay_decisions, table_rows, warm_up
 from tests.helpers import make_config
 from tests.integration.kafka_io import consume_bytes
 
+# The module's run is its first test's set-up: five JVMs start, are each killed and started again,
+# and the broker stops, on 2 cores. It took 11 minutes in one CI run and over 15 in another; its own
+# waits (wait_complete, runner.up) bound each step, and this bounds the whole.
+pytestmark = pytest.mark.timeout(1800)
+
 PORT = 19094
 MODELS = ["champion", "challenger"]
 JOBS = ("features", "decoy", "score-champion", "score-challenger", "rendezvous")
