@@ -21,15 +21,17 @@ class ProcessTree:
     def __init__(self, pid: int):
         self.root = psutil.Process(pid)
 
+    def _processes(self) -> list[psutil.Process]:
+        try:
+            return [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
     def sample(self) -> tuple[float, int]:
         """(CPU seconds so far, resident bytes now). A child that ended and was reaped is in its
         parent's children_* times, so the sum never goes back."""
         cpu, rss = 0.0, 0
-        try:
-            processes = [self.root, *self.root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return 0.0, 0
-        for process in processes:
+        for process in self._processes():
             try:
                 with process.oneshot():
                     times = process.cpu_times()
@@ -42,11 +44,7 @@ class ProcessTree:
     def resident_by_program(self) -> dict[str, int]:
         """Resident bytes now per program name (java, python3.11): where a job's memory is."""
         out: dict[str, int] = {}
-        try:
-            processes = [self.root, *self.root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return out
-        for process in processes:
+        for process in self._processes():
             try:
                 with process.oneshot():
                     out[process.name()] = out.get(process.name(), 0) + process.memory_info().rss

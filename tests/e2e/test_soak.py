@@ -2,8 +2,8 @@
 that every state store fills and is evicted within the run. Each job is its own spark-submit under
 the supervisor, as in production.
 
-Three minutes on 2 cores are too short for `make soak`'s verdict (the second half's maximum against
-the first's): five JVMs that start at once fall behind, and the state of the batches that catch up
+Three minutes on 2 cores are too short for `make soak`'s verdict (the second half against the
+first): five JVMs that start at once fall behind, and the state of the batches that catch up
 is larger for a while. What a short run does show is eviction itself. Without a watermark, a state
 store keeps every request it has seen, so its rows only ever rise, up to the requests sent. It judges
 no RSS, so its jobs grow their heaps as the shipped conf's do."""
@@ -27,8 +27,8 @@ def test_a_short_soak_evicts_state_and_answers_the_load(tmp_path, registry):
     assert {f"RSS MiB: {job}" for job in jobs} <= set(figures)
     for query in ("features", "rendezvous"):
         rows = [s[f"state rows: {query}"] for s in report["samples"] if f"state rows: {query}" in s]
-        peak = rows.index(max(rows))
         assert max(rows) >= 200, rows  # the store filled: the last 20 s at 20/s are about 400 ids
-        assert min(rows[peak:]) <= max(rows) - RATE * 5, rows  # and the watermark evicted from it
+        evicted = any(later <= earlier - RATE * 5 for k, earlier in enumerate(rows) for later in rows[k + 1:])
+        assert evicted, rows  # its rows fell by 5 s of traffic at least once
         assert max(rows) < sent / 2, rows
     assert figures["pending requests"].last < sent / 2, table(results)
