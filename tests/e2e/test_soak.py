@@ -21,14 +21,22 @@ def test_a_short_soak_evicts_state_and_answers_the_load(tmp_path, registry):
     results = [Verdict(**v) for v in report["verdicts"]]
     print(table(results))
     assert report["restarts"] == {}
-    sent = report["sent"]
-    assert sent >= 0.9 * RATE * 3 * 60  # the load was steady all along
+    assert report["sent"] >= 0.9 * RATE * 3 * 60  # the load was steady all along
     figures = {v.figure: v for v in results}
     jobs = ("features", "decoy", "score-champion", "score-challenger-1", "rendezvous")
     assert {f"RSS MiB: {job}" for job in jobs} <= set(figures)
     for query in ("features", "rendezvous"):
-        rows = [s[f"state rows: {query}"] for s in report["samples"] if f"state rows: {query}" in s]
+        rows = series(report, f"state rows: {query}")
         assert max(rows) >= 200, rows  # the store filled: the last 20 s at 20/s are about 400 ids
-        evicted = any(later <= earlier - RATE * 5 for k, earlier in enumerate(rows) for later in rows[k + 1:])
-        assert evicted, rows  # its rows fell by 5 s of traffic at least once
-    assert figures["pending requests"].last < sent / 2, table(results)
+        assert fell(rows), rows  # and the watermark evicted from it
+    # Answers came faster than requests at least once: the pipeline answers, and catches up.
+    assert fell(series(report, "pending requests")), table(results)
+
+
+def series(report: dict, figure: str) -> list[float]:
+    return [s[figure] for s in report["samples"] if figure in s]
+
+
+def fell(values: list[float]) -> bool:
+    """Whether the values fell by five seconds of traffic at least once."""
+    return any(later <= earlier - RATE * 5 for k, earlier in enumerate(values) for later in values[k + 1:])
