@@ -133,13 +133,8 @@ def soak_conf(work: Path, port: int, registry: str, spec_limits: dict[str, str] 
               heap_at_start: bool = True) -> PipelineConfig:
     """The shipped conf on the soak's own broker and paths; spec_limits override features.yaml's.
     With heap_at_start, every job holds its whole heap from its start, so RSS measures the rest."""
-    config = write_conf(work / "conf", work / "var", port, [], registry=registry)
-    if heap_at_start:
-        pipeline_file = config.conf_dir / "pipeline.yaml"
-        pipeline = yaml.safe_load(pipeline_file.read_text())
-        pipeline.setdefault("spark", {})["heap_at_start"] = True
-        pipeline_file.write_text(yaml.safe_dump(pipeline, sort_keys=False))
-        config = load_config(config.conf_dir)
+    config = write_conf(work / "conf", work / "var", port, [f"spark.heap_at_start={str(heap_at_start).lower()}"],
+                        registry=registry)
     if spec_limits:
         spec_file = config.feature_spec_file
         spec = yaml.safe_load(spec_file.read_text())
