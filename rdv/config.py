@@ -133,7 +133,8 @@ class SparkConfig(_Frozen):
     # spark-submit jobs take their whole driver heap when they start (-Xms as -Xmx, pre-touched), so
     # a job's RSS that still grows is native memory. `make soak` turns it on.
     heap_at_start: bool = False
-    # Any other Spark setting, passed through verbatim.
+    # Any other Spark setting, passed through verbatim: to every session, and on the command line of
+    # every spark-submit job, so that what its JVM needs at launch (Java options) reaches it.
     conf: dict[str, str] = Field(default_factory=dict)
 
 

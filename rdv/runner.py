@@ -21,7 +21,7 @@ from rdv.config import PipelineConfig
 from rdv.durations import duration_ms
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
-from rdv.spark import local_jars
+from rdv.spark import DRIVER_JAVA_OPTIONS, local_jars
 from rdv.supervisor import Job, RunFiles, alive, exit_text, kill_group, read_plan, read_state, write_plan
 
 BROKER_STARTED = "broker.started-by-up"
@@ -55,10 +55,18 @@ def _submit_command(config: PipelineConfig, memory: str = "1g", python_memory: s
         "--driver-memory", memory,
         "--executor-memory", memory,
     ]
+    # The driver's JVM is running before the job's session reads spark.conf, so what it needs at
+    # launch (its Java options above all) goes on the command line.
+    settings = dict(config.spark.conf)
+    java_options = [settings.pop(DRIVER_JAVA_OPTIONS, "")]
     if config.spark.heap_at_start:
-        command += ["--driver-java-options", f"-Xms{memory} -XX:+AlwaysPreTouch"]
+        java_options.insert(0, f"-Xms{memory} -XX:+AlwaysPreTouch")
+    if options := " ".join(o for o in java_options if o):
+        command += ["--driver-java-options", options]
     if python_memory:
-        command += ["--conf", f"spark.executor.pyspark.memory={python_memory}"]
+        settings["spark.executor.pyspark.memory"] = python_memory
+    for key, value in settings.items():
+        command += ["--conf", f"{key}={value}"]
     return command
 
 

@@ -18,6 +18,8 @@ from rdv.config import PipelineConfig
 SPARK_VERSION = "4.2.0"
 DELTA_VERSION = "4.4.0"
 SCHEDULER_POOLS = Path(__file__).resolve().parent / "scheduler-pools.xml"
+# The driver JVM's options: the session's own come first, then those of spark.conf.
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 # What a cluster user passes to spark-submit instead of the cached jars.
 PACKAGES = (
     f"org.apache.spark:spark-sql-kafka-0-10_2.13:{SPARK_VERSION},"
@@ -90,10 +92,11 @@ def build_session(config: PipelineConfig, app_name: str) -> SparkSession:
         # and projections: the cache thrashed and each micro-batch compiled Java again.
         "spark.sql.codegen.cache.maxEntries": "1000",
         "spark.sql.warehouse.dir": str(config.path(config.paths.var) / "spark-warehouse"),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={config.path(config.paths.var)}",
     }
     settings.update(local_storage_settings(config))
     settings.update(config.spark.conf)
+    java_options = (f"-Dderby.system.home={config.path(config.paths.var)}", config.spark.conf.get(DRIVER_JAVA_OPTIONS))
+    settings[DRIVER_JAVA_OPTIONS] = " ".join(o for o in java_options if o)
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -38,3 +38,17 @@ def test_spark_submit_jobs_take_their_whole_heap_at_start_only_when_asked():
         options = job.command[job.command.index("--driver-java-options") + 1]
         memory = job.command[job.command.index("--driver-memory") + 1]
         assert options == f"-Xms{memory} -XX:+AlwaysPreTouch"
+
+
+def test_spark_submit_jobs_get_spark_conf_on_their_command_line_with_the_java_options_merged():
+    config = load_config(REPO / "conf")
+    spark = config.spark.model_copy(update={"heap_at_start": True, "conf": {
+        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1", "spark.sql.shuffle.partitions": "4"}})
+    for job in plan(config.model_copy(update={"spark": spark}), ["champion"], separate=True):
+        memory = job.command[job.command.index("--driver-memory") + 1]
+        assert job.command.count("--driver-java-options") == 1
+        options = job.command[job.command.index("--driver-java-options") + 1]
+        assert options == f"-Xms{memory} -XX:+AlwaysPreTouch -XX:TieredStopAtLevel=1"
+        settings = [job.command[i + 1] for i, arg in enumerate(job.command) if arg == "--conf"]
+        assert "spark.sql.shuffle.partitions=4" in settings
+        assert not any(s.startswith("spark.driver.extraJavaOptions") for s in settings)
