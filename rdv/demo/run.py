@@ -71,14 +71,18 @@ def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: flo
 
 
 def _wait_for_everything(spark, config, run_id, events, models, timeout_s, echo) -> None:
-    deadline = time.monotonic() + timeout_s
+    """Wait while the run's records keep coming: a slow machine gets there late, a stuck pipeline
+    is given up on timeout_s after its last new record."""
+    deadline, last = time.monotonic() + timeout_s, None
     while time.monotonic() < deadline:
         runner.check_healthy(config)
         counts = count_run(spark, config, run_id)
+        if counts != last:
+            deadline, last = time.monotonic() + timeout_s, counts
         scored = ", ".join(f"{m} {counts.scores.get(m, 0)}" for m in models)
         echo(f"waiting: archived {counts.archive}/{events}, answered {counts.answered}/{events}, scored: {scored}, "
              f"labelled {counts.labels}/{events}")
         if counts.complete(events, models, labels=events):
             return
         time.sleep(5)
-    echo(f"waiting: gave up after {timeout_s:.0f} s; the summary shows what is missing")
+    echo(f"waiting: gave up after {timeout_s:.0f} s without a new record; the summary shows what is missing")

@@ -22,12 +22,15 @@ ALWAYS_IN_TIME_MS = 60_000
 def send_and_wait(spark, config: PipelineConfig, prefix: str, events: int, models: list[str], rate: float = 10,
                   seed: int = 7, timeout_s: float = 300) -> None:
     """Replay events whose request ids start with prefix, then wait until every one is archived,
-    answered and scored by every named model (or fail with what is missing)."""
+    answered and scored by every named model, or fail with what is missing once timeout_s passed
+    without a new record (a loaded machine is slow, a stuck pipeline makes no progress)."""
     replay(client_settings(config), config.kafka.topics.raw.name, events, rate, seed=seed, id_prefix=prefix)
-    deadline = time.monotonic() + timeout_s
+    deadline, last = time.monotonic() + timeout_s, None
     while not (counts := count_run(spark, config, prefix)).complete(events, models):
         check_healthy(config)
-        assert time.monotonic() < deadline, f"{prefix}: still incomplete after {timeout_s:.0f} s: {counts}"
+        if counts != last:
+            deadline, last = time.monotonic() + timeout_s, counts
+        assert time.monotonic() < deadline, f"{prefix}: no new record for {timeout_s:.0f} s: {counts}"
         time.sleep(3)
 
 
