@@ -9,7 +9,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 DEMO_EVENTS ?= 2000
 DEMO_RATE ?= 50
 
-.PHONY: setup jars demo test test-unit bench bench-rendezvous soak kafka-up kafka-down kafka-status up down status lock clean
+.PHONY: setup jars dist demo test test-unit bench bench-rendezvous soak kafka-up kafka-down kafka-status up down status lock clean
 
 setup: $(VENV)/.installed var/jars/.installed
 
@@ -23,6 +23,11 @@ jars: var/jars/.installed
 var/jars/.installed: deps/spark/pom.xml deps/kafka/pom.xml | $(VENV)/.installed
 	bin/fetch-jars $(PY)
 	touch $@
+
+# What a cluster needs, in dist/ (rdv/dist.py, docs/deployment.md): the wheel, the same packages as a
+# zip for --py-files, each job's entry file, the conf with its profiles, the --packages coordinates.
+dist: setup
+	$(PY) -m rdv.dist
 
 demo: setup
 	$(RDV) demo --events $(DEMO_EVENTS) --rate $(DEMO_RATE)
@@ -72,4 +77,4 @@ lock: $(VENV)/.installed
 
 clean:
 	-$(RDV) down
-	rm -rf var $(VENV)
+	rm -rf var dist build $(VENV)

@@ -57,7 +57,7 @@ def compare(spark: SparkSession, config: PipelineConfig, echo=print) -> None:
     """Recompute the four tables, saying what it is at (each step reads all of the data)."""
     scores, results = _read(spark, config, "scores"), _read(spark, config, "results")
     if scores is None or results is None:
-        raise ConfigError(f"no scores or results under {config.path(config.paths.tables)} yet: run the pipeline "
+        raise ConfigError(f"no scores or results under {config.location(config.paths.tables)} yet: run the pipeline "
                           "(`rdv up`, or `rdv demo`) before comparing its models")
     labels = _read(spark, config, "labels")
     if labels is None:

@@ -188,7 +188,7 @@ table.data td, table.data th {{ border-bottom: 1px solid #ddd; padding: 0.2em 0.
 img {{ max-width: 100%; }}
 </style></head><body>
 <h1>Champion and challengers, on the same requests</h1>
-<p>Generated {generated} from the tables under {html.escape(str(config.path(config.paths.tables)))}; windows of
+<p>Generated {generated} from the tables under {html.escape(str(config.location(config.paths.tables)))}; windows of
 {html.escape(settings.window)}; the recommendation's rule: {html.escape(tables.tests["rule"].iloc[0]) if len(tables.tests) else "n/a"}.</p>
 <pre>{html.escape(text)}</pre>
 <h2>The evidence, per challenger</h2>{_table(evidence)}

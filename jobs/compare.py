@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = load_config(args.conf)
+        config = load_config(args.conf, args.profile)
         pause_s = duration_ms(args.every) / 1000 if args.every else None
     except (ConfigError, ValueError) as error:
         parser.exit(2, f"rdv-compare: {error}\n")

@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 from features.personal import ensure_session_key
+from rdv import profiles
 from rdv.config import ConfigError, load_config
 
 
@@ -204,7 +205,7 @@ def _labels(config, args) -> int:
 def _compare(config, args) -> int:
     from jobs.compare import main as compare_job
 
-    compare_job(["--conf", str(config.conf_dir), *(["--every", args.every] if args.every else [])])
+    compare_job([*config.conf_args, *(["--every", args.every] if args.every else [])])
     return 0
 
 
@@ -237,7 +238,7 @@ def _sql(config, args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="rdv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.add_argument("--conf", default="conf", help="the conf directory (default: %(default)s)")
+    profiles.add_arguments(top)
     commands = top.add_subparsers(dest="command", required=True)
 
     kafka = commands.add_parser("kafka", help="the local single-node broker (local profile)")
@@ -390,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     # kafka-python logs every refused connection while a broker starts; rdv reports failures itself.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
-        config = load_config(args.conf)
+        config = load_config(args.conf, args.profile)
         # A random key for a local run; never for forget, which must find the pseudonyms the jobs wrote.
         if config.profile == "local" and args.command != "forget":
             ensure_session_key()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from features.spec import FeatureSpec, SpecError, load_feature_spec
 from comparison.metrics import CLASSIFICATION, REGRESSION
 from rdv.durations import Duration, duration_ms
+from rdv import profiles
 from rdv.policy import Policy, PolicyError, load_policy
 from rdv.validation import explain
 
@@ -108,8 +110,10 @@ class KafkaConfig(_Frozen):
 class PathsConfig(_Frozen):
     var: Path = Path("var")
     jars: Path = Path("var/jars")  # what `make jars` caches: spark/ and kafka/
-    tables: Path = Path("var/delta")
-    checkpoints: Path = Path("var/checkpoints")
+    # Where the Delta tables and the queries' checkpoints live: a path, or a URI that every
+    # executor reaches (s3a://bucket/rdv/delta, abfss://..., hdfs://...), kept as written.
+    tables: str = "var/delta"
+    checkpoints: str = "var/checkpoints"
 
 
 class MlflowConfig(_Frozen):
@@ -297,7 +301,9 @@ class ModelConfig(_Frozen):
 
 
 class PipelineConfig(_Frozen):
-    profile: Literal["local", "cluster"] = "local"
+    # local: the embedded default, with a broker that rdv starts; any other profile brings its own
+    # services (rdv/profiles.py).
+    profile: str = Field(default=profiles.LOCAL, pattern=profiles.NAME)
     kafka: KafkaConfig
     paths: PathsConfig = PathsConfig()
     mlflow: MlflowConfig = MlflowConfig()
@@ -315,6 +321,11 @@ class PipelineConfig(_Frozen):
     conf_dir: Path = Path("conf")
 
     @property
+    def conf_args(self) -> list[str]:
+        """--conf and --profile for a job or command started from this config, so that it loads the same."""
+        return ["--conf", str(self.conf_dir), "--profile", self.profile]
+
+    @property
     def root(self) -> Path:
         return self.conf_dir.resolve().parent
 
@@ -323,11 +334,18 @@ class PipelineConfig(_Frozen):
         relative = Path(relative)
         return relative if relative.is_absolute() else self.root / relative
 
+    def location(self, path_or_uri: str) -> str:
+        """A configured storage location: a URI as it is, a path made absolute."""
+        scheme = urlparse(path_or_uri).scheme
+        if len(scheme) > 1:  # not a drive letter
+            return path_or_uri.rstrip("/")
+        return str(self.path(path_or_uri))
+
     def table(self, name: str) -> str:
-        return str(self.path(self.paths.tables) / name)
+        return f"{self.location(self.paths.tables)}/{name}"
 
     def checkpoint(self, query: str) -> str:
-        return str(self.path(self.paths.checkpoints) / query)
+        return f"{self.location(self.paths.checkpoints)}/{query}"
 
     @property
     def policy_file(self) -> Path:
@@ -377,6 +395,27 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def _read_pipeline(conf_dir: Path, asked: str | None) -> tuple[dict, dict]:
+    """pipeline.yaml with the profile's settings over it, each file's variables filled in; and the
+    profile's settings alone, to tell which file a bad field came from."""
+    pipeline_file = conf_dir / "pipeline.yaml"
+    try:
+        data = profiles.interpolate(_read_yaml(pipeline_file), pipeline_file)
+        name, explicit = profiles.chosen(asked, data.get("profile"))
+        path = profiles.profile_file(conf_dir, name)
+        settings = {}
+        if name != profiles.LOCAL and (explicit or path.exists()):
+            if not path.exists():
+                raise ConfigError(f"{path}: no such profile (profiles here: "
+                                  f"{', '.join(profiles.known_profiles(conf_dir))})")
+            settings = profiles.interpolate(_read_yaml(path), path)
+            if "profile" in settings:
+                raise ConfigError(f"{path}: profile: a profile is named by its file; remove this field")
+    except profiles.ProfileError as error:
+        raise ConfigError(str(error)) from None
+    return {**profiles.overlay(data, settings), "profile": name}, settings
+
+
 def load_model_config(path: Path) -> ModelConfig:
     data = _read_yaml(path)
     data.setdefault("name", path.stem)
@@ -388,11 +427,12 @@ def load_model_config(path: Path) -> ModelConfig:
         raise ConfigError(explain(path, error)) from None
 
 
-def load_config(conf_dir: Path | str = "conf") -> PipelineConfig:
-    """Load and validate ``pipeline.yaml`` and every ``models/*.yaml`` under ``conf_dir``."""
+def load_config(conf_dir: Path | str = "conf", profile: str | None = None) -> PipelineConfig:
+    """Load and validate ``pipeline.yaml`` with the chosen profile's settings over it (see
+    rdv/profiles.py) and every ``models/*.yaml`` under ``conf_dir``."""
     conf_dir = Path(conf_dir)
     pipeline_file = conf_dir / "pipeline.yaml"
-    data = _read_yaml(pipeline_file)
+    data, profile_settings = _read_pipeline(conf_dir, profile)
     if "policy" in data:
         raise ConfigError(f"{pipeline_file}: policy: the policy has its own file now, {conf_dir / 'policy.yaml'}; "
                           "move the section there (without the 'policy:' key)")
@@ -403,7 +443,9 @@ def load_config(conf_dir: Path | str = "conf") -> PipelineConfig:
     try:
         config = PipelineConfig(**data, models=models, conf_dir=conf_dir.resolve())
     except ValidationError as error:
-        raise ConfigError(explain(pipeline_file, error)) from None
+        profile_path = profiles.profile_file(conf_dir, str(data["profile"]))
+        raise ConfigError(explain(pipeline_file, error, lambda loc: profile_path
+                                  if profiles.sets(profile_settings, loc) else pipeline_file)) from None
     try:
         spec = load_feature_spec(config.feature_spec_file)
         policy = load_policy(config.policy_file, config.rendezvous.max_deadline_ms, spec.field_types())

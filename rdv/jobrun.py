@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from rdv import profiles
 from rdv.config import ConfigError, PipelineConfig, load_config
 from rdv.spark import build_session
 from rdv.progress import ProgressFiles
@@ -19,7 +20,7 @@ Build = Callable[[SparkSession, PipelineConfig, argparse.Namespace], list[Stream
 
 def argument_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--conf", default="conf", help="the conf directory (default: %(default)s)")
+    profiles.add_arguments(parser)
     return parser
 
 
@@ -30,7 +31,7 @@ def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = load_config(args.conf)
+        config = load_config(args.conf, args.profile)
     except ConfigError as error:
         parser.exit(2, f"{app_name}: {error}\n")
     spark = build_session(config, app_name)

@@ -16,12 +16,14 @@ import sys
 import time
 from pathlib import Path
 
+import pyspark
+
 from jobs import decide, decoy, featurize
 from rdv.config import PipelineConfig
 from rdv.durations import duration_ms
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
-from rdv.spark import DRIVER_JAVA_OPTIONS, local_jars
+from rdv.spark import DRIVER_JAVA_OPTIONS, PACKAGES, cached_jars
 from rdv.supervisor import Job, RunFiles, alive, exit_text, kill_group, read_plan, read_state, write_plan
 
 BROKER_STARTED = "broker.started-by-up"
@@ -35,7 +37,7 @@ def run_files(config: PipelineConfig) -> RunFiles:
 
 def plan(config: PipelineConfig, models: list[str], separate: bool) -> list[Job]:
     """The processes that run the given models and every other job."""
-    conf = ["--conf", str(config.conf_dir)]
+    conf = config.conf_args
     queries = (*featurize.QUERIES, *[f"score-{m}" for m in models], *decoy.QUERIES, *decide.QUERIES)
     if not separate:
         return [Job("pipeline", [sys.executable, "-m", "jobs.pipeline", *conf, "--models", *models], queries)]
@@ -49,12 +51,14 @@ def plan(config: PipelineConfig, models: list[str], separate: bool) -> list[Job]
 
 def _submit_command(config: PipelineConfig, memory: str = "1g", python_memory: str | None = None) -> list[str]:
     command = [
-        str(Path(sys.executable).parent / "spark-submit"),
+        str(spark_submit()),
         "--master", config.spark.master,
-        "--jars", ",".join(local_jars(config)),
         "--driver-memory", memory,
         "--executor-memory", memory,
     ]
+    # A host without the cached jars (a cluster's edge node) has spark-submit fetch them.
+    jars = cached_jars(config)
+    command += ["--jars", ",".join(jars)] if jars else ["--packages", PACKAGES]
     # The driver's JVM is running before the job's session reads spark.conf, so what it needs at
     # launch (its Java options above all) goes on the command line.
     settings = dict(config.spark.conf)
@@ -70,11 +74,18 @@ def _submit_command(config: PipelineConfig, memory: str = "1g", python_memory: s
     return command
 
 
+def spark_submit() -> Path:
+    """The cluster's own spark-submit where SPARK_HOME names an installation of Spark, the one of
+    the installed pyspark if not."""
+    home = os.environ.get("SPARK_HOME")
+    return Path(home) / "bin" / "spark-submit" if home else Path(pyspark.__file__).parent / "bin" / "spark-submit"
+
+
 def model_job(config: PipelineConfig, model: str) -> Job:
     """The spark-submit process of one model job, with the model's own memory settings."""
     settings = config.model(model).spark
     command = [*_submit_command(config, settings.memory, settings.python_memory), str(JOBS_DIR / "score.py"),
-               "--conf", str(config.conf_dir), "--model", model]
+               *config.conf_args, "--model", model]
     return Job(f"score-{model}", command, (f"score-{model}",))
 
 
@@ -182,7 +193,7 @@ def start_supervisor(config: PipelineConfig, foreground: bool = False) -> subpro
     files = run_files(config)
     for directory in (files.logs, files.run):
         directory.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "rdv.supervisor", "--conf", str(config.conf_dir)]
+    command = [sys.executable, "-m", "rdv.supervisor", *config.conf_args]
     if foreground:
         process = subprocess.Popen(command, cwd=config.root, stdin=subprocess.DEVNULL)
     else:

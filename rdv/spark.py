@@ -27,9 +27,14 @@ PACKAGES = (
 )
 
 
+def cached_jars(config: PipelineConfig) -> list[str]:
+    """The Kafka connector's and Delta's jars as `make jars` caches them; none on a host without them."""
+    return sorted(str(p) for p in (config.path(config.paths.jars) / "spark").glob("*.jar"))
+
+
 def local_jars(config: PipelineConfig) -> list[str]:
     jar_dir = config.path(config.paths.jars) / "spark"
-    jars = sorted(str(p) for p in jar_dir.glob("*.jar"))
+    jars = cached_jars(config)
     if not jars:
         raise RuntimeError(
             f"no Spark jars under {jar_dir}: run `make jars` (or pass --packages {PACKAGES} to spark-submit)"

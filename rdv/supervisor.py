@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from rdv import profiles
 from rdv.config import ConfigError, SupervisorConfig, load_config
 from rdv.durations import duration_ms
 
@@ -291,10 +292,10 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m rdv.supervisor",
         description="Run the jobs of var/run/plan.json, start a job that dies again after a backoff, and "
                     "stop them all on SIGTERM or Ctrl-C. `rdv up` starts it; see docs/operations.md.")
-    parser.add_argument("--conf", default="conf", help="the conf directory (default: %(default)s)")
+    profiles.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.conf)
+        config = load_config(args.conf, args.profile)
     except ConfigError as error:
         parser.exit(2, f"rdv supervisor: {error}\n")
 
