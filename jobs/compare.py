@@ -9,6 +9,7 @@ Usage:
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 
@@ -28,17 +29,25 @@ def compare_and_summarize(spark: SparkSession, config: PipelineConfig) -> str:
     return summary(read_tables(spark, config), config)
 
 
+APP = "rdv-compare"  # the Spark application's name
+
+
+def parser() -> argparse.ArgumentParser:
+    job = argument_parser("Recompute the comparison tables from scores, results, labels and archive.")
+    job.add_argument("--every", help="repeat every this long, e.g. '15 minutes' (default: once)")
+    return job
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argument_parser("Recompute the comparison tables from scores, results, labels and archive.")
-    parser.add_argument("--every", help="repeat every this long, e.g. '15 minutes' (default: once)")
-    args = parser.parse_args(argv)
+    job = parser()
+    args = job.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.conf, args.profile)
         pause_s = duration_ms(args.every) / 1000 if args.every else None
     except (ConfigError, ValueError) as error:
-        parser.exit(2, f"rdv-compare: {error}\n")
-    spark = build_session(config, "rdv-compare")
+        job.exit(2, f"{APP}: {error}\n")
+    spark = build_session(config, APP)
     try:
         while True:
             started = time.monotonic()
@@ -47,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
                 return
             time.sleep(max(0.0, pause_s - (time.monotonic() - started)))
     except ConfigError as error:
-        parser.exit(2, f"rdv-compare: {error}\n")
+        job.exit(2, f"{APP}: {error}\n")
     finally:
         spark.stop()
 

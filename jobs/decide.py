@@ -11,6 +11,8 @@ Usage:
 """
 from __future__ import annotations
 
+import argparse
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
@@ -81,9 +83,15 @@ def build(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:
     ]
 
 
+APP = "rdv-rendezvous"  # the Spark application's name
+
+
+def parser() -> argparse.ArgumentParser:
+    return argument_parser("Answer every request under its policy; keep every score and every label.")
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argument_parser("Answer every request under its policy; keep every score and every label.")
-    run_job("rdv-rendezvous", parser, lambda spark, config, args: build(spark, config), argv)
+    run_job(APP, parser(), lambda spark, config, args: build(spark, config), argv)
 
 
 if __name__ == "__main__":

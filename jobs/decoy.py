@@ -7,6 +7,7 @@ Usage:
 """
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import datetime, timezone
 
@@ -67,9 +68,15 @@ def build_all(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuer
     return [build(spark, config), build_quality(spark, config)]
 
 
+APP = "rdv-decoy"  # the Spark application's name
+
+
+def parser() -> argparse.ArgumentParser:
+    return argument_parser("Archive every feature record into Delta `archive` and validate it into `data_quality`.")
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argument_parser("Archive every feature record into Delta `archive` and validate it into `data_quality`.")
-    run_job("rdv-decoy", parser, lambda spark, config, args: build_all(spark, config), argv)
+    run_job(APP, parser(), lambda spark, config, args: build_all(spark, config), argv)
 
 
 if __name__ == "__main__":

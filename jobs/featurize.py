@@ -11,6 +11,8 @@ Usage:
 """
 from __future__ import annotations
 
+import argparse
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
@@ -70,9 +72,15 @@ def build_all(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuer
     return [build(spark, config), build_quarantine_table(spark, config)]
 
 
+APP = "rdv-features"  # the Spark application's name
+
+
+def parser() -> argparse.ArgumentParser:
+    return argument_parser("Raw events to canonical feature records (and quarantine), each with its policy.")
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argument_parser("Raw events to canonical feature records (and quarantine), each with its policy.")
-    run_job("rdv-features", parser, lambda spark, config, args: build_all(spark, config), argv)
+    run_job(APP, parser(), lambda spark, config, args: build_all(spark, config), argv)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ Usage:
 """
 from __future__ import annotations
 
+import argparse
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
@@ -18,7 +20,7 @@ from features.records import parse_feature_records
 from models.following import ModelFollower
 from models.registry import ModelNotFound, ResolvedModel, model_inputs
 from models.crashes import publish_isolating_crashes
-from models.scoring import failed_scores, feature_columns, score_requests, scorer
+from models.scoring import failed_scores, feature_columns, score_requests, scorer, ship, shipped_name
 from rdv.config import ConfigError, PipelineConfig
 from rdv.jobrun import argument_parser, run_job
 from rdv.streams import for_each_batch, publish, read_topic, to_messages
@@ -38,7 +40,7 @@ def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> Strea
             raise ConfigError(
                 f"{config_file}: features: model version {resolved.version} also needs {', '.join(missing)}"
             )
-        spark.sparkContext.addFile(str(resolved.local_dir), recursive=True)
+        ship(spark.sparkContext, resolved)
         return list(inputs or allowed)
 
     try:
@@ -48,7 +50,7 @@ def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> Strea
 
     def score_batch(requests: DataFrame, batch_id: int) -> None:
         serving = follower.refresh()
-        udf = scorer(serving.model.local_dir.name, serving.columns, model.output, model.threshold)
+        udf = scorer(shipped_name(serving.model), serving.columns, model.output, model.threshold)
         topic = config.kafka.topics.scores.name
         publish_isolating_crashes(
             requests,
@@ -60,10 +62,17 @@ def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> Strea
     return for_each_batch(requests, config, f"score-{model.name}", score_batch, trigger=model.spark.trigger)
 
 
+APP = "rdv-score"  # the Spark application's name
+
+
+def parser() -> argparse.ArgumentParser:
+    job = argument_parser("Score feature records with one configured model.")
+    job.add_argument("--model", required=True, help="the model config's name: conf/models/<name>.yaml")
+    return job
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argument_parser("Score feature records with one configured model.")
-    parser.add_argument("--model", required=True, help="the model config's name: conf/models/<name>.yaml")
-    run_job("rdv-score", parser, lambda spark, config, args: [build(spark, config, args.model)], argv)
+    run_job(APP, parser(), lambda spark, config, args: [build(spark, config, args.model)], argv)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,15 @@ and the rendezvous never takes its output for an answer.
 """
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pyspark import SparkContext
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
@@ -46,8 +50,28 @@ SCORE_RECORD = StructType(
     ]
 )
 
-# Loaded models of this Python worker, by the directory name the driver shipped them under.
+# Loaded models of this Python worker, by the archive name the driver shipped them under.
 _loaded: dict[str, object] = {}
+
+
+def shipped_name(model: ResolvedModel) -> str:
+    """The name a UDF loads a shipped model version by (SparkFiles.get)."""
+    return model.local_dir.name + ".zip"
+
+
+def ship(context: SparkContext, model: ResolvedModel) -> None:
+    """Send a model version's directory to every executor.
+
+    It goes as a zip archive, which each executor unpacks: a cluster takes no local directory
+    (SparkContext.addFile of a directory works in local mode only). The archive is made once per
+    version, beside its directory, and renamed into place so that a job killed while zipping
+    leaves no half archive for its restart to send."""
+    archive = model.local_dir.with_name(shipped_name(model))
+    if not archive.exists():
+        partial = Path(shutil.make_archive(str(archive.with_name(f".{archive.stem}-{os.getpid()}")), "zip",
+                                           root_dir=model.local_dir))
+        partial.replace(archive)
+    context.addArchive(str(archive))
 
 
 def _model(shipped_name: str):
@@ -55,7 +79,7 @@ def _model(shipped_name: str):
         import mlflow.pyfunc
         from pyspark import SparkFiles
 
-        # A job that moved to a new version (names are <model>-v<version>-<id>) drops the old one,
+        # A job that moved to a new version (names are <model>-v<version>-<id>.zip) drops the old one,
         # so workers of a long-running job hold one version per model, not every one promoted.
         model = shipped_name.rsplit("-", 2)[0]
         for stale in [name for name in _loaded if name.rsplit("-", 2)[0] == model]:
