@@ -1,7 +1,8 @@
-"""rdv: run the rendezvous pipeline locally and look at it.
+"""rdv: run the rendezvous pipeline, on this machine or on a cluster, and look at it.
 
 Every command takes --conf (default: conf), the directory with pipeline.yaml, features.yaml,
-policy.yaml and models/
+policy.yaml, models/ and profiles/, and --profile: local (the embedded broker and local Spark)
+or profiles/<name>.yaml, such as cluster (docs/deployment.md).
 """
 from __future__ import annotations
 
