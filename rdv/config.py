@@ -404,7 +404,10 @@ def _read_pipeline(conf_dir: Path, asked: str | None) -> tuple[dict, dict]:
         name, explicit = profiles.chosen(asked, data.get("profile"))
         path = profiles.profile_file(conf_dir, name)
         settings = {}
-        if name != profiles.LOCAL and (explicit or path.exists()):
+        # A profile that pipeline.yaml itself names needs no file of its own: a conf that says
+        # `profile: cluster` and holds the cluster's settings loads the same when its jobs are
+        # started with --profile cluster.
+        if name != profiles.LOCAL and (path.exists() or explicit and name != data.get("profile")):
             if not path.exists():
                 raise ConfigError(f"{path}: no such profile (profiles here: "
                                   f"{', '.join(profiles.known_profiles(conf_dir))})")

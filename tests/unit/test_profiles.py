@@ -77,6 +77,20 @@ def test_the_profile_comes_from_the_argument_the_environment_or_pipeline_yaml(co
     assert load_config(conf).kafka.topics.raw.partitions == 12
 
 
+def test_a_conf_that_names_its_own_profile_loads_the_same_in_the_jobs_it_starts(conf):
+    """pipeline.yaml with `profile: cluster` and the cluster's settings in it, no profile file: the
+    supervisor and every job get --profile cluster (conf_args) and must load what their parent did."""
+    (conf / "profiles" / "cluster.yaml").unlink()
+    text = (conf / "pipeline.yaml").read_text()
+    (conf / "pipeline.yaml").write_text(text.replace("profile: local", "profile: cluster"))
+    parent = load_config(conf)
+    child = load_config(conf, parent.conf_args[parent.conf_args.index("--profile") + 1])
+    assert (parent.profile, child.profile) == ("cluster", "cluster")
+    assert child.kafka == parent.kafka and child.paths == parent.paths
+    with pytest.raises(ConfigError, match=r"profiles/staging.yaml: no such profile"):
+        load_config(conf, "staging")
+
+
 def test_a_missing_variable_or_profile_and_a_bad_setting_name_their_file(conf, cluster_env, monkeypatch):
     monkeypatch.delenv("RDV_TABLES")
     with pytest.raises(ConfigError, match=r"profiles/cluster.yaml: paths.tables: the environment variable RDV_TABLES"):
