@@ -68,7 +68,7 @@ def standalone_profile(cluster: StandaloneCluster) -> dict:
 
 
 def test_the_demo_runs_on_a_standalone_cluster_from_the_built_package(spark, tmp_path, broker, registry,
-                                                                       installed, cluster):
+                                                                       installed, cluster, monkeypatch):
     conf = write_conf(tmp_path, mlflow={"tracking_uri": registry})
     (conf / "profiles").mkdir()
     (conf / "profiles" / "standalone.yaml").write_text(yaml.safe_dump(standalone_profile(cluster)))
@@ -91,11 +91,8 @@ def test_the_demo_runs_on_a_standalone_cluster_from_the_built_package(spark, tmp
     assert all(app["cores"] <= 1 for app in apps), apps
 
     # The tables are where the profile put them, and the features topic's four partitions all carried records.
-    os.environ["RDV_SHARED"] = str(shared)
-    try:
-        config = load_config(conf, "standalone")
-    finally:
-        del os.environ["RDV_SHARED"]
+    monkeypatch.setenv("RDV_SHARED", str(shared))
+    config = load_config(conf, "standalone")
     assert config.table("results") == f"{shared}/delta/results"
     answered = spark.read.format("delta").load(config.table("results")).where("request_id LIKE 'demo-%'")
     assert answered.count() == EVENTS
