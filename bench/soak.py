@@ -169,6 +169,7 @@ def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo
     echo(f"soak: starting {', '.join(MODELS)} and every other job on 127.0.0.1:{port}")
     runner.up(config, MODELS, separate=True, echo=lambda *_: None)
     samples: list[tuple[float, dict[str, float]]] = []
+    answered_at: list[int] = []  # per sample, the results on the topic: what no verdict judges, it only grows
     programs: list[dict[str, dict[str, int]]] = []  # per sample, each job's RSS MiB per program
     stores: list[dict[str, dict[str, float]]] = []  # per sample, each state store's MiB per part
     sent: dict = {"n": 0, "error": None}
@@ -199,6 +200,7 @@ def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo
             answered = sum(offsets.by_partition()[config.kafka.topics.results.name].values())
             sample = figures(config, trees, answered, sent["n"])
             samples.append((time.time(), sample))
+            answered_at.append(answered)
             programs.append({name: {program: round(rss / MIB) for program, rss in tree.resident_by_program().items()}
                              for name, tree in trees.items()})
             stores.append(state_parts(config))
@@ -221,7 +223,7 @@ def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo
     return {"minutes": minutes, "rate": rate, "every_s": every_s, "warm_up_s": warm_up_s, "models": MODELS,
             "sent": sent["n"], "restarts": restarts, "drained_below": drained,
             "steady_from_min": None if steady is None else round((steady - started) / 60, 1),
-            "samples": [{"t": t, **s} for t, s in samples],
+            "samples": [{"t": t, "answered": a, **s} for (t, s), a in zip(samples, answered_at)],
             "rss_mib_by_program": programs,
             "state_mib_by_part": stores,
             "verdicts": [asdict(v) for v in results],

@@ -4,7 +4,9 @@ environment of its own), not from the source tree, with a rdv.features topic of 
 the Delta tables on a path every worker shares, and the cluster chosen by a profile of the conf.
 
 `rdv demo --separate` runs there as a user would run it: the walking skeleton's promise (every
-request archived, answered exactly once, scored once by every model) holds on the cluster too."""
+request archived, answered exactly once, scored once by every model) holds on the cluster too. It is
+also the suite's test of the demo as separate spark-submit processes (test_faults and test_soak run
+them under `rdv up`)."""
 from __future__ import annotations
 
 import os

@@ -22,10 +22,9 @@ import pytest
 
 from rdv import runner
 from rdv.demo.replay import replay
-from rdv.demo.summary import count_run
 from rdv.kafka_local import LocalBroker
 from rdv.kafka_security import client_settings
-from tests.e2e.helpers import replay_decisions, table_rows, warm_up
+from tests.e2e.helpers import POLL_S, counts_so_far, replay_decisions, table_rows, warm_up
 from tests.helpers import make_config
 from tests.integration.kafka_io import consume_bytes
 
@@ -51,9 +50,9 @@ def wait_complete(spark, config, prefix: str, timeout_s: float = 600) -> None:
     """Wait until every request of the phase is archived, answered and scored by every model. No
     health check: a query that fails while the broker is away is the supervisor's to start again."""
     deadline = time.monotonic() + timeout_s
-    while not (counts := count_run(spark, config, prefix)).complete(EVENTS, MODELS):
+    while not (counts := counts_so_far(spark, config, prefix, EVENTS)).complete(EVENTS, MODELS):
         assert time.monotonic() < deadline, f"{prefix}: still incomplete after {timeout_s:.0f} s: {counts}"
-        time.sleep(3)
+        time.sleep(POLL_S)
 
 
 def kill_each_job_once(config, schedule: dict[str, float], started: float, killed: dict[str, int]) -> None:

@@ -93,11 +93,3 @@ def test_a_seeded_demo_shows_the_champion_falling_after_the_drift_and_says_promo
                  for o in cell.outputs)
     assert images == 4, "a plot is missing"
 
-
-def test_separate_spark_submit_processes_answer_every_request(spark, tmp_path, broker, registry):
-    config = pipeline_config(tmp_path, registry)
-    outcome = run_demo(spark, config, events=120, rate=20, separate=True, bad_every=40, label_delay_s=1,
-                       compare_models=False)
-    assert outcome.ok, outcome.summary
-    assert "quarantined        3" in outcome.summary
-    assert "labels             120" in outcome.summary

@@ -24,8 +24,8 @@ from comparison.backfill import backfill_labels
 from features.personal import KEY_VARIABLE
 from rdv import runner
 from rdv.config import PipelineConfig, load_config
-from rdv.demo.summary import count_run
 from rdv.forget import TABLES
+from tests.e2e.helpers import POLL_S, counts_so_far
 from tests.fixtures.registry import register_code_model
 from tests.helpers import REPO, write_conf
 from tests.integration.kafka_io import produce
@@ -112,10 +112,10 @@ def rides(spark, broker, registry, tmp_path_factory):
         deadline = time.monotonic() + 120
         while (quarantined := len(_table(spark, config, "quarantine"))) < len(BAD) + 1:
             assert time.monotonic() < deadline, f"rides: {quarantined} of {len(BAD) + 1} bad records in quarantine"
-            time.sleep(3)
+            time.sleep(POLL_S)
         while (validated := _table(spark, config, "data_quality").drop_duplicates("batch_id")["rows"].sum()) < RIDES + 3:
             assert time.monotonic() < deadline, f"rides: {validated} of {RIDES + 3} feature records validated"
-            time.sleep(3)
+            time.sleep(POLL_S)
     finally:
         runner.down(config)
     yield Rides(config, *[_table(spark, config, name) for name in ("archive", "scores", "results", "quarantine",
@@ -125,10 +125,10 @@ def rides(spark, broker, registry, tmp_path_factory):
 def _send_and_wait(spark, config: PipelineConfig, prefix: str, messages: list[str], requests: int) -> None:
     produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, messages)
     deadline = time.monotonic() + 300
-    while not (counts := count_run(spark, config, prefix)).complete(requests, ["champion", "challenger"]):
+    while not (counts := counts_so_far(spark, config, prefix, requests)).complete(requests, ["champion", "challenger"]):
         runner.check_healthy(config)
         assert time.monotonic() < deadline, f"{prefix}: incomplete after 300 s: {counts}"
-        time.sleep(3)
+        time.sleep(POLL_S)
 
 
 def _pseudonym(rider: str) -> str:

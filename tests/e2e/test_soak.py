@@ -5,9 +5,11 @@ the supervisor, as in production.
 Three minutes on 2 cores are too short for `make soak`'s verdict (the second half against the
 first): five JVMs that start at once fall behind, and the state of the batches that catch up
 is larger for a while. What a short run does show is eviction itself. Without a watermark, a state
-store keeps every request it has seen, so its rows never fall; the batches that catch up after a
-slow start hold many rows for a while (1,850 of 3,700 requests sent in one run). It judges
-no RSS, so its jobs grow their heaps as the shipped conf's do."""
+store keeps a row for every request it has seen, so by the end it would hold at least one row per
+request answered; with eviction it holds the last seconds' worth, whether it overshot while
+catching up and fell again (most runs) or stayed flat at that level (a CI run whose jobs were
+still behind at the end: 875 rows in the join for 1,900 answers). It judges no RSS, so its jobs
+grow their heaps as the shipped conf's do."""
 from __future__ import annotations
 
 from bench.soak import Verdict, run, table
@@ -25,10 +27,12 @@ def test_a_short_soak_evicts_state_and_answers_the_load(tmp_path, registry):
     figures = {v.figure: v for v in results}
     jobs = ("features", "decoy", "score-champion", "score-challenger-1", "rendezvous")
     assert {f"RSS MiB: {job}" for job in jobs} <= set(figures)
+    answered = report["samples"][-1]["answered"]
     for query in ("features", "rendezvous"):
         rows = series(report, f"state rows: {query}")
         assert max(rows) >= 200, rows  # the store filled: the last 20 s at 20/s are about 400 ids
-        assert fell(rows), rows  # and the watermark evicted from it
+        # and the watermark evicted from it: fewer rows than requests that went through it
+        assert rows[-1] < answered / 1.5, (rows, answered)
     # Answers came faster than requests at least once: the pipeline answers, and catches up.
     assert fell(series(report, "pending requests")), table(results)
 
