@@ -46,16 +46,17 @@ def local_storage_settings(config: PipelineConfig) -> dict[str, str]:
     """Settings for tables and checkpoints on a local disk (file: paths), where Hadoop's defaults
     cost the most: without Hadoop's native library, its local file system starts a process
     (`readlink`, `chmod`) for each permission it sets and each link it checks, and the FileContext
-    API that Spark's checkpoints and Delta's log use checks links on every rename. The pipeline idle
-    started 2,491 processes a minute (bench/README.md, "Tuning"); with these, 244.
+    API that Spark's checkpoints and Delta's log use checks links on every rename. So checkpoints
+    and the Delta log are written through the FileSystem API instead. Both keep their guarantees for
+    their one writer: write a temporary file, then rename it unless the target exists.
 
-    * the raw local file system: no .crc file beside every file, which doubled the file operations
-      (a local disk has checksums of its own);
-    * checkpoints and the Delta log written through the FileSystem API. Both keep their guarantees
-      for their one writer: write a temporary file, then rename it unless the target exists.
+    The file system itself stays Hadoop's checksummed LocalFileSystem: RocksDB's state store
+    uploads its snapshots with FileSystem.copyFromLocalFile, which casts the file: file system to
+    LocalFileSystem, and with the raw one (no .crc files, once set here) every upload failed. Then
+    no changelog is ever cleaned up and a restart replays each one since the query's start
+    (bench/README.md, "Tuning").
     """
     settings = {
-        "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
         "spark.delta.logStore.file.impl": "io.delta.storage.LocalLogStore",
     }
     # Global in Spark, so only when every checkpoint is on the local disk.

@@ -2,7 +2,8 @@
 aliases and rolls back; a challenger added by one config file and one command scores the requests
 after its start; a policy edit takes effect for the next requests, the split exposes each request
 to one model while every model scores it; and replaying the topics into a fresh checkpoint decides
-every request of the run byte for byte as the live run did.
+every request of the run byte for byte as the live run did. By then, the state stores have taken
+snapshots of their checkpoints.
 
 One pipeline serves the module's tests, in this order (the policy edits come last: under another
 strategy than `preferred` the promotion's answers would not be the champion's). Starting it and
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import yaml
@@ -151,3 +153,13 @@ def test_policies_change_without_restarts_split_exposure_and_a_replay_decides_th
     # byte, under every policy, model version and model set the run went through.
     replayed = replay_decisions(spark, config, tmp_path / "replay-checkpoint", set(live_ids), timeout_s=300)
     assert {key: replayed.get(key) for key, _ in live_results} == dict(live_results)
+
+
+def test_the_state_stores_take_snapshots_so_that_a_restart_replays_few_changes(live):
+    """With changelog checkpointing, a state store's checkpoint is its last snapshot and the
+    changes since, and only a snapshot lets the older changes be cleaned up. Maintenance uploads
+    one a minute at most; the pipeline has run for minutes and hundreds of micro-batches here."""
+    for query in ("features", "rendezvous"):
+        state = Path(live.config.checkpoint(query)) / "state"
+        changes, snapshots = list(state.rglob("*.changelog")), list(state.rglob("*.zip"))
+        assert changes and snapshots, f"{query}: {len(changes)} changelog files, no snapshot"

@@ -45,10 +45,19 @@ def test_each_query_runs_its_jobs_in_its_pool_and_the_latency_pool_goes_first(sp
 
 def test_local_storage_settings_apply_to_local_checkpoints_only(tmp_path):
     local = local_storage_settings(make_config(tmp_path / "a"))
-    assert local["spark.hadoop.fs.file.impl"] == "org.apache.hadoop.fs.RawLocalFileSystem"
     assert local["spark.delta.logStore.file.impl"] == "io.delta.storage.LocalLogStore"
     assert local["spark.sql.streaming.checkpointFileManagerClass"].endswith(".FileSystemBasedCheckpointFileManager")
     # Spark's checkpoint file manager is one for every path: checkpoints elsewhere keep Spark's default.
     remote = local_storage_settings(make_config(tmp_path / "b", paths={"checkpoints": "s3a://bucket/checkpoints"}))
     assert "spark.sql.streaming.checkpointFileManagerClass" not in remote
-    assert remote["spark.hadoop.fs.file.impl"] == local["spark.hadoop.fs.file.impl"]
+    assert remote["spark.delta.logStore.file.impl"] == local["spark.delta.logStore.file.impl"]
+
+
+def test_the_local_file_system_is_one_the_state_store_can_upload_snapshots_from(spark):
+    """RocksDB's state store copies each snapshot from the local disk with
+    FileSystem.copyFromLocalFile, which casts the file: file system to LocalFileSystem: with the
+    raw local file system every upload failed (tests/e2e/test_running_pipeline.py shows the
+    snapshots of a running pipeline)."""
+    jvm = spark._jvm
+    local = jvm.org.apache.hadoop.fs.FileSystem.getLocal(spark._jsc.hadoopConfiguration())  # the cast is in here
+    assert jvm.java.lang.Class.forName("org.apache.hadoop.fs.LocalFileSystem").isInstance(local)
