@@ -169,7 +169,7 @@ def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo
     echo(f"soak: starting {', '.join(MODELS)} and every other job on 127.0.0.1:{port}")
     runner.up(config, MODELS, separate=True, echo=lambda *_: None)
     samples: list[tuple[float, dict[str, float]]] = []
-    answered_at: list[int] = []  # per sample, the results on the topic: what no verdict judges, it only grows
+    answered_at: list[int] = []  # per sample, the results on the topic so far: no figure to judge, it only grows
     programs: list[dict[str, dict[str, int]]] = []  # per sample, each job's RSS MiB per program
     stores: list[dict[str, dict[str, float]]] = []  # per sample, each state store's MiB per part
     sent: dict = {"n": 0, "error": None}
