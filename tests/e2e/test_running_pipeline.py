@@ -12,7 +12,6 @@ pay again.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +22,9 @@ from pyspark.sql import functions as F
 from models.registry import current_version, promote
 from rdv import cli, runner
 from rdv.config import PipelineConfig, load_config
-from rdv.demo.replay import replay
-from rdv.kafka_security import client_settings
+from rdv.demo.summary import count_run
 from rdv.model_configs import add_model_config, model_rows
-from tests.e2e.helpers import (ALWAYS_IN_TIME_MS, POLL_S, counts_so_far, replay_decisions, send_and_wait,
-                              table_rows, warm_up)
+from tests.e2e.helpers import ALWAYS_IN_TIME_MS, replay_decisions, send_and_wait, table_rows, warm_up
 from tests.e2e.test_pipeline import pipeline_config
 from tests.integration.kafka_io import consume_bytes
 
@@ -94,11 +91,8 @@ def test_a_model_added_while_the_pipeline_runs_scores_the_requests_after_its_sta
     runner.start_model(config, "second")
     assert [r["running"].startswith("yes, pid") for r in model_rows(config) if r["model"] == "second"] == [True]
 
-    replay(client_settings(config), config.kafka.topics.raw.name, 60, 20, id_prefix="after-start")
-    deadline = time.monotonic() + 360
-    while not (counts := counts_so_far(spark, config, "after-start", 60)).complete(60, [*MODELS, "second"]):
-        assert time.monotonic() < deadline, counts
-        time.sleep(POLL_S)
+    send_and_wait(spark, config, "after-start", 60, [*MODELS, "second"], rate=20)
+    counts = count_run(spark, config, "after-start")
     assert counts.scores == {"challenger": 60, "champion": 60, "second": 60}
     assert (counts.results, counts.answered) == (60, 60)
     assert {name: pid for name, pid in runner.running_jobs(config).items() if name in live.pids} == live.pids
