@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
+from typing import NoReturn
 
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
@@ -45,19 +49,46 @@ def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
+        _wait(spark, queries, progress, stopping)
+        failed = next(((q.name, str(q.exception())) for q in queries if q.exception() is not None), None)
+    except Exception:
+        log.exception("lost its Spark driver")
+        _end_now(1)
+    log.info("stopped")
+    if failed is not None:
+        name, error = failed
+        _end_now(1, f"{app_name}: query {name} failed: {error}" + _hint(error, config.checkpoint(name)))
+
+
+def _wait(spark: SparkSession, queries: list[StreamingQuery], progress: ProgressFiles,
+          stopping: threading.Event) -> None:
+    """Until SIGTERM or a query ends; then stop every query, the failed one's error kept."""
+    try:
         while not stopping.is_set() and all(q.isActive for q in queries):
-            spark.streams.awaitAnyTermination(1)
+            try:
+                spark.streams.awaitAnyTermination(1)
+            except StreamingQueryException:
+                break
             spark.streams.resetTerminated()
             progress.update(queries)
     finally:
         for query in queries:
             query.stop()
         progress.stopped(queries)
-        log.info("stopped")
-    for query in queries:
-        if query.exception() is not None:
-            raise SystemExit(f"{app_name}: query {query.name} failed: {query.exception()}"
-                             + _hint(str(query.exception()), config.checkpoint(query.name)))
+
+
+def _end_now(code: int, message: str | None = None) -> NoReturn:
+    """End the process without joining its threads or running atexit handlers. Once the driver's JVM
+    is gone or half shut down, a thread still waiting on it keeps the interpreter from exiting: in a
+    CI run a job outlived its JVM's failure by minutes, and the supervisor starts again only a job
+    that has exited. The supervisor then kills the job's process group, so a JVM still there goes
+    too; without a supervisor, the JVM this process started sees its stdin close and exits."""
+    if message:
+        print(message, file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _hint(error: str, checkpoint: str) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -11,7 +12,10 @@ from rdv.config import PipelineConfig, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_BROKER_PORT = 19092
-TEST_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+# C1 alone gets the client VM's 48 MB code cache, which the one-application pipeline filled in 80 s
+# of a CI run: the JVM then cannot link a method handle and its tasks fail with InternalError. The
+# optimising tier's default size keeps room for it.
+TEST_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC"
 
 
 def write_conf(root: Path, port: int = TEST_BROKER_PORT, models: tuple[str, ...] = ("champion", "challenger"),
@@ -52,3 +56,13 @@ def write_conf(root: Path, port: int = TEST_BROKER_PORT, models: tuple[str, ...]
 
 def make_config(root: Path, **overrides) -> PipelineConfig:
     return load_config(write_conf(root, **overrides))
+
+
+def eventually(probe, timeout_s: float = 20.0, poll_s: float = 0.2):
+    """probe()'s first truthy value, asked every poll_s until timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := probe():
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"not within {timeout_s} s")

@@ -13,22 +13,13 @@ import pytest
 
 from rdv import runner
 from rdv.supervisor import Job, alive, read_state, write_plan
-from tests.helpers import make_config
+from tests.helpers import eventually, make_config
 
 SETTINGS = {"backoff": "1 second", "max_backoff": "2 seconds", "healthy_after": "1 minute", "stop_timeout": "3 seconds"}
 SLEEPER = [sys.executable, "-c", "import time\nwhile True: time.sleep(0.1)"]
 # Ignores SIGTERM, as a job stuck in a Delta commit would for a while.
 STUBBORN = [sys.executable, "-c", "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
                                   "while True: time.sleep(0.1)"]
-
-
-def eventually(probe, timeout_s: float = 20.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := probe():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout_s} s")
 
 
 @pytest.fixture
