@@ -34,13 +34,21 @@ def counts_so_far(spark, config: PipelineConfig, prefix: str, events: int) -> Ru
 
 def send_and_wait(spark, config: PipelineConfig, prefix: str, events: int, models: list[str], rate: float = 10,
                   seed: int = 7, timeout_s: float = 300) -> None:
-    """Replay events whose request ids start with prefix, then wait until every one is archived,
-    answered and scored by every named model, or fail with what is missing once timeout_s passed
-    without a new record (a loaded machine is slow, a stuck pipeline makes no progress)."""
+    """Replay events whose request ids start with prefix, then wait_for_requests."""
     replay(client_settings(config), config.kafka.topics.raw.name, events, rate, seed=seed, id_prefix=prefix)
+    wait_for_requests(spark, config, prefix, events, models, timeout_s)
+
+
+def wait_for_requests(spark, config: PipelineConfig, prefix: str, events: int, models: list[str],
+                      timeout_s: float = 300, healthy: bool = True) -> None:
+    """Wait until every request whose id starts with prefix is archived, answered and scored by
+    every named model, or fail with what is missing once timeout_s passed without a new record (a
+    loaded machine is slow, a stuck pipeline makes no progress). With healthy, a failed query fails
+    this at once; without, it is the supervisor's to start again."""
     deadline, last = time.monotonic() + timeout_s, None
     while not (counts := counts_so_far(spark, config, prefix, events)).complete(events, models):
-        check_healthy(config)
+        if healthy:
+            check_healthy(config)
         if counts != last:
             deadline, last = time.monotonic() + timeout_s, counts
         assert time.monotonic() < deadline, f"{prefix}: no new record for {timeout_s:.0f} s: {counts}"

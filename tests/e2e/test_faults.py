@@ -24,13 +24,13 @@ from rdv import runner
 from rdv.demo.replay import replay
 from rdv.kafka_local import LocalBroker
 from rdv.kafka_security import client_settings
-from tests.e2e.helpers import POLL_S, counts_so_far, replay_decisions, table_rows, warm_up
+from tests.e2e.helpers import replay_decisions, table_rows, wait_for_requests, warm_up
 from tests.helpers import make_config
 from tests.integration.kafka_io import consume_bytes
 
 # The module's run is its first test's set-up: five JVMs start, are each killed and started again,
 # and the broker stops, on 2 cores. It took 11 minutes in one CI run and over 15 in another; its own
-# waits (wait_complete, runner.up) bound each step, and this bounds the whole.
+# waits (wait_for_requests, runner.up) bound each step, and this bounds the whole.
 pytestmark = pytest.mark.timeout(1800)
 
 PORT = 19094
@@ -44,15 +44,6 @@ PHASES = ("killed", "broker")
 DEADLINE_MS = 900_000
 OUTAGE_S = 30
 SEED = 20261202
-
-
-def wait_complete(spark, config, prefix: str, timeout_s: float = 600) -> None:
-    """Wait until every request of the phase is archived, answered and scored by every model. No
-    health check: a query that fails while the broker is away is the supervisor's to start again."""
-    deadline = time.monotonic() + timeout_s
-    while not (counts := counts_so_far(spark, config, prefix, EVENTS)).complete(EVENTS, MODELS):
-        assert time.monotonic() < deadline, f"{prefix}: still incomplete after {timeout_s:.0f} s: {counts}"
-        time.sleep(POLL_S)
 
 
 def kill_each_job_once(config, schedule: dict[str, float], started: float, killed: dict[str, int]) -> None:
@@ -86,7 +77,8 @@ def run(spark, tmp_path_factory, registry):
             replay(client_settings(config), config.kafka.topics.raw.name, EVENTS, RATE, seed=11,
                    bad_every=BAD_EVERY, id_prefix="killed")
             killer.join(timeout=60)
-            wait_complete(spark, config, "killed")
+            # No health check: a query that fails while the broker is away is the supervisor's.
+            wait_for_requests(spark, config, "killed", EVENTS, MODELS, timeout_s=600, healthy=False)
 
             # The broker stopped while the first half of the phase is still on its way through.
             replay(client_settings(config), config.kafka.topics.raw.name, EVENTS // 2, RATE, seed=12,
@@ -96,7 +88,7 @@ def run(spark, tmp_path_factory, registry):
             broker.start()
             replay(client_settings(config), config.kafka.topics.raw.name, EVENTS - EVENTS // 2, RATE,
                    seed=13, bad_every=BAD_EVERY, id_prefix="broker-2")
-            wait_complete(spark, config, "broker")
+            wait_for_requests(spark, config, "broker", EVENTS, MODELS, timeout_s=600, healthy=False)
             states = runner.job_states(config)
         finally:
             runner.down(config, stop_broker=False)

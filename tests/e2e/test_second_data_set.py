@@ -25,7 +25,7 @@ from features.personal import KEY_VARIABLE
 from rdv import runner
 from rdv.config import PipelineConfig, load_config
 from rdv.forget import TABLES
-from tests.e2e.helpers import POLL_S, counts_so_far
+from tests.e2e.helpers import POLL_S, wait_for_requests
 from tests.fixtures.registry import register_code_model
 from tests.helpers import REPO, write_conf
 from tests.integration.kafka_io import produce
@@ -124,11 +124,7 @@ def rides(spark, broker, registry, tmp_path_factory):
 
 def _send_and_wait(spark, config: PipelineConfig, prefix: str, messages: list[str], requests: int) -> None:
     produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, messages)
-    deadline = time.monotonic() + 300
-    while not (counts := counts_so_far(spark, config, prefix, requests)).complete(requests, ["champion", "challenger"]):
-        runner.check_healthy(config)
-        assert time.monotonic() < deadline, f"{prefix}: incomplete after 300 s: {counts}"
-        time.sleep(POLL_S)
+    wait_for_requests(spark, config, prefix, requests, ["champion", "challenger"])
 
 
 def _pseudonym(rider: str) -> str:
