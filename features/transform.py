@@ -27,8 +27,8 @@ from rdv.policy import Policy
 _JSON, _TYPED, _VISIBLE, _FEATURES, _SOURCE, _FITS, _CORRUPT = (
     f"{INTERNAL_PREFIX}{n}" for n in ("json", "typed", "visible", "features", "source", "fits", "corrupt"))
 DUPLICATE = "duplicate:request_id"
-# What check_raw gives for each raw record, heartbeats included.
-CHECKED = ("kind", "request_id", "own_id", "subject", "event_time", "typed", "features", "policy_text",
+# What check_raw gives for each raw record.
+CHECKED = ("request_id", "own_id", "subject", "event_time", "typed", "features", "policy_text",
            "reason", "value", "topic", "partition", "offset", "timestamp")
 
 
@@ -73,10 +73,10 @@ def _rules(spec: FeatureSpec) -> list[tuple[Column, str]]:
     return rules
 
 
-def check_raw(raw: DataFrame, spec: FeatureSpec, heartbeats_topic: str, key: bytes | None = None) -> DataFrame:
-    """Kafka rows of rdv.raw and rdv.heartbeats (value, topic, partition, offset, timestamp) as
-    checked records (CHECKED): the typed raw fields, the features, and the first rule broken as
-    the reason (null for a good event and for a heartbeat).
+def check_raw(raw: DataFrame, spec: FeatureSpec, key: bytes | None = None) -> DataFrame:
+    """Kafka rows of rdv.raw (value, topic, partition, offset, timestamp) as checked records
+    (CHECKED): the typed raw fields, the features, and the first rule broken as the reason (null
+    for a good event).
 
     Checks see the raw values; the features and the `typed` column given out see personal fields
     hashed under `key` or dropped (features/personal.py), so no personal value reaches a feature.
@@ -97,22 +97,20 @@ def check_raw(raw: DataFrame, spec: FeatureSpec, heartbeats_topic: str, key: byt
     features = F.struct(*[F.expr(f.expr).cast(f.type).alias(name) for name, f in spec.features.items()])
     computed = with_fields.select(_SOURCE, _FITS, _JSON, _TYPED, _VISIBLE, features.alias(_FEATURES))
     source = F.col(_SOURCE)
-    heartbeat = source["topic"] == heartbeats_topic
     reason = first_broken(_rules(spec))
     # A request without an id gets one from its place in rdv.raw, so a replay of the same raw record
     # yields the same request; it has no id of its own to be a duplicate of.
     own_id = F.col(_VISIBLE)["request_id"] if "request_id" in spec.raw else F.lit(None).cast("string")
     generated_id = F.concat_ws("-", F.lit("rq"), source["partition"], source["offset"])
     return computed.select(
-        F.when(heartbeat, F.lit("heartbeat")).otherwise(F.lit("request")).alias("kind"),
-        F.when(~heartbeat, F.coalesce(own_id, generated_id)).alias("request_id"),
+        F.coalesce(own_id, generated_id).alias("request_id"),
         own_id.isNotNull().alias("own_id"),
         (F.col(_VISIBLE)[spec.subject] if spec.subject else F.lit(None).cast("string")).alias("subject"),
         F.col(_VISIBLE)["event_time"].alias("event_time"),
         F.col(_VISIBLE).alias("typed"),
         F.col(_FEATURES).alias("features"),
         F.col(_JSON)["policy"].alias("policy_text"),
-        F.when(~heartbeat, reason).alias("reason"),
+        reason.alias("reason"),
         source["value"].alias("value"),
         source["topic"].alias("topic"),
         source["partition"].alias("partition"),
@@ -124,7 +122,7 @@ def check_raw(raw: DataFrame, spec: FeatureSpec, heartbeats_topic: str, key: byt
 def _dedup_candidate(checked_row: Column) -> Column:
     """A good request with an id of its own: only these take part in deduplication, so a bad record
     fixed and replayed is not a duplicate of itself."""
-    return checked_row["reason"].isNull() & checked_row["own_id"] & (checked_row["kind"] == "request")
+    return checked_row["reason"].isNull() & checked_row["own_id"]
 
 
 def with_arrival_marks(checked: DataFrame, dedup_window_ms: int | None) -> DataFrame:
@@ -180,11 +178,10 @@ def policy_columns(policy: Policy, spec: FeatureSpec, max_deadline_ms: int) -> l
     overrides = parse_overrides(F.col("policy_text"))
     problems = first_broken(override_problems(F.col("policy_text"), overrides, policy))
     resolved = request_policy(policy, set(spec.raw), max_deadline_ms, overrides, F.col("request_id"))
-    request = F.col("kind") == "request"
     return [
         *[F.col(c) for c in CHECKED if c != "reason"],
-        F.when(request, resolved).alias("policy"),
-        F.coalesce(F.col("reason"), F.when(request, problems)).alias("reason"),
+        resolved.alias("policy"),
+        F.coalesce(F.col("reason"), problems).alias("reason"),
     ]
 
 
@@ -218,19 +215,13 @@ def _quarantine_record() -> Column:
     )
 
 
-def _heartbeat_record(schema_version: int) -> Column:
-    return F.struct(F.lit(schema_version).alias("schema_version"), F.lit("heartbeat").alias("kind"), "event_time")
-
-
 def route_columns(features_topic: str, quarantine_topic: str, schema_version: int) -> list[Column]:
     """route's projection, to build once per job."""
-    heartbeat = F.col("kind") == "heartbeat"
     good = F.col("reason").isNull()
     return [
         F.when(good, F.lit(features_topic)).otherwise(F.lit(quarantine_topic)).alias("topic"),
-        F.when(~heartbeat, F.col("request_id")).alias("key"),
-        F.when(heartbeat, F.to_json(_heartbeat_record(schema_version)))
-        .when(good, F.to_json(_feature_record(schema_version)))
+        F.col("request_id").alias("key"),
+        F.when(good, F.to_json(_feature_record(schema_version)))
         .otherwise(F.to_json(_quarantine_record()))
         .alias("value"),
     ]
@@ -238,7 +229,7 @@ def route_columns(features_topic: str, quarantine_topic: str, schema_version: in
 
 def route(requests: DataFrame, features_topic: str, quarantine_topic: str, schema_version: int) -> DataFrame:
     """Kafka messages (topic, key, value): a feature record for a good event, a quarantine record
-    for a bad one, a heartbeat record on rdv.features for a heartbeat.
+    for a bad one, each keyed by the request id.
 
     One projection, so a single streaming query writes both topics in one pass over rdv.raw.
     """

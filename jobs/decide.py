@@ -34,14 +34,17 @@ def decisions(spark: SparkSession, config: PipelineConfig) -> DataFrame:
     `rendezvous` query publishes, and what a replay of the topics into a fresh checkpoint
     computes again, byte for byte."""
     topics = config.kafka.topics
-    return decide(read_topic(spark, config, topics.features.name), read_topic(spark, config, topics.scores.name),
-                  config)
+    # The heartbeats in one source with the requests: a heartbeat is published only after every
+    # request before it (rdv/heartbeat.py), and one source fixes both topics' offsets together.
+    requests = read_topic(spark, config, f"{topics.features.name},{topics.heartbeats.name}")
+    return decide(requests, read_topic(spark, config, topics.scores.name), config)
 
 
 def decide(feature_messages: DataFrame, score_messages: DataFrame, config: PipelineConfig) -> DataFrame:
-    """Result records from the Kafka rows of rdv.features and rdv.scores."""
-    # The rendezvous needs a request's context only, never its features.
-    requests = parse_feature_records(feature_messages, features=None)
+    """Result records from the Kafka rows of rdv.features and rdv.heartbeats, and of rdv.scores."""
+    # The rendezvous needs a request's context only, never its features; a record of another kind
+    # (such as a heartbeat of an older version, without one) is skipped.
+    requests = parse_feature_records(feature_messages, features=None).where(F.col("kind").isin("request", "heartbeat"))
     # A score's place on rdv.scores breaks ties: all scores of a request share a partition (keyed
     # by request_id), so the smaller offset arrived first, live and on a replay alike.
     scores = score_messages.select(

@@ -53,10 +53,10 @@ def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
             in_force, columns = current, policy_columns(current, spec, max_deadline_ms)
         publish(flag_duplicates(batch, window_ms).select(*columns).select(*messages), config)
 
-    # One source over both topics: each micro-batch fixes their offsets together (rdv/heartbeat.py).
-    raw = read_topic(spark, config, f"{topics.raw.name},{topics.heartbeats.name}")
-    stream = with_arrival_marks(check_raw(raw, spec, topics.heartbeats.name, key), window_ms)
+    raw = read_topic(spark, config, topics.raw.name)
+    stream = with_arrival_marks(check_raw(raw, spec, key), window_ms)
     query = for_each_batch(stream, config, QUERY, featurize_batch)
+    # The rendezvous's clock, published once this query has passed every raw event before it.
     start_heartbeat(config, query)
     return query
 

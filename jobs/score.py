@@ -20,10 +20,11 @@ from features.records import parse_feature_records
 from models.following import ModelFollower
 from models.registry import ModelNotFound, ResolvedModel, model_inputs
 from models.crashes import publish_isolating_crashes
-from models.scoring import failed_scores, feature_columns, score_requests, scorer, ship, shipped_name
+from models.scoring import failed_scores, feature_columns, score_record_columns, scorer, ship, shipped_name, with_scores
 from rdv.config import ConfigError, PipelineConfig
 from rdv.jobrun import argument_parser, run_job
-from rdv.streams import for_each_batch, publish, read_topic, to_messages
+from rdv.durations import duration_ms
+from rdv.streams import for_each_batch, message_columns, publish, read_topic, to_messages
 
 
 def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> StreamingQuery:
@@ -44,17 +45,25 @@ def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> Strea
         return list(inputs or allowed)
 
     try:
-        follower = ModelFollower(model, config.tracking_uri, config.path(config.paths.var) / "models", prepare)
+        follower = ModelFollower(model, config.tracking_uri, config.path(config.paths.var) / "models", prepare,
+                                 duration_ms(config.mlflow.alias_check) / 1000, config.alias_marker)
     except ModelNotFound as error:
         raise ConfigError(f"{config_file}: uri: {error}") from None
 
+    topic = config.kafka.topics.scores.name
+    # The scoring UDF and the records' projection, built once per version: every column built from
+    # Python costs py4j round trips, on every micro-batch if built there.
+    in_use, udf, scored = None, None, []
+
     def score_batch(requests: DataFrame, batch_id: int) -> None:
+        nonlocal in_use, udf, scored
         serving = follower.refresh()
-        udf = scorer(shipped_name(serving.model), serving.columns, model.output, model.threshold)
-        topic = config.kafka.topics.scores.name
+        if serving is not in_use:
+            in_use, udf = serving, scorer(shipped_name(serving.model), serving.columns, model.output, model.threshold)
+            scored = message_columns(score_record_columns(serving.model))
         publish_isolating_crashes(
             requests,
-            lambda rows: publish(to_messages(score_requests(rows, serving.model, udf)), config, topic),
+            lambda rows: publish(with_scores(rows, udf).select(*scored), config, topic),
             lambda rows, error: publish(to_messages(failed_scores(rows, serving.model, error)), config, topic))
 
     messages = read_topic(spark, config, config.kafka.topics.features.name, model.spark.max_offsets_per_trigger)

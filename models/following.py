@@ -1,14 +1,19 @@
 """A model job's model, kept on the version its URI points at now.
 
-A job that follows an alias (models:/fraud@champion) asks the registry before every micro-batch
-which version the alias names; when it has moved (`rdv promote`), the job downloads and ships
-the new version and scores the next micro-batch with it, without a restart. A version that does
+A job that follows an alias (models:/fraud@champion) asks the registry which version the alias
+names every `mlflow.alias_check`, and at once when `rdv promote` has touched the marker file
+var/run/aliases-moved (a stat before each micro-batch costs nothing; a registry query did, on every
+batch of every model job). When the alias has moved, the job downloads and ships the new version
+and scores the next micro-batch with it, without a restart. So a promotion through `rdv promote`
+applies from the next micro-batch of a job whose driver sees the same var/ (every local run); one
+made in the registry otherwise applies within alias_check. A version that does
 not fit the job's config (it needs a feature the config does not give it) is refused, loudly,
 and the job keeps scoring with the version it has, rather than failing every batch after.
 """
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,22 +39,44 @@ class Serving:
 Prepare = Callable[[ResolvedModel], list[str]]
 
 
+def announce_alias_change(marker: Path) -> None:
+    """Tell the running model jobs that an alias moved: they ask the registry before their next
+    micro-batch instead of at their next alias_check."""
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(time.time_ns()))
+
+
+def _stamp(marker: Path) -> int | None:
+    try:
+        return marker.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
 class ModelFollower:
-    def __init__(self, model: ModelConfig, tracking_uri: str, download_root: Path, prepare: Prepare):
+    def __init__(self, model: ModelConfig, tracking_uri: str, download_root: Path, prepare: Prepare,
+                 check_every_s: float, marker: Path):
         self._config = model
         self._tracking_uri = tracking_uri
         self._download_root = download_root
         self._prepare = prepare
         self._refused: str | None = None
+        self._check_every_s, self._marker = check_every_s, marker
+        self._checked_at, self._marker_seen = time.monotonic(), _stamp(marker)
         clear_downloads(model.name, download_root)
         resolved = resolve_model(model, tracking_uri, download_root)
         self.serving = Serving(resolved, prepare(resolved))  # at start, a misfit fails the job
 
     def refresh(self) -> Serving:
-        """The version to score the next micro-batch with: the alias's current one if it fits."""
+        """The version to score the next micro-batch with: the alias's current one if it fits,
+        asked of the registry when alias_check has passed or the marker changed."""
         current = self.serving.model
         if not follows_alias(self._config.uri):
             return self.serving
+        now, stamp = time.monotonic(), _stamp(self._marker)
+        if stamp == self._marker_seen and now - self._checked_at < self._check_every_s:
+            return self.serving
+        self._checked_at, self._marker_seen = now, stamp
         try:
             version = current_version(self._config.uri, self._tracking_uri)
         except (ModelNotFound, MlflowException) as error:

@@ -11,6 +11,7 @@ and the rendezvous never takes its output for an answer.
 """
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from pyspark import SparkContext
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType, TimestampType
@@ -75,6 +76,14 @@ def ship(context: SparkContext, model: ResolvedModel) -> None:
 
 
 def _model(shipped_name: str):
+    """The model shipped under that name, loaded once per Python worker.
+
+    Once loaded, everything the worker holds is frozen out of Python's cyclic garbage collector.
+    PySpark's daemon runs gc.collect() after every task of a reused worker, and with pandas,
+    pyarrow, scikit-learn and MLflow loaded a full collection took about 140 ms: 95% of the
+    workers' CPU, a third of a model job's, for micro-batches of tens of rows (bench/README.md,
+    "Where the time goes"). Objects made by a task are still collected after it.
+    """
     if shipped_name not in _loaded:
         import mlflow.pyfunc
         from pyspark import SparkFiles
@@ -82,9 +91,12 @@ def _model(shipped_name: str):
         # A job that moved to a new version (names are <model>-v<version>-<id>.zip) drops the old one,
         # so workers of a long-running job hold one version per model, not every one promoted.
         model = shipped_name.rsplit("-", 2)[0]
+        gc.unfreeze()  # so that a dropped version can be collected
         for stale in [name for name in _loaded if name.rsplit("-", 2)[0] == model]:
             del _loaded[stale]
         _loaded[shipped_name] = mlflow.pyfunc.load_model(SparkFiles.get(shipped_name))
+        gc.collect()
+        gc.freeze()
     return _loaded[shipped_name]
 
 
@@ -151,21 +163,24 @@ def scorer(shipped_name: str, columns: list[str], output: Output, threshold: flo
     return score
 
 
-def score_requests(requests: DataFrame, model: ResolvedModel, score_udf) -> DataFrame:
-    """One score record per request: the model's answer plus the request context the rendezvous needs."""
-    return _score_records(requests.withColumn("s", score_udf(F.col("features"))), model)
+def with_scores(requests: DataFrame, score_udf) -> DataFrame:
+    """The requests with the model's (score, label, error, scored_at) as the struct `s`: one call
+    of the UDF per row, however many fields of it the record takes."""
+    return requests.withColumn("s", score_udf(F.col("features")))
 
 
 def failed_scores(requests: DataFrame, model: ResolvedModel, error: str) -> DataFrame:
     """Score records without a score, with the error: for requests the model could not be run on."""
     failed = F.struct(F.lit(None).cast("double").alias("score"), F.lit(None).cast("int").alias("label"),
                       F.lit(error).alias("error"), F.current_timestamp().alias("scored_at"))
-    return _score_records(requests.withColumn("s", failed), model)
+    return requests.withColumn("s", failed).select(*score_record_columns(model))
 
 
-def _score_records(scored: DataFrame, model: ResolvedModel) -> DataFrame:
-    return scored.select(
-        "request_id",
+def score_record_columns(model: ResolvedModel) -> list[Column]:
+    """SCORE_RECORD's columns over requests with the struct `s`; a model job builds them once per
+    version, since each column built from Python costs py4j round trips on every micro-batch."""
+    return [
+        F.col("request_id"),
         F.lit(model.name).alias("model"),
         F.lit(model.registered_model).cast("string").alias("registered_model"),
         F.lit(model.version).alias("model_version"),
@@ -174,10 +189,10 @@ def _score_records(scored: DataFrame, model: ResolvedModel) -> DataFrame:
         F.col("s.label").alias("label"),
         F.col("s.error").alias("error"),
         F.col("s.scored_at").alias("scored_at"),
-        "subject",
-        "event_time",
-        "policy",
-    )
+        F.col("subject"),
+        F.col("event_time"),
+        F.col("policy"),
+    ]
 
 
 def feature_columns(model: ModelConfig, spec: FeatureSpec, conf_dir) -> list[str]:

@@ -114,6 +114,9 @@ def _promote(config, args) -> int:
     else:
         print(f"{name}: version {done.champion} is the champion; version {done.previous_champion}, "
               f"the previous champion, is the challenger (roll back with `rdv promote {name} {done.previous_champion}`)")
+    from models.following import announce_alias_change
+
+    announce_alias_change(config.alias_marker)
     print("model jobs following @champion or @challenger score with their new version from their next micro-batch")
     return 0
 

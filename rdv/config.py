@@ -47,8 +47,8 @@ class Topics(_Frozen):
     scores: Topic
     results: Topic
     quarantine: Topic
-    # The features job's own clock: read together with raw, so a heartbeat reaches rdv.features
-    # only after every raw event sent before it (see rdv/heartbeat.py).
+    # The rendezvous's clock: the features job publishes a heartbeat there once every raw event
+    # before it is on rdv.features, and only while a request may wait (see rdv/heartbeat.py).
     heartbeats: Topic = Topic(name="rdv.heartbeats", partitions=1)
     # Ground truth, days after the requests: the rendezvous job keeps it in Delta `labels`.
     labels: Topic = Topic(name="rdv.labels", partitions=1)
@@ -119,6 +119,9 @@ class PathsConfig(_Frozen):
 class MlflowConfig(_Frozen):
     tracking_uri: str = "sqlite:///var/mlflow/mlflow.db"
     artifact_root: Path = Path("var/mlflow/artifacts")
+    # How often a model job following an alias asks the registry whether it moved; `rdv promote`
+    # tells the jobs at once through var/run/aliases-moved (models/following.py).
+    alias_check: Duration = "30 seconds"
 
 
 class SparkConfig(_Frozen):
@@ -143,7 +146,7 @@ class SparkConfig(_Frozen):
 
 
 class FeaturesJobConfig(_Frozen):
-    # A heartbeat on rdv.features keeps the rendezvous watermark moving when traffic stops.
+    # Heartbeats on rdv.heartbeats keep the rendezvous watermark moving while requests wait.
     heartbeat_interval: Duration = "1 second"
 
 
@@ -346,6 +349,11 @@ class PipelineConfig(_Frozen):
 
     def checkpoint(self, query: str) -> str:
         return f"{self.location(self.paths.checkpoints)}/{query}"
+
+    @property
+    def alias_marker(self) -> Path:
+        """The file `rdv promote` touches so that model jobs ask the registry at once."""
+        return self.path(self.paths.var) / "run" / "aliases-moved"
 
     @property
     def policy_file(self) -> Path:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
@@ -55,7 +55,12 @@ def _producer_options(config: PipelineConfig) -> dict[str, str]:
 
 def to_messages(records: DataFrame, key: str = "request_id") -> DataFrame:
     """Rows as Kafka messages: the key column, and the whole row as a JSON value."""
-    return records.select(F.col(key).alias("key"), F.to_json(F.struct(*records.columns)).alias("value"))
+    return records.select(*message_columns([F.col(c) for c in records.columns], key))
+
+
+def message_columns(columns: list[Column], key: str = "request_id") -> list[Column]:
+    """to_messages' projection from the record's named columns, for a job to build once."""
+    return [F.col(key).alias("key"), F.to_json(F.struct(*columns)).alias("value")]
 
 
 def write_topic(

@@ -42,7 +42,7 @@ def training_frame(spark: SparkSession, config: PipelineConfig, n: int, seed: in
         "value string, topic string, partition int, offset long, timestamp timestamp",
     )
     key = personal_data_key(config.spec, config.feature_spec_file)
-    requests = check_raw(raw, config.spec, heartbeats_topic="", key=key).where(F.col("reason").isNull())
+    requests = check_raw(raw, config.spec, key=key).where(F.col("reason").isNull())
     frame = requests.select("request_id", "features.*").toPandas()
     return frame.merge(events[["request_id", "is_fraud"]], on="request_id")
 

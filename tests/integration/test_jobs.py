@@ -71,7 +71,7 @@ def test_the_features_job_accounts_for_every_raw_record_and_replays_a_fixed_one(
         return Counter({None: len(requests)}) + Counter(q["reason"] for q in consume(bootstrap, topics.quarantine.name,
                                                                                       idle_ms=1000))
     try:
-        # Heartbeats keep arriving, so processAllAvailable would never return: wait for the outputs.
+        # The queries run on their own triggers, as in production: wait for the outputs.
         wait_for(outcomes, lambda counts: counts.total() >= len(messages))
         wait_for(lambda: delta_count(spark, config.table("quarantine")), lambda n: n >= len(messages) - expected[None])
         assert outcomes() == expected
@@ -82,10 +82,12 @@ def test_the_features_job_accounts_for_every_raw_record_and_replays_a_fixed_one(
         rows = table.collect()
         assert {r.raw for r in rows} <= set(messages)
         assert {(r.source_topic, r.quarantined_at is not None) for r in rows} == {(topics.raw.name, True)}
-        # Idle for a second: heartbeats come with each micro-batch, every two seconds.
+        # The rendezvous's clock goes to rdv.heartbeats, for it alone: rdv.features holds requests only.
         records = consume(bootstrap, topics.features.name, idle_ms=1000)
-        assert any(r["kind"] == "heartbeat" for r in records)  # passed on from rdv.heartbeats
-        assert {r["policy"]["deadline_ms"] for r in records if r["kind"] == "request"} == {config.policy.deadline_ms}
+        assert {r["kind"] for r in records} == {"request"}
+        assert {r["policy"]["deadline_ms"] for r in records} == {config.policy.deadline_ms}
+        beats = wait_for(lambda: consume(bootstrap, topics.heartbeats.name, idle_ms=1000), lambda found: len(found) > 0)
+        assert {tuple(sorted(b)) for b in beats} == {("event_time", "kind", "schema_version")}
 
         # `rdv quarantine replay`: the negative amount fixed where it lies comes back as a feature
         # record, though its event time is minutes old now: it keeps the time it first arrived.

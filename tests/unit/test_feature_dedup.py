@@ -20,7 +20,7 @@ def features_stream(spark, tmp_path):
     the batches flagged so far is in `out`, and the plan of each micro-batch with data in `plans`."""
     source = tmp_path / "raw"
     source.mkdir()
-    checked = check_raw(spark.readStream.schema(RAW).json(str(source)), SPEC, "rdv.heartbeats", KEY)
+    checked = check_raw(spark.readStream.schema(RAW).json(str(source)), SPEC, KEY)
     out, plans, offsets = [], [], iter(range(1_000_000))
 
     def batch(frame, batch_id):

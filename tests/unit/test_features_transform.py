@@ -46,7 +46,7 @@ KEY = b"a test key, not a secret"
 
 def featurize(raw, policy=POLICY, spec=SPEC):
     """The features job's batch without deduplication (see test_feature_dedup.py)."""
-    return with_policy(check_raw(raw, spec, "rdv.heartbeats", KEY), policy, spec, 10_000)
+    return with_policy(check_raw(raw, spec, KEY), policy, spec, 10_000)
 
 
 def without(field):
@@ -132,13 +132,10 @@ def test_route_sends_good_events_to_features_and_bad_ones_to_quarantine(spark):
     assert (row.schema_version, row.kind, row.request_id, row.features.amount_ratio) == (1, "request", "r-1", 1.98)
 
 
-def test_a_heartbeat_read_with_the_raw_events_becomes_a_heartbeat_record_on_features(spark):
-    beat = raw_frame(spark, ['{"event_time": "2026-03-01T02:30:01.000Z"}'], topic="rdv.heartbeats")
-    messages = route(featurize(beat), "rdv.features", "rdv.quarantine", 1)
-    row = messages.first()
-    assert (row.topic, row.key) == ("rdv.features", None)
-    record = parse_feature_records(messages, SPEC.features_schema()).first()
-    assert (record.kind, record.request_id, record.event_time) == ("heartbeat", None, datetime(2026, 3, 1, 2, 30, 1))
+def test_every_message_is_keyed_by_its_request_id_good_or_quarantined(spark):
+    messages = route(featurize(raw_frame(spark, [json.dumps(GOOD), without("amount")])), "rdv.features",
+                     "rdv.quarantine", 1)
+    assert sorted((r.topic, r.key) for r in messages.collect()) == [("rdv.features", "r-1"), ("rdv.quarantine", "r-1")]
 
 
 def test_personal_fields_reach_the_features_only_as_a_keyed_hash_or_not_at_all(spark, tmp_path):
