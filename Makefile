@@ -9,7 +9,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 DEMO_EVENTS ?= 2000
 DEMO_RATE ?= 50
 
-.PHONY: setup jars dist demo test test-unit bench bench-rendezvous soak kafka-up kafka-down kafka-status up down status lock clean
+.PHONY: setup jars dist demo test test-unit bench bench-idle bench-rendezvous soak kafka-up kafka-down kafka-status up down status lock clean
 
 setup: $(VENV)/.installed var/jars/.installed
 
@@ -43,6 +43,12 @@ test-unit: setup
 BENCH_ARGS ?=
 bench: setup
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# The running pipeline with nothing to do: its CPU, and per query what an idle micro-batch costs;
+# ends with `idle: <C> cores with <M> models`. IDLE_ARGS="--rate 50" profiles it under a load.
+IDLE_ARGS ?=
+bench-idle: setup
+	$(PY) -m bench.idle $(IDLE_ARGS)
 
 # The rendezvous job alone on a backlog of 3-model traffic, on its own broker; ends with one line.
 BENCH_RATE ?= 5000

@@ -4,14 +4,14 @@ them, or the limit scenario's identity hops; every progress report of every quer
 durations and lag.
 
 Usage (the benchmark starts it; by hand only to debug a scenario):
-    python -m bench.app --conf var/bench/<run>/conf --jobs features score:champion decoy rendezvous
+    python -m bench.app --conf var/bench/<run>/conf --jobs features score:champion rendezvous
 """
 from __future__ import annotations
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from jobs import decide, decoy, featurize, score
+from jobs import decide, decoy, featurize, record, score
 from rdv.config import PipelineConfig
 from rdv.jobrun import argument_parser, run_job
 from rdv.streams import read_topic, write_topic
@@ -41,15 +41,17 @@ def build(spark: SparkSession, config: PipelineConfig, jobs: list[str]) -> list[
             queries += decoy.build_all(spark, config)
         elif kind == "rendezvous":
             queries += decide.build(spark, config)
+        elif kind == "record":
+            queries += record.build_all(spark, config)
         else:
-            raise SystemExit(f"bench.app: unknown job {job!r} (hops, features, score:<model>, decoy, rendezvous)")
+            raise SystemExit(f"bench.app: unknown job {job!r} (hops, features, score:<model>, decoy, rendezvous, record)")
     return queries
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argument_parser("One Spark application of a benchmark scenario.")
     parser.add_argument("--jobs", nargs="+", required=True,
-                        help="hops, features, score:<model>, decoy and rendezvous, in any combination")
+                        help="hops, features, score:<model>, decoy, rendezvous and record, in any combination")
     run_job("rdv-bench", parser, lambda spark, config, args: build(spark, config, args.jobs), argv,
             progress_history=True)
 

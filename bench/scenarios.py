@@ -1,8 +1,9 @@
 """The benchmark's scenarios: which Spark applications each runs, and where its path ends.
 
 Each application is one process running several jobs' queries, as `rdv up` runs the embedded
-default: on a 2-core machine, one JVM per job would spend the cores on drivers. The duplicate
-pipelines are two applications, since that is what a second pipeline is.
+default: the latency path in one, the decoy and the recorder in another at a lower CPU priority
+(on a 2-core machine, one JVM per job would spend the cores on drivers). The duplicate pipelines
+are two applications, since that is what a second pipeline is.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ B_PREFIX = "rdv-b"
 class App:
     jobs: tuple[str, ...]
     pipeline: str = "a"  # "a": the shipped topics; "b": the duplicate pipeline's own
+    recording: bool = False  # run at the recording jobs' lower CPU priority, as `rdv up` does
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,10 @@ class Scenario:
 
 def _rendezvous(challengers: int) -> Scenario:
     models = ("score:champion", *[f"score:challenger-{i}" for i in range(1, challengers + 1)])
-    return Scenario(f"rendezvous-1+{challengers}", (App(("features", *models, "decoy", "rendezvous")),),
+    return Scenario(f"rendezvous-1+{challengers}",
+                    (App(("features", *models, "rendezvous")), App(("decoy", "record"), recording=True)),
                     ("rdv.results",), challengers,
-                    f"features job, champion and {challengers} challenger(s), decoy, rendezvous")
+                    f"features job, champion and {challengers} challenger(s), rendezvous; decoy and recorder beside")
 
 
 SCENARIOS = {s.name: s for s in (

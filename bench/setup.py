@@ -45,8 +45,9 @@ def _set(data: dict, dotted: str, value: str) -> None:
 
 
 def write_conf(conf: Path, var: Path, port: int, overrides: list[str], topic_prefix: str = "rdv",
-               registry: str = REGISTRY) -> PipelineConfig:
-    """The shipped conf/ under `conf`, pointed at the benchmark's broker, paths and registry."""
+               registry: str = REGISTRY, shipped_models: bool = False) -> PipelineConfig:
+    """The shipped conf/ under `conf`, pointed at the benchmark's broker, paths and registry; with
+    the champion and CHALLENGERS copies of the challenger, or with shipped_models the shipped ones."""
     conf.mkdir(parents=True)
     data = yaml.safe_load((ROOT / "conf" / "pipeline.yaml").read_text())
     data["kafka"]["bootstrap_servers"] = f"127.0.0.1:{port}"
@@ -66,6 +67,10 @@ def write_conf(conf: Path, var: Path, port: int, overrides: list[str], topic_pre
     for name in ("policy.yaml", "features.yaml"):
         shutil.copy(ROOT / "conf" / name, conf / name)
     (conf / "models").mkdir()
+    if shipped_models:
+        for model in (ROOT / "conf" / "models").glob("*.yaml"):
+            shutil.copy(model, conf / "models" / model.name)
+        return load_config(conf)
     shutil.copy(ROOT / "conf" / "models" / "champion.yaml", conf / "models" / "champion.yaml")
     for i in range(1, CHALLENGERS + 1):
         shutil.copy(ROOT / "conf" / "models" / "challenger.yaml", conf / "models" / f"challenger-{i}.yaml")

@@ -11,7 +11,7 @@ import numpy as np
 from bench.app import HOP_TOPICS
 from bench.load import Load, Sent, latencies
 from bench.measure import ProgressLogs, Sample, Sampler, epoch, query_name, residual_lags
-from jobs import decide, decoy, featurize
+from jobs import decide, decoy, featurize, record
 from rdv import runner
 from rdv.config import PipelineConfig
 from rdv.supervisor import Job
@@ -154,13 +154,13 @@ def start_apps(configs: dict[str, PipelineConfig], apps, echo, timeout_s: float 
     """Run each application as `rdv up` runs a job, under its config's supervisor, and wait until
     its queries run; the applications' pids."""
     names = {"hops": tuple(f"hop-{i}" for i in range(1, len(HOP_TOPICS) + 1)), "features": featurize.QUERIES,
-             "decoy": decoy.QUERIES, "rendezvous": decide.QUERIES}
+             "decoy": decoy.QUERIES, "rendezvous": decide.QUERIES, "record": record.QUERIES}
     pids = []
     for i, app in enumerate(apps):
         config = configs[app.pipeline]
         queries = tuple(q for job in app.jobs for q in names.get(job, (f"score-{job.partition(':')[2]}",)))
         job = Job(f"app-{i}", [sys.executable, "-m", "bench.app", "--conf", str(config.conf_dir), "--jobs", *app.jobs],
-                  queries)
+                  queries, config.supervisor.recording_nice if app.recording else 0)
         if runner.supervisor_pid(config) is None:
             runner.start_supervisor(config)
         runner.add_jobs(config, [job])

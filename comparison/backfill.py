@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from comparison.labels import LABEL_FIELDS, check_labels, latest_per_request, merge_labels, quarantine_records
 from rdv.config import ConfigError, PipelineConfig
-from rdv.streams import create_table
+from rdv.tables import create_table
 
 FORMATS = ("csv", "json", "parquet", "delta")
 

@@ -17,7 +17,8 @@ from pyspark.sql.streaming import StreamingQuery
 from models.decoy import archive_rows
 from rdv.config import PipelineConfig
 from rdv.jobrun import argument_parser, run_job
-from rdv.streams import RECORDING_POOL, create_table, for_each_batch, read_topic, write_table
+from rdv.streams import RECORDING_POOL, for_each_batch, read_topic
+from rdv.tables import create_table, write_table
 
 QUERY, QUALITY_QUERY = "decoy", "data-quality"
 QUERIES = (QUERY, QUALITY_QUERY)

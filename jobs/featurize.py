@@ -1,8 +1,8 @@
 """The features job: raw events on rdv.raw to canonical feature records on rdv.features.
 
 The feature spec, conf/features.yaml, says what a raw event holds and which features it makes. A
-raw event that breaks it goes to rdv.quarantine with the reason, never silently away, and a second
-query copies rdv.quarantine into the Delta table `quarantine`. Every record is stamped with its
+raw event that breaks it goes to rdv.quarantine with the reason, never silently away (the recorder
+job, jobs/record.py, keeps it in the Delta table `quarantine`). Every record is stamped with its
 policy from conf/policy.yaml, which the job re-reads before each micro-batch: a policy edit takes
 effect within one trigger, without a restart (rdv/policy.py).
 
@@ -17,18 +17,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from features.personal import MissingKey, personal_data_key
-from features.quarantine import PLACE, quarantine_rows
 from features.spec import check_expressions
 from features.transform import check_raw, flag_duplicates, policy_columns, route_columns, with_arrival_marks
 from rdv.config import ConfigError, PipelineConfig
 from rdv.heartbeat import start_heartbeat
 from rdv.jobrun import argument_parser, run_job
 from rdv.policy import PolicyFile
-from rdv.streams import for_each_batch, publish, read_topic, write_table
+from rdv.streams import for_each_batch, publish, read_topic
 
 QUERY = "features"
-QUARANTINE_QUERY = "quarantine-table"
-QUERIES = (QUERY, QUARANTINE_QUERY)
+QUERIES = (QUERY,)
 
 
 def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
@@ -61,22 +59,16 @@ def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
     return query
 
 
-def build_quarantine_table(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
-    rows = quarantine_rows(read_topic(spark, config, config.kafka.topics.quarantine.name))
-    return write_table(rows, config, QUARANTINE_QUERY, "quarantine", key=PLACE, since="source_timestamp",
-                       first="quarantined_at", partition_by="quarantine_date")
-
-
 def build_all(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:
     """The job's queries (QUERIES)."""
-    return [build(spark, config), build_quarantine_table(spark, config)]
+    return [build(spark, config)]
 
 
 APP = "rdv-features"  # the Spark application's name
 
 
 def parser() -> argparse.ArgumentParser:
-    return argument_parser("Raw events to canonical feature records (and quarantine), each with its policy.")
+    return argument_parser("Raw events to canonical feature records (or quarantine), each with its policy.")
 
 
 def main(argv: list[str] | None = None) -> None:

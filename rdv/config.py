@@ -129,13 +129,11 @@ class SparkConfig(_Frozen):
     shuffle_partitions: int = Field(default=2, ge=1)
     # Trigger of the queries on the latency path (features, models, rendezvous answers).
     trigger: Duration = "1 second"
-    # Trigger of the queries that only record into Delta (archive, results, scores).
+    # Trigger of the queries that only record into Delta (the decoy's archive; the recorder's results,
+    # scores, quarantine and labels).
     table_trigger: Duration = "5 seconds"
     # Trigger of the Great Expectations validation of the archive (Delta data_quality).
     quality_trigger: Duration = "1 minute"
-    # Trigger of the labels query (rdv.labels into Delta labels): a MERGE per micro-batch costs more
-    # than an append, and labels come days after their requests, so nobody waits for seconds.
-    labels_trigger: Duration = "30 seconds"
     ui: bool = False
     # spark-submit jobs take their whole driver heap when they start (-Xms as -Xmx, pre-touched), so
     # a job's RSS that still grows is native memory. `make soak` turns it on.
@@ -181,6 +179,9 @@ class SupervisorConfig(_Frozen):
     healthy_after: Duration = "2 minutes"
     # How long a job may take to stop its queries after SIGTERM before it is killed.
     stop_timeout: Duration = "1 minute"
+    # The CPU niceness the recording jobs (decoy, recorder) get above the others, so that the kernel
+    # gives the answers the cores first; 0 runs them alike.
+    recording_nice: int = Field(default=10, ge=0, le=19)
 
 
 class RecommendationRule(_Frozen):

@@ -27,7 +27,8 @@ from rdv.spark import PACKAGES
 ROOT = Path(__file__).resolve().parent.parent
 # The jobs a cluster runs, by the module that is each one's entry point.
 JOBS = {"featurize": "the features job", "score": "a model job (--model NAME)", "decoy": "the decoy",
-        "decide": "the rendezvous job", "compare": "the comparison tables (batch)"}
+        "decide": "the rendezvous job", "record": "the recorder (results, scores, quarantine, labels into Delta)",
+        "compare": "the comparison tables (batch)"}
 LAUNCHER = '''"""spark-submit's entry file of {what}; its code is the module jobs.{job} of the rendezvous wheel,
 which the driver's Python must import (pip install the wheel, or --py-files rendezvous-{version}.zip)."""
 from jobs.{job} import main

@@ -10,7 +10,7 @@ not JSON, those that hold it as a JSON string.
 A deletion leaves the rows in the files of older table versions until a VACUUM removes those files,
 by default once Delta's retention (7 days) has passed; `vacuum` removes them at once, which is safe
 only while no job writes the tables. Column statistics in the transaction log never hold these
-columns (rdv/streams.UNINDEXED_COLUMNS), so the log keeps nothing of the subject.
+columns (rdv/tables.UNINDEXED_COLUMNS), so the log keeps nothing of the subject.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from features.quarantine import PLACE, replay_messages, replayable
 from rdv.config import PipelineConfig
 from rdv.kafka_security import client_settings
-from rdv.streams import create_table
+from rdv.tables import create_table
 
 REPLAYS_TABLE = "quarantine_replays"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyspark
 
-from jobs import decide, decoy, featurize
+from jobs import decide, featurize, recording
 from rdv.config import PipelineConfig
 from rdv.durations import duration_ms
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
@@ -28,7 +28,7 @@ from rdv.supervisor import Job, RunFiles, alive, exit_text, kill_group, read_pla
 
 BROKER_STARTED = "broker.started-by-up"
 JOBS_DIR = Path(__file__).resolve().parent.parent / "jobs"
-JOB_FILES = {"features": "featurize.py", "decoy": "decoy.py", "rendezvous": "decide.py"}
+JOB_FILES = {"features": "featurize.py", "rendezvous": "decide.py", "recording": "recording.py"}
 
 
 def run_files(config: PipelineConfig) -> RunFiles:
@@ -36,17 +36,21 @@ def run_files(config: PipelineConfig) -> RunFiles:
 
 
 def plan(config: PipelineConfig, models: list[str], separate: bool) -> list[Job]:
-    """The processes that run the given models and every other job."""
+    """The processes that run the given models and every other job: the latency path's, in one
+    application or one spark-submit each, and the recording application (decoy and recorder) at the
+    lower CPU priority `supervisor.recording_nice`."""
     conf = config.conf_args
-    queries = (*featurize.QUERIES, *[f"score-{m}" for m in models], *decoy.QUERIES, *decide.QUERIES)
-    if not separate:
-        return [Job("pipeline", [sys.executable, "-m", "jobs.pipeline", *conf, "--models", *models], queries)]
-    submit = _submit_command(config)
-    jobs = [Job("features", [*submit, str(JOBS_DIR / JOB_FILES["features"]), *conf], featurize.QUERIES),
-            Job("decoy", [*submit, str(JOBS_DIR / JOB_FILES["decoy"]), *conf], decoy.QUERIES)]
-    jobs += [model_job(config, m) for m in models]
-    jobs.append(Job("rendezvous", [*submit, str(JOBS_DIR / JOB_FILES["rendezvous"]), *conf], decide.QUERIES))
-    return jobs
+    if separate:
+        submit = _submit_command(config)
+        jobs = [Job("features", [*submit, str(JOBS_DIR / JOB_FILES["features"]), *conf], featurize.QUERIES)]
+        jobs += [model_job(config, m) for m in models]
+        jobs.append(Job("rendezvous", [*submit, str(JOBS_DIR / JOB_FILES["rendezvous"]), *conf], decide.QUERIES))
+        recorder = [*submit, str(JOBS_DIR / JOB_FILES["recording"]), *conf]
+    else:
+        answers = (*featurize.QUERIES, *[f"score-{m}" for m in models], *decide.QUERIES)
+        jobs = [Job("pipeline", [sys.executable, "-m", "jobs.pipeline", *conf, "--models", *models], answers)]
+        recorder = [sys.executable, "-m", "jobs.recording", *conf]
+    return [*jobs, Job("recording", recorder, recording.QUERIES, config.supervisor.recording_nice)]
 
 
 def _submit_command(config: PipelineConfig, memory: str = "1g", python_memory: str | None = None) -> list[str]:

@@ -1,12 +1,9 @@
-"""Kafka sources and sinks and Delta sinks of the jobs, configured in one place from the pipeline config."""
+"""Kafka sources and sinks of the jobs and their queries' start, configured in one place from the pipeline config."""
 from __future__ import annotations
 
-from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import Window
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
-from pyspark.sql.types import DateType, NumericType, StringType, StructType, TimestampNTZType, TimestampType
 
 from rdv.config import PipelineConfig
 from rdv.kafka_security import spark_options
@@ -101,66 +98,3 @@ def for_each_batch(
         .trigger(processingTime=trigger or config.spark.trigger)
     )
     return _start(writer, stream.sparkSession, pool)
-
-
-# Columns that hold personal data or a pseudonym of it: kept out of the column statistics in Delta's
-# transaction log, which outlives a row's deletion (docs/data-quality.md, "Forgetting a subject").
-UNINDEXED_COLUMNS = ("subject", "message", "raw")
-_SKIPPABLE = (NumericType, StringType, DateType, TimestampType, TimestampNTZType)
-
-
-def create_table(spark: SparkSession, path: str, schema: StructType, partition_by: str) -> None:
-    """Create a Delta table for rows of schema unless it exists, with statistics (for data skipping)
-    on its top-level columns of the types Delta can skip on (numbers, strings, dates, timestamps),
-    never on UNINDEXED_COLUMNS nor on the partition column (Delta refuses it there)."""
-    indexed = [f.name for f in schema.fields
-               if f.name not in (*UNINDEXED_COLUMNS, partition_by) and isinstance(f.dataType, _SKIPPABLE)]
-    (DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy(partition_by)
-     .property("delta.dataSkippingStatsColumns", ",".join(indexed)).execute())
-
-
-def write_table(rows: DataFrame, config: PipelineConfig, query_name: str, table: str, key: tuple[str, ...],
-                since: str, first: str, partition_by: str = "event_date") -> StreamingQuery:
-    """Start a query recording rows into a Delta table, each key once, on the slower table trigger
-    (a Delta commit per batch is the cost, and nobody waits for these rows).
-
-    The topics these tables record are written at least once: a job killed between its Kafka write
-    and its checkpoint sends the batch again. So each micro-batch keeps one row per key (the
-    smallest `first`) and MERGEs in only the keys the table does not hold yet, looking only at the
-    rows whose `since` lies within the batch's range (a re-sent record keeps its `since`, and
-    Delta skips the files outside it). A batch run again after a crash inserts nothing twice.
-    Rows with a null key part cannot be matched: they are appended, once per micro-batch."""
-    spark = rows.sparkSession
-    path = config.table(table)
-    create_table(spark, path, rows.schema, partition_by)
-    keyed = F.lit(True)
-    for column in key:
-        keyed = keyed & F.col(column).isNotNull()
-    match = " AND ".join(f"t.`{c}` = s.`{c}`" for c in key)
-
-    def record(batch: DataFrame, batch_id: int) -> None:
-        batch = batch.persist()
-        try:
-            counts = batch.agg(F.count(F.when(keyed, 1)).alias("keyed"), F.count(F.when(~keyed, 1)).alias("unkeyed"),
-                               F.min(F.unix_micros(since)).alias("low"), F.max(F.unix_micros(since)).alias("high")).first()
-            if counts["keyed"]:
-                earliest = Window.partitionBy(*key).orderBy(F.col(first).asc_nulls_last())
-                unique = batch.where(keyed).withColumn("_n", F.row_number().over(earliest)).where("_n = 1").drop("_n")
-                condition = match
-                if counts["low"] is not None:
-                    condition += (f" AND t.`{since}` >= timestamp_micros({counts['low']})"
-                                  f" AND t.`{since}` <= timestamp_micros({counts['high']})")
-                (DeltaTable.forPath(spark, path).alias("t")
-                 .merge(unique.alias("s"), condition)
-                 .whenNotMatchedInsertAll()
-                 # A column added to a record (a new field of the score record, say) is added to the table.
-                 .withSchemaEvolution()
-                 .execute())
-            if counts["unkeyed"]:
-                # Idempotent per micro-batch instead: the same batch run again is not appended twice.
-                (batch.where(~keyed).write.format("delta").mode("append").option("mergeSchema", "true")
-                 .option("txnAppId", f"rdv-{query_name}").option("txnVersion", batch_id).save(path))
-        finally:
-            batch.unpersist()
-
-    return for_each_batch(rows, config, query_name, record, trigger=config.spark.table_trigger, pool=RECORDING_POOL)

@@ -37,6 +37,7 @@ class Job:
     name: str
     command: list[str]
     queries: tuple[str, ...]
+    nice: int = 0  # added to the job's CPU niceness: the recording jobs yield the cores to the answers
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def read_plan(files: RunFiles) -> list[Job]:
         entries = json.loads(files.plan.read_text())
     except FileNotFoundError:
         return []
-    return [Job(e["name"], e["command"], tuple(e["queries"])) for e in entries]
+    return [Job(e["name"], e["command"], tuple(e["queries"]), e.get("nice", 0)) for e in entries]
 
 
 def read_state(files: RunFiles) -> dict[str, dict]:
@@ -141,9 +142,11 @@ def launch(files: RunFiles, job: Job, cwd: Path) -> subprocess.Popen:
     files.jobs.mkdir(parents=True, exist_ok=True)
     files.logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    nice = job.nice
     with open(files.log(job.name), "ab") as log:
         process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=cwd, env=env, start_new_session=True)
+                                   cwd=cwd, env=env, start_new_session=True,
+                                   preexec_fn=(lambda: os.nice(nice)) if nice else None)
     files.pid_file(job.name).write_text(str(process.pid))
     return process
 

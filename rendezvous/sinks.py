@@ -1,7 +1,7 @@
 """The rendezvous's records in Delta: results from rdv.results, every score from rdv.scores.
 
 Answers go to Kafka first, on the latency path; these rows are recorded from the topics into Delta
-on a slower trigger (rdv.streams.write_table: each key once, though Kafka may hold a re-sent copy).
+on a slower trigger (rdv.tables.KeyedTable: each key once, though Kafka may hold a re-sent copy).
 So the tables hold what consumers saw, and a Delta commit never delays an answer.
 """
 from __future__ import annotations

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.timeout(1800)
 
 PORT = 19094
 MODELS = ["champion", "challenger"]
-JOBS = ("features", "decoy", "score-champion", "score-challenger", "rendezvous")
+JOBS = ("features", "recording", "score-champion", "score-challenger", "rendezvous")
 EVENTS, RATE, BAD_EVERY = 150, 5.0, 25  # per phase: 30 s of traffic, six bad messages
 PHASES = ("killed", "broker")
 # Five JVMs started again at once on two cores take minutes to catch up: a killed champion's scores

@@ -25,7 +25,7 @@ def test_a_short_soak_evicts_state_and_answers_the_load(tmp_path, registry):
     assert report["restarts"] == {}
     assert report["sent"] >= 0.9 * RATE * 3 * 60  # the load was steady all along
     figures = {v.figure: v for v in results}
-    jobs = ("features", "decoy", "score-champion", "score-challenger-1", "rendezvous")
+    jobs = ("features", "recording", "score-champion", "score-challenger-1", "rendezvous")
     assert {f"RSS MiB: {job}" for job in jobs} <= set(figures)
     answered = report["samples"][-1]["answered"]
     for query in ("features", "rendezvous"):

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
-from jobs import decide, decoy, featurize, score
+from jobs import decide, decoy, featurize, record, score
 from rdv.config import ConfigError, load_config
 from rdv.demo.generator import generate_events, raw_json
 from rdv.demo.replay import now_iso
@@ -63,7 +63,7 @@ def test_the_features_job_accounts_for_every_raw_record_and_replays_a_fixed_one(
     fixed in the quarantine table and replayed becomes a feature record."""
     messages, expected = corpus(good_count=40)
     produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, messages)
-    queries = featurize.build_all(spark, config)
+    queries = [*featurize.build_all(spark, config), record.build(spark, config)]  # the recorder keeps the quarantine
     bootstrap, topics = config.kafka.bootstrap_servers, config.kafka.topics
 
     def outcomes() -> Counter:
@@ -148,20 +148,19 @@ def fast_config(tmp_path, broker, registry):
 def test_the_pipeline_in_one_application_answers_each_request_once_and_keeps_every_score(spark, fast_config):
     config = fast_config
     queries = [featurize.build(spark, config), score.build(spark, config, "champion"), score.build(spark, config, "challenger"),
-               decoy.build(spark, config), *decide.build(spark, config)]
+               decoy.build(spark, config), *decide.build(spark, config), record.build(spark, config)]
     try:
         # Stamped now, once every query has started: an event older than limits.max_lateness on
         # arrival would be quarantined as too old.
         events = fresh_events(30, seed=2)
         ids = sorted(json.loads(e)["request_id"] for e in events)
         produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events)
-        # The queries run on their own triggers, as in production. (processAllAvailable would
-        # never return on the queries that read rdv.features: heartbeats keep arriving.)
+        # The queries run on their own triggers, as in production.
         results = wait_for(lambda: consume(config.kafka.bootstrap_servers, config.kafka.topics.results.name,
                                            idle_ms=1000), lambda r: len(r) >= len(ids))
         wait_for(lambda: delta_count(spark, config.table("archive")), lambda n: n >= len(ids))
-        for query in queries:  # the table writers catch up with rdv.results and rdv.scores
-            if query.name in ("results-table", "scores-table"):
+        for query in queries:  # the recorder catches up with rdv.results and rdv.scores
+            if query.name == record.QUERY:
                 query.processAllAvailable()
     finally:
         stop_all(queries)

@@ -1,4 +1,4 @@
-"""Ground truth through the real broker and Delta: the labels query of the rendezvous job, a replay
+"""Ground truth through the real broker and Delta: the recorder's labels, a replay
 of the topic, a backfill from a file, and the unusable records in quarantine."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from comparison.backfill import backfill_labels
-from jobs import decide
+from jobs import record
 from rdv.config import ConfigError
 from tests.integration.kafka_io import consume, produce
 from tests.integration.test_jobs import delta_count
@@ -23,7 +23,7 @@ def test_streamed_labels_are_kept_once_per_request_and_bad_ones_quarantined(spar
     correction = json.dumps({"request_id": "r0", "label": 1, "labelled_at": "2099-01-01T00:00:00Z"})
     bad = ['{"request_id": "r99", "label": "fraud"}', "label: 1"]
     produce(bootstrap, topics.labels.name, good + bad + [correction])
-    query = decide.build_labels(spark, config)
+    query = record.build(spark, config)
     try:
         query.processAllAvailable()
         produce(bootstrap, topics.labels.name, good)  # sent again: nothing changes

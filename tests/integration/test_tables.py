@@ -1,4 +1,4 @@
-"""The Delta recorders hold each record once, whatever the topic they read holds twice.
+"""The recorder holds each record once, whatever the topic they read holds twice.
 
 A job killed between its Kafka write and its checkpoint sends its last batch again, and a recorder
 killed between its Delta commit and its checkpoint runs its last batch again. Both happen here for
@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rdv.streams import read_topic, write_table
-from rendezvous.sinks import score_rows
+from jobs import record
 from tests.integration.kafka_io import produce
 
 EVENT_TIME = "2026-12-01T10:00:00.000Z"
@@ -25,10 +24,8 @@ def score(request_id: str, model: str, scored_at: str, value: float) -> str:
 
 
 def record_scores(spark, config) -> None:
-    """Run the scores recorder over what the topic holds, then stop it."""
-    rows = score_rows(read_topic(spark, config, config.kafka.topics.scores.name), config.rendezvous.grace_ms)
-    query = write_table(rows, config, "scores-table", "scores", key=("request_id", "model"), since="event_time",
-                        first="scored_at")
+    """Run the recorder over what the topics hold, then stop it."""
+    query = record.build(spark, config)
     try:
         query.processAllAvailable()
     finally:
@@ -73,7 +70,7 @@ def test_a_batch_run_again_after_its_delta_commit_inserts_nothing_twice(spark, c
 
     # Killed between the Delta commit and the checkpoint commit: the offsets are logged, the
     # commit is not, so the batch runs again on restart.
-    commits = Path(config.checkpoint("scores-table")) / "commits"
+    commits = Path(config.checkpoint(record.QUERY)) / "commits"
     last = max((p for p in commits.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     last.unlink()
     (commits / f".{last.name}.crc").unlink(missing_ok=True)
