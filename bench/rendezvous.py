@@ -146,8 +146,9 @@ def run(spark: SparkSession, config: PipelineConfig, rate: int, seconds: int, ba
     print(f"loaded {total} requests and {3 * total} scores in {time.monotonic() - started:.0f} s", flush=True)
     per_batch = rate * batch_seconds
     topics = config.kafka.topics
-    answered = decide(read_topic(spark, config, topics.features.name, max_offsets=per_batch),
-                      read_topic(spark, config, topics.scores.name, max_offsets=3 * per_batch), config)
+    every = config.spark.trigger
+    answered = decide(read_topic(spark, config, topics.features.name, max_offsets=per_batch, every=every),
+                      read_topic(spark, config, topics.scores.name, max_offsets=3 * per_batch, every=every), config)
     query = write_topic(to_messages(answered), config, "bench-rendezvous", topic=topics.results.name)
     try:
         while results_on_topic(config) < total and query.isActive:

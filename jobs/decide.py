@@ -32,10 +32,14 @@ def decisions(spark: SparkSession, config: PipelineConfig) -> DataFrame:
     `rendezvous` query publishes, and what a replay of the topics into a fresh checkpoint
     computes again, byte for byte."""
     topics = config.kafka.topics
-    # The heartbeats in one source with the requests: a heartbeat is published only after every
-    # request before it (rdv/heartbeat.py), and one source fixes both topics' offsets together.
-    requests = read_topic(spark, config, f"{topics.features.name},{topics.heartbeats.name}")
-    return decide(requests, read_topic(spark, config, topics.scores.name), config)
+    # One source for the three topics: it fixes their offsets together, so a heartbeat, published
+    # only after every request before it (rdv/heartbeat.py), never comes without them; and one
+    # source holds micro-batches back alike (read_topic's `every`), where two would each start
+    # micro-batches of their own.
+    messages = read_topic(spark, config, f"{topics.features.name},{topics.heartbeats.name},{topics.scores.name}",
+                          every=config.spark.trigger)
+    scores = F.col("topic") == topics.scores.name
+    return decide(messages.where(~scores), messages.where(scores), config)
 
 
 def decide(feature_messages: DataFrame, score_messages: DataFrame, config: PipelineConfig) -> DataFrame:
@@ -65,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_job(APP, parser(), lambda spark, config, args: build(spark, config), argv)
+    run_job(APP, parser(), lambda spark, config, args: build(spark, config), argv, latency_path=True)
 
 
 if __name__ == "__main__":

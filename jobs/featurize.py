@@ -51,7 +51,7 @@ def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
             in_force, columns = current, policy_columns(current, spec, max_deadline_ms)
         publish(flag_duplicates(batch, window_ms).select(*columns).select(*messages), config)
 
-    raw = read_topic(spark, config, topics.raw.name)
+    raw = read_topic(spark, config, topics.raw.name, every=config.spark.trigger)
     stream = with_arrival_marks(check_raw(raw, spec, key), window_ms)
     query = for_each_batch(stream, config, QUERY, featurize_batch)
     # The rendezvous's clock, published once this query has passed every raw event before it.
@@ -72,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_job(APP, parser(), lambda spark, config, args: build_all(spark, config), argv)
+    run_job(APP, parser(), lambda spark, config, args: build_all(spark, config), argv, latency_path=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     run_job(
         "rdv-pipeline", parser,
         lambda spark, config, args: build_all(spark, config, args.models or sorted(config.models)), argv,
+        latency_path=True,
     )
 
 

@@ -66,9 +66,10 @@ def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> Strea
             lambda rows: publish(with_scores(rows, udf).select(*scored), config, topic),
             lambda rows, error: publish(to_messages(failed_scores(rows, serving.model, error)), config, topic))
 
-    messages = read_topic(spark, config, config.kafka.topics.features.name, model.spark.max_offsets_per_trigger)
+    messages = read_topic(spark, config, config.kafka.topics.features.name, model.spark.max_offsets_per_trigger,
+                          every=model.spark.trigger or config.spark.trigger)
     requests = parse_feature_records(messages, config.spec.features_schema()).where(F.col("kind") == "request")
-    return for_each_batch(requests, config, f"score-{model.name}", score_batch, trigger=model.spark.trigger)
+    return for_each_batch(requests, config, f"score-{model.name}", score_batch)
 
 
 APP = "rdv-score"  # the Spark application's name
@@ -81,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_job(APP, parser(), lambda spark, config, args: [build(spark, config, args.model)], argv)
+    run_job(APP, parser(), lambda spark, config, args: [build(spark, config, args.model)], argv, latency_path=True)
 
 
 if __name__ == "__main__":

@@ -127,8 +127,10 @@ class MlflowConfig(_Frozen):
 class SparkConfig(_Frozen):
     master: str = "local[2]"
     shuffle_partitions: int = Field(default=2, ge=1)
-    # Trigger of the queries on the latency path (features, models, rendezvous answers).
+    # The latency path (features, models, rendezvous): a micro-batch as soon as records arrive, at
+    # most one per `trigger` (rdv/streams.py); an idle query looks for records every `poll`.
     trigger: Duration = "1 second"
+    poll: Duration = "200 milliseconds"
     # Trigger of the queries that only record into Delta (the decoy's archive; the recorder's results,
     # scores, quarantine and labels).
     table_trigger: Duration = "5 seconds"

@@ -28,10 +28,25 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+# The latency path's queries (features, models, rendezvous) run in sessions with these settings.
+# A stateful query whose watermark moved runs one more micro-batch without data, to evict state
+# and emit what the watermark released: the features job's deduplication moved it every
+# micro-batch, so every one was planned and run twice. Without them, that waits for the next
+# micro-batch with data, which heartbeats provide while a request waits (rdv/heartbeat.py); a
+# replay of the topics into a fresh checkpoint (jobs.decide.decisions) keeps Spark's default.
+# Adaptive execution re-plans each stage of a micro-batch's own jobs (foreachBatch) after the one
+# before it: for micro-batches of tens to thousands of rows, planning costs, nothing gains.
+LATENCY_PATH_SETTINGS = {
+    "spark.sql.streaming.noDataMicroBatches.enabled": "false",
+    "spark.sql.adaptive.enabled": "false",
+}
+
+
 def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: list[str] | None = None,
-            progress_history: bool = False) -> None:
+            progress_history: bool = False, latency_path: bool = False) -> None:
     """Parse, load the config once, build the session and the queries, then wait for them, keeping
-    their progress on disk (rdv/progress.py; every report too with progress_history)."""
+    their progress on disk (rdv/progress.py; every report too with progress_history). The
+    latency path's jobs get LATENCY_PATH_SETTINGS."""
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -39,6 +54,8 @@ def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: 
     except ConfigError as error:
         parser.exit(2, f"{app_name}: {error}\n")
     spark = build_session(config, app_name)
+    for key, value in (LATENCY_PATH_SETTINGS if latency_path else {}).items():
+        spark.conf.set(key, value)
     run_dir = config.path(config.paths.var) / "run"
     progress = ProgressFiles(run_dir / "progress", run_dir / "progress-log" if progress_history else None)
     queries = build(spark, config, args)

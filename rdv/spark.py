@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from pyspark.sql import SparkSession
 
 from rdv.config import PipelineConfig
+from rdv.durations import duration_ms
 
 SPARK_VERSION = "4.2.0"
 DELTA_VERSION = "4.4.0"
@@ -93,6 +94,8 @@ def build_session(config: PipelineConfig, app_name: str) -> SparkSession:
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.sql.streaming.metricsEnabled": "true",
+        # How often a latency-path query without new records looks again (rdv/streams.POLLED).
+        "spark.sql.streaming.pollingDelay": f"{duration_ms(config.spark.poll)}ms",
         # Every micro-batch plans its stages again, and the generated classes come from this cache.
         # The default (100 entries) is less than one application of the pipeline's jobs has stages
         # and projections: the cache thrashed and each micro-batch compiled Java again.

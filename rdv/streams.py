@@ -6,6 +6,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from rdv.config import PipelineConfig
+from rdv.durations import duration_ms
 from rdv.kafka_security import spark_options
 
 # Spark fair scheduler pools (rdv/scheduler-pools.xml): the latency path's jobs take the cores
@@ -30,9 +31,21 @@ def _kafka_options(config: PipelineConfig) -> dict[str, str]:
     return options
 
 
-def read_topic(spark: SparkSession, config: PipelineConfig, topic: str, max_offsets: int | None = None) -> DataFrame:
+# A latency-path query is polled (`spark.poll`) rather than started on a clock tick, and each of its
+# sources holds a micro-batch back until `every` has passed since its last one (read_topic): so a
+# micro-batch starts as soon as records arrive, at most one per `every`. A hop downstream of
+# another then starts right after it, where on aligned clock ticks it waited for its next tick.
+POLLED = "0 seconds"
+# minOffsetsPerTrigger, so large that only maxTriggerDelay ever releases a micro-batch.
+_NEVER_ENOUGH = str(2**62)
+
+
+def read_topic(spark: SparkSession, config: PipelineConfig, topic: str, max_offsets: int | None = None,
+               every: str | None = None) -> DataFrame:
     """A topic (or several, comma-separated) as a stream of Kafka rows, from the earliest offset
-    on a new checkpoint, so a job started after its producers loses nothing."""
+    on a new checkpoint, so a job started after its producers loses nothing. With `every`, for a
+    query triggered POLLED: a micro-batch when records have come and `every` has passed since the
+    last one (Kafka's minOffsetsPerTrigger and maxTriggerDelay)."""
     reader = (
         spark.readStream.format("kafka")
         .options(**_kafka_options(config))
@@ -41,6 +54,9 @@ def read_topic(spark: SparkSession, config: PipelineConfig, topic: str, max_offs
     )
     if max_offsets is not None:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
+    if every is not None:
+        reader = reader.option("minOffsetsPerTrigger", _NEVER_ENOUGH).option("maxTriggerDelay",
+                                                                             f"{duration_ms(every)}ms")
     return reader.load()
 
 
@@ -61,15 +77,16 @@ def message_columns(columns: list[Column], key: str = "request_id") -> list[Colu
 
 
 def write_topic(
-    messages: DataFrame, config: PipelineConfig, query_name: str, topic: str | None = None, trigger: str | None = None
+    messages: DataFrame, config: PipelineConfig, query_name: str, topic: str | None = None, trigger: str = POLLED
 ) -> StreamingQuery:
-    """Start a query writing (key, value) messages to a topic, or (topic, key, value) to several."""
+    """Start a query writing (key, value) messages to a topic, or (topic, key, value) to several;
+    on the latency path (POLLED, its sources read with `every`) unless given a trigger."""
     writer = (
         messages.writeStream.format("kafka")
         .options(**_producer_options(config))
         .option("checkpointLocation", config.checkpoint(query_name))
         .queryName(query_name)
-        .trigger(processingTime=trigger or config.spark.trigger)
+        .trigger(processingTime=trigger)
     )
     if topic is not None:
         writer = writer.option("topic", topic)
@@ -86,15 +103,16 @@ def publish(messages: DataFrame, config: PipelineConfig, topic: str | None = Non
 
 
 def for_each_batch(
-    stream: DataFrame, config: PipelineConfig, query_name: str, process, trigger: str | None = None,
+    stream: DataFrame, config: PipelineConfig, query_name: str, process, trigger: str = POLLED,
     pool: str = LATENCY_POOL,
 ) -> StreamingQuery:
     """Start a query that hands each micro-batch to process(batch, batch_id) on the driver: for
-    work that must decide something per batch, such as which model version scores it."""
+    work that must decide something per batch, such as which model version scores it. On the
+    latency path (POLLED, its sources read with `every`) unless given a trigger and a pool."""
     writer = (
         stream.writeStream.foreachBatch(process)
         .option("checkpointLocation", config.checkpoint(query_name))
         .queryName(query_name)
-        .trigger(processingTime=trigger or config.spark.trigger)
+        .trigger(processingTime=trigger)
     )
     return _start(writer, stream.sparkSession, pool)

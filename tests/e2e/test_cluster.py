@@ -25,7 +25,7 @@ from tests.helpers import TEST_JAVA_OPTIONS, write_conf
 from tests.standalone import StandaloneCluster
 
 EVENTS, RATE, BAD_EVERY = 120, 20, 40
-JOB_APPS = {"rdv-features", "rdv-decoy", "rdv-score", "rdv-rendezvous", "rdv-demo"}
+JOB_APPS = {"rdv-features", "rdv-recording", "rdv-score", "rdv-rendezvous", "rdv-demo"}
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def test_the_shipped_cluster_profile_loads_over_the_local_one(cluster_env):
     assert (local.profile, cluster.profile) == ("local", "cluster")
     assert cluster.kafka.bootstrap_servers == CLUSTER_ENV["RDV_KAFKA_BOOTSTRAP_SERVERS"]
     assert cluster.kafka.topics.features.name == local.kafka.topics.features.name == "rdv.features"
-    assert (local.kafka.topics.features.partitions, cluster.kafka.topics.features.partitions) == (2, 12)
+    assert (local.kafka.topics.features.partitions, cluster.kafka.topics.features.partitions) == (1, 12)
     assert cluster.kafka.security.protocol == "SASL_SSL" and cluster.kafka.security.password_env == "RDV_KAFKA_PASSWORD"
     assert cluster.table("scores") == "s3a://lake/rdv/delta/scores"  # a URI is kept as written
     assert cluster.checkpoint("features") == "s3a://lake/rdv/checkpoints/features"
