@@ -34,7 +34,7 @@ from jobs.decide import decide
 from rdv.config import PipelineConfig, load_config
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
-from rdv.spark import build_session
+from rdv.spark import TRACK_STATE_ROWS, build_session
 from rdv.streams import publish, read_topic, to_messages, write_topic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ def bench_config(work: Path, port: int, spark_conf: dict[str, str]) -> PipelineC
     data["paths"] = {"var": str(work / "var"), "jars": str(ROOT / "var" / "jars"),
                      "tables": str(work / "delta"), "checkpoints": str(work / "checkpoints")}
     data["spark"]["trigger"] = "0 seconds"  # back to back: the benchmark measures processing time
-    data["spark"]["conf"] = {**data["spark"].get("conf", {}), **spark_conf}
+    data["spark"]["conf"] = {**data["spark"].get("conf", {}), TRACK_STATE_ROWS: "true", **spark_conf}
     (conf / "pipeline.yaml").write_text(yaml.safe_dump(data))
     for name in ("policy.yaml", "features.yaml"):
         shutil.copy(ROOT / "conf" / name, conf / name)

@@ -47,6 +47,7 @@ from bench.setup import REGISTRY, ROOT, ensure_models, write_conf
 from features.personal import ensure_session_key
 from rdv import runner
 from rdv.config import PipelineConfig, load_config
+from rdv.spark import TRACK_STATE_ROWS
 
 MODELS = ["champion", "challenger-1"]
 MIB = 1024 * 1024
@@ -148,7 +149,8 @@ def soak_conf(work: Path, port: int, registry: str, spec_limits: dict[str, str] 
               heap_at_start: bool = True) -> PipelineConfig:
     """The shipped conf on the soak's own broker and paths; spec_limits override features.yaml's.
     With heap_at_start, every job holds its whole heap from its start, so RSS measures the rest."""
-    config = write_conf(work / "conf", work / "var", port, [f"spark.heap_at_start={str(heap_at_start).lower()}"],
+    config = write_conf(work / "conf", work / "var", port, [f"spark.heap_at_start={str(heap_at_start).lower()}",
+                                                      f"spark.conf.{TRACK_STATE_ROWS}=true"],
                         registry=registry)
     if spec_limits:
         spec_file = config.feature_spec_file

@@ -68,10 +68,14 @@ def _status(config, args) -> int:
         print("jobs: none running")
     rows = runner.status_rows(config)
     if rows:
-        print(f"{'query':<20} {'state':<8} {'batch':>6} {'rows/s':>8} {'batch ms':>9} {'lag':>7}  updated")
+        print(f"{'query':<20} {'state':<8} {'ready':<5} {'batch':>6} {'rows/s':>8} {'batch ms':>9} {'lag':>7}  updated")
         for r in rows:
-            print(f"{r['query']:<20} {r['state']:<8} {r['batch']:>6} {r['input_rows_per_s']:>8} "
-                  f"{r['batch_ms']:>9} {r['lag']:>7}  {r['updated']}")
+            print(f"{r['query']:<20} {r['state']:<8} {'yes' if r['ready'] else 'no':<5} {r['batch']:>6} "
+                  f"{r['input_rows_per_s']:>8} {r['batch_ms']:>9} {r['lag']:>7}  {r['updated']}")
+        warming = [r["query"] for r in rows if not r["ready"]]
+        if jobs:
+            print("pipeline: ready" if not warming else
+                  f"pipeline: warming up ({', '.join(warming)} not past their first micro-batches with records)")
     return 0 if jobs or supervisor else 3
 
 
@@ -151,7 +155,7 @@ def _demo(config, args) -> int:
     spark = build_session(config, "rdv-demo")
     try:
         outcome = run_demo(spark, config, args.events, args.rate, separate=args.separate, bad_every=args.bad_every,
-                           drift_at=args.drift_at, label_delay_s=args.label_delay)
+                           drift_at=args.drift_at, label_delay_s=args.label_delay, warm_up_s=args.warm_up)
     finally:
         spark.stop()
     return 0 if outcome.ok else 1
@@ -253,8 +257,10 @@ def parser() -> argparse.ArgumentParser:
         "up", help="start the broker (local profile) and every job under a supervisor that restarts a job that dies",
         description="Start the local broker (local profile), then the supervisor, which runs each job as a process "
                     "of its own and starts a job that dies again after a backoff (the supervisor section of "
-                    "pipeline.yaml); each job resumes from its checkpoints. Returns once every query runs; "
-                    "`rdv status` shows each job's restarts, `rdv down` stops everything. See docs/operations.md.")
+                    "pipeline.yaml); each job resumes from its checkpoints. By default two Spark applications: "
+                    "the latency path (features, models, rendezvous) and the recording (decoy, recorder) at a "
+                    "lower CPU priority. Returns once every query runs; `rdv status` shows each job's restarts "
+                    "and when the pipeline is ready, `rdv down` stops everything. See docs/operations.md.")
     up.add_argument("--separate", action="store_true", help="one spark-submit process per job, as production runs them")
     up.add_argument("--foreground", action="store_true",
                     help="stay in the foreground and print each job's starts and exits; Ctrl-C or SIGTERM stops "
@@ -384,6 +390,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--label-delay", type=float, default=5.0, metavar="SECONDS",
                       help="each event's ground truth reaches the labels topic this long after it "
                            "(default: %(default)s)")
+    demo.add_argument("--warm-up", type=float, default=120.0, metavar="SECONDS",
+                      help="before the run, send requests of its own until every query is ready (past its first "
+                           "micro-batches), for at most this long; 0: none (default: %(default)s)")
     demo.set_defaults(run=_demo)
     return top
 

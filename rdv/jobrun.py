@@ -114,4 +114,8 @@ def _hint(error: str, checkpoint: str) -> str:
         return (f"\n{checkpoint} holds the state of an earlier version of this query, whose records had "
                 "other fields. Start the query afresh by removing that checkpoint directory: it re-reads "
                 "its topics from the earliest offset still kept.")
+    if "have been deleted" in error and "Partitions" in error:
+        return (f"\n{checkpoint} holds the offsets of topics this query no longer reads (an earlier version "
+                "read others, or a topic was deleted). Start the query afresh by removing that checkpoint "
+                "directory (docs/operations.md, \"Resetting a job safely\").")
     return ""

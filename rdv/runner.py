@@ -283,7 +283,8 @@ def wait_running(config: PipelineConfig, jobs: list[Job], timeout_s: float, echo
         progress = query_states(config)
         if all(progress.get(q, {}).get("state") in ("started", "running") and progress[q].get("pgid") == pids[name]
                for q, name in expected.items()):
-            echo(f"pipeline: {len(expected)} queries running")
+            echo(f"pipeline: {len(expected)} queries running; each is ready after its first micro-batches "
+                 "with records (`rdv status`)")
             return pids
         time.sleep(1)
     _give_up(config, jobs, stop_all_on_failure)
@@ -349,8 +350,14 @@ def check_healthy(config: PipelineConfig) -> None:
         raise RuntimeError("no job is running any more; see the logs under var/logs")
 
 
+def warming_queries(config: PipelineConfig) -> list[str]:
+    """The queries that are not ready yet (rdv/progress.py): past their first micro-batches."""
+    return [name for name, progress in query_states(config).items() if not progress.get("ready")]
+
+
 def status_rows(config: PipelineConfig) -> list[dict]:
-    """One row per query: its state, batch, input rate, last batch duration and consumer lag."""
+    """One row per query: its state, batch, input rate, last batch duration, consumer lag and
+    whether it is ready."""
     rows = []
     for name, progress in query_states(config).items():
         sources = progress.get("sources", [])
@@ -361,6 +368,7 @@ def status_rows(config: PipelineConfig) -> list[dict]:
             "batch": progress.get("batchId", "-"),
             "input_rows_per_s": round(progress.get("inputRowsPerSecond", 0.0) or 0.0, 1),
             "batch_ms": progress.get("durationMs", {}).get("triggerExecution", "-"),
+            "ready": bool(progress.get("ready")),
             "lag": lag,
             "updated": progress.get("timestamp", "-"),
         })

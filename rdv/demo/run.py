@@ -1,13 +1,15 @@
 """`rdv demo`: the whole pipeline on the embedded default, from an empty machine to a verdict.
 
 Trains and registers the demo models if the registry lacks them, starts the broker and every
-job through `rdv up`, replays generated events at a given rate and their labels a few seconds
-later, waits until every request is archived, scored by every model, answered and labelled,
+job through `rdv up`, warms it up with traffic of its own until every query is ready (past its
+first micro-batches, rdv/progress.py), replays generated events at a given rate and their labels
+a few seconds later, waits until every request is archived, scored by every model, answered and labelled,
 prints a summary, stops what it started, then compares the models (`rdv compare`) and writes the
 report (`rdv report`). The Delta tables stay under var/ for the notebook.
 """
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,8 +38,9 @@ class DemoOutcome:
 
 def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: float, separate: bool = False,
              bad_every: int = 100, drift_at: float = 0.5, label_delay_s: float = 5.0, compare_models: bool = True,
-             echo=print) -> DemoOutcome:
-    """With compare_models, the run ends with `rdv compare` and `rdv report` over the tables."""
+             warm_up_s: float = 120.0, echo=print) -> DemoOutcome:
+    """With compare_models, the run ends with `rdv compare` and `rdv report` over the tables; with
+    warm_up_s > 0, the run's events wait until the pipeline is ready, at most that long."""
     models = sorted(config.models)
     if not demo_models_registered(config):
         echo("models: training the demo champion and challenger")
@@ -47,6 +50,8 @@ def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: flo
     started = datetime.now(timezone.utc)
     try:
         runner.up(config, models, separate=separate, echo=echo)
+        if warm_up_s > 0:
+            warm_up(config, run_id, rate, warm_up_s, echo)
         echo(f"replay: {events} events at {rate:g}/s into {config.kafka.topics.raw.name} (run {run_id})")
         sent = replay(
             client_settings(config), config.kafka.topics.raw.name, events, rate, id_prefix=run_id,
@@ -68,6 +73,29 @@ def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: flo
     echo(report.summary)
     echo(f"report: {report.path}")
     return DemoOutcome(ok, run_id, text, report.path)
+
+
+WARM_UP_ROUND_S = 5.0
+
+
+def warm_up(config: PipelineConfig, run_id: str, rate: float, timeout_s: float, echo) -> None:
+    """Requests at the run's rate, in rounds of WARM_UP_ROUND_S, until every query is ready or
+    timeout_s has passed. Their ids start with warm-up-<run id>, so the run's summary leaves
+    them out; they are answered, scored and recorded like any other, without drift (a drift
+    reference of "first" takes its first window) and without bad messages."""
+    started, sent = time.monotonic(), 0
+    for round_ in itertools.count():
+        warming = runner.warming_queries(config)
+        elapsed = time.monotonic() - started
+        if not warming:
+            echo(f"warm-up: every query ready after {sent} requests in {elapsed:.0f} s")
+            return
+        if elapsed >= timeout_s:
+            echo(f"warm-up: {', '.join(warming)} not ready after {elapsed:.0f} s; the run goes on")
+            return
+        echo(f"warm-up: {sent} requests sent, waiting for {', '.join(warming)}")
+        sent += replay(client_settings(config), config.kafka.topics.raw.name, max(int(rate * WARM_UP_ROUND_S), 1),
+                       rate, seed=round_, drift_at=1.0, id_prefix=f"warm-up-{run_id}-{round_}")["events"]
 
 
 def _wait_for_everything(spark, config, run_id, events, models, timeout_s, echo) -> None:

@@ -24,7 +24,7 @@ from rdv import runner
 from rdv.demo.replay import replay
 from rdv.kafka_local import LocalBroker
 from rdv.kafka_security import client_settings
-from tests.e2e.helpers import replay_decisions, table_rows, wait_for_requests, warm_up
+from tests.e2e.helpers import POLL_S, replay_decisions, table_rows, wait_for_requests, warm_up
 from tests.helpers import make_config
 from tests.integration.kafka_io import consume_bytes
 
@@ -43,7 +43,20 @@ PHASES = ("killed", "broker")
 # score is in, so a long deadline costs the test no time.
 DEADLINE_MS = 900_000
 OUTAGE_S = 30
+# One bad message after every BAD_EVERY events, in each of the three sends.
+QUARANTINED = EVENTS // BAD_EVERY + (EVENTS // 2) // BAD_EVERY + (EVENTS - EVENTS // 2) // BAD_EVERY
 SEED = 20261202
+
+
+def wait_for_quarantine(spark, config, expected: int, timeout_s: float) -> None:
+    """Wait until the Delta table `quarantine` holds expected rows, or fail once timeout_s passed
+    without a new one."""
+    path, deadline, last = config.table("quarantine"), time.monotonic() + timeout_s, None
+    while (rows := spark.read.format("delta").load(path).count()) < expected:
+        if rows != last:
+            deadline, last = time.monotonic() + timeout_s, rows
+        assert time.monotonic() < deadline, f"quarantine: {rows} of {expected} rows, none new for {timeout_s:.0f} s"
+        time.sleep(POLL_S)
 
 
 def kill_each_job_once(config, schedule: dict[str, float], started: float, killed: dict[str, int]) -> None:
@@ -89,6 +102,9 @@ def run(spark, tmp_path_factory, registry):
             replay(client_settings(config), config.kafka.topics.raw.name, EVENTS - EVENTS // 2, RATE,
                    seed=13, bad_every=BAD_EVERY, id_prefix="broker-2")
             wait_for_requests(spark, config, "broker", EVENTS, MODELS, timeout_s=600, healthy=False)
+            # The last bad message comes after the last event, and the features job may publish it
+            # after the requests it answered: the recorder has it once it is in the table.
+            wait_for_quarantine(spark, config, QUARANTINED, timeout_s=300)
             states = runner.job_states(config)
         finally:
             runner.down(config, stop_broker=False)
@@ -131,9 +147,7 @@ def test_no_request_is_lost_and_no_delta_row_is_there_twice(run):
 def test_every_bad_message_is_quarantined_exactly_once(run):
     quarantine = run["quarantine"]
     assert len(quarantine) == len(quarantine.drop_duplicates(["source_topic", "source_partition", "source_offset"]))
-    # One bad message after every BAD_EVERY events, in each of the three sends.
-    sent = EVENTS // BAD_EVERY + (EVENTS // 2) // BAD_EVERY + (EVENTS - EVENTS // 2) // BAD_EVERY
-    assert len(quarantine) == sent, quarantine["reason"].value_counts().to_dict()
+    assert len(quarantine) == QUARANTINED, quarantine["reason"].value_counts().to_dict()
 
 
 def test_every_answer_is_the_champions_as_preferred(run):
