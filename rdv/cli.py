@@ -391,8 +391,9 @@ def parser() -> argparse.ArgumentParser:
                       help="each event's ground truth reaches the labels topic this long after it "
                            "(default: %(default)s)")
     demo.add_argument("--warm-up", type=float, default=120.0, metavar="SECONDS",
-                      help="before the run, send requests of its own until every query is ready (past its first "
-                           "micro-batches), for at most this long; 0: none (default: %(default)s)")
+                      help="before the run, send requests of its own until every query of the latency path is "
+                           "ready (past its first micro-batches), for at most this long; 0: none "
+                           "(default: %(default)s)")
     demo.set_defaults(run=_demo)
     return top
 

@@ -350,9 +350,13 @@ def check_healthy(config: PipelineConfig) -> None:
         raise RuntimeError("no job is running any more; see the logs under var/logs")
 
 
-def warming_queries(config: PipelineConfig) -> list[str]:
-    """The queries that are not ready yet (rdv/progress.py): past their first micro-batches."""
-    return [name for name, progress in query_states(config).items() if not progress.get("ready")]
+def warming_queries(config: PipelineConfig, answers_only: bool = False) -> list[str]:
+    """The queries that are not ready yet (rdv/progress.py): past their first micro-batches. With
+    answers_only, those of the latency path alone: the recording's run at a lower priority, and
+    the data-quality query's first three micro-batches take minutes (quality_trigger)."""
+    skip = set(recording.QUERIES) if answers_only else set()
+    return [name for name, progress in query_states(config).items()
+            if not progress.get("ready") and name not in skip]
 
 
 def status_rows(config: PipelineConfig) -> list[dict]:

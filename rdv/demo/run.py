@@ -1,8 +1,8 @@
 """`rdv demo`: the whole pipeline on the embedded default, from an empty machine to a verdict.
 
 Trains and registers the demo models if the registry lacks them, starts the broker and every
-job through `rdv up`, warms it up with traffic of its own until every query is ready (past its
-first micro-batches, rdv/progress.py), replays generated events at a given rate and their labels
+job through `rdv up`, warms it up with traffic of its own until every query of the latency path
+is ready (past its first micro-batches, rdv/progress.py), replays generated events at a given rate and their labels
 a few seconds later, waits until every request is archived, scored by every model, answered and labelled,
 prints a summary, stops what it started, then compares the models (`rdv compare`) and writes the
 report (`rdv report`). The Delta tables stay under var/ for the notebook.
@@ -79,21 +79,23 @@ WARM_UP_ROUND_S = 5.0
 
 
 def warm_up(config: PipelineConfig, run_id: str, rate: float, timeout_s: float, echo) -> None:
-    """Requests at the run's rate, in rounds of WARM_UP_ROUND_S, until every query is ready or
-    timeout_s has passed. Their ids start with warm-up-<run id>, so the run's summary leaves
-    them out; they are answered, scored and recorded like any other, without drift (a drift
-    reference of "first" takes its first window) and without bad messages."""
-    started, sent = time.monotonic(), 0
+    """Requests at the run's rate, in rounds of WARM_UP_ROUND_S, until every query of the latency
+    path is ready (rdv/progress.py) or timeout_s has passed. Their ids start with warm-up-<run id>,
+    so the run's summary leaves them out; they are answered, scored and recorded like any other,
+    without drift (a drift reference of "first" takes its first window) and without bad messages."""
+    started, sent, said = time.monotonic(), 0, None
     for round_ in itertools.count():
-        warming = runner.warming_queries(config)
+        warming = runner.warming_queries(config, answers_only=True)
         elapsed = time.monotonic() - started
         if not warming:
-            echo(f"warm-up: every query ready after {sent} requests in {elapsed:.0f} s")
+            echo(f"warm-up: the answers' queries are ready after {sent} requests in {elapsed:.0f} s")
             return
         if elapsed >= timeout_s:
             echo(f"warm-up: {', '.join(warming)} not ready after {elapsed:.0f} s; the run goes on")
             return
-        echo(f"warm-up: {sent} requests sent, waiting for {', '.join(warming)}")
+        if warming != said:
+            echo(f"warm-up: {sent} requests sent, {elapsed:.0f} s; waiting for {', '.join(warming)}")
+            said = warming
         sent += replay(client_settings(config), config.kafka.topics.raw.name, max(int(rate * WARM_UP_ROUND_S), 1),
                        rate, seed=round_, drift_at=1.0, id_prefix=f"warm-up-{run_id}-{round_}")["events"]
 
