@@ -1,7 +1,7 @@
 """`make bench-idle`: what the running pipeline costs when nothing happens, and where it goes.
 
-It starts the pipeline as `rdv up` does (the shipped conf and models, one application) on a broker
-of its own, sends a few requests so that every query has worked once (Python workers started,
+It starts the pipeline as `rdv up` does (the shipped conf and models; the latency path's
+application and the recording's) on a broker of its own, sends a few requests so that every query has worked once (Python workers started,
 models loaded, first state versions written), waits until every one is answered and the pipeline
 has settled, then samples --seconds:
 

@@ -30,7 +30,7 @@ def test_the_shipped_conf_loads_with_its_models_and_roles():
     "edit, message",
     [
         (("pipeline.yaml", "partitions: 1", "partitions: one"), "pipeline.yaml: kafka.topics.raw.partitions: Input should be a valid integer"),
-        (("pipeline.yaml", "trigger: 2 seconds", "trigger: soon"), "pipeline.yaml: spark.trigger: Value error, 'soon' is not a duration"),
+        (("pipeline.yaml", "trigger: 1500 milliseconds", "trigger: soon"), "pipeline.yaml: spark.trigger: Value error, 'soon' is not a duration"),
         (("policy.yaml", "deadline_ms: 10000", "deadline_ms: 99000"),
          "policy.yaml: deadline_ms: 99000 exceeds rendezvous.max_deadline_ms (15000) of pipeline.yaml"),
         (("policy.yaml", "strategy: preferred", "strategy: fastest"), "policy.yaml: strategy: Input should be 'preferred'"),

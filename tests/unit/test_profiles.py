@@ -111,6 +111,6 @@ def test_a_missing_variable_or_profile_and_a_bad_setting_name_their_file(conf, c
     # A bad setting of pipeline.yaml is still pipeline.yaml's, with a profile over it.
     profile.write_text("spark: {ui: true}\n")
     pipeline = conf / "pipeline.yaml"
-    pipeline.write_text(pipeline.read_text().replace("trigger: 2 seconds", "trigger: soon"))
+    pipeline.write_text(pipeline.read_text().replace("trigger: 1500 milliseconds", "trigger: soon"))
     with pytest.raises(ConfigError, match=r"/pipeline.yaml: spark.trigger: Value error, 'soon' is not a duration"):
         load_config(conf, "cluster")
