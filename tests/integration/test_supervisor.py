@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -69,6 +70,26 @@ def test_a_job_taken_out_of_the_plan_is_stopped_and_killed_if_it_ignores_sigterm
         assert not alive(pids["sleeper"]) and runner.running_jobs(config) == {}
         assert not runner.stop_job(config, "sleeper")  # not planned any more
         assert alive(supervisor.pid)
+    finally:
+        runner.down(config, stop_broker=False, echo=lambda *_: None)
+    assert supervisor.wait(timeout=30) == 0
+
+
+def test_a_recording_job_runs_below_the_others_in_its_session_too(tmp_path):
+    """Its own nice, and its session's: with autogroup scheduling, the kernel shares the CPU
+    between sessions first, and each job is a session of its own."""
+    config = make_config(tmp_path, supervisor=SETTINGS)
+    write_plan(runner.run_files(config), [Job("sleeper", SLEEPER, ()), Job("recorder", SLEEPER, (), nice=10)])
+    supervisor = runner.start_supervisor(config)
+    try:
+        pids = eventually(lambda: len(jobs := runner.running_jobs(config)) == 2 and jobs)
+        own = {name: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+               for name, pid in pids.items()}
+        assert own["recorder"] - own["sleeper"] == 10, own
+        groups = {name: Path(f"/proc/{pid}/autogroup") for name, pid in pids.items()}
+        if all(group.exists() for group in groups.values()):
+            assert groups["recorder"].read_text().split()[-1] == "10", groups["recorder"].read_text()
+            assert groups["sleeper"].read_text().split()[-1] == "0", groups["sleeper"].read_text()
     finally:
         runner.down(config, stop_broker=False, echo=lambda *_: None)
     assert supervisor.wait(timeout=30) == 0
