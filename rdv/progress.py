@@ -21,10 +21,10 @@ import json
 import os
 from pathlib import Path
 
+from pyspark.sql.streaming import StreamingQuery
+
 READY_AFTER = 3  # micro-batches with records
 SETTLED = 2.0  # the last of them at most this many times the fastest
-
-from pyspark.sql.streaming import StreamingQuery
 
 
 def settled(batch_ms: list[int]) -> bool:

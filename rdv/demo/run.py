@@ -2,9 +2,9 @@
 
 Trains and registers the demo models if the registry lacks them, starts the broker and every
 job through `rdv up`, warms it up with traffic of its own until every query of the latency path
-is ready (past its first micro-batches, rdv/progress.py), replays generated events at a given rate and their labels
-a few seconds later, waits until every request is archived, scored by every model, answered and labelled,
-prints a summary, stops what it started, then compares the models (`rdv compare`) and writes the
+is ready (past its first micro-batches, rdv/progress.py), replays generated events at a given
+rate and their labels a few seconds later, waits until every request is archived, scored by
+every model, answered and labelled, prints a summary, stops what it started, then compares the models (`rdv compare`) and writes the
 report (`rdv report`). The Delta tables stay under var/ for the notebook.
 """
 from __future__ import annotations
