@@ -18,8 +18,22 @@ from rdv.streams import to_messages
 # score's event-to-result time is mostly the micro-batches' fixed cost, and under a loaded CI run
 # it has gone past 15 s; a request answered early (its preferred score in time) never waits for it.
 ALWAYS_IN_TIME_MS = 60_000
-# Between two looks at the tables, which take a micro-batch every 10 s at most.
+# Between two looks at the tables, whose recorders take a micro-batch every 30 s (table_trigger).
 POLL_S = 5
+
+
+def wait_while_progressing(probe, done, timeout_s: float, describe, check=None) -> None:
+    """Poll probe() every POLL_S until done(value) holds, or fail with describe(value) once
+    timeout_s passed without the value changing (a loaded machine is slow, a stuck pipeline makes
+    no progress). check(), when given, runs at each look and may fail it at once."""
+    deadline, last = time.monotonic() + timeout_s, None
+    while not done(value := probe()):
+        if check is not None:
+            check()
+        if value != last:
+            deadline, last = time.monotonic() + timeout_s, value
+        assert time.monotonic() < deadline, describe(value)
+        time.sleep(POLL_S)
 
 
 def counts_so_far(spark, config: PipelineConfig, prefix: str, events: int) -> RunCounts:
@@ -45,14 +59,17 @@ def wait_for_requests(spark, config: PipelineConfig, prefix: str, events: int, m
     every named model, or fail with what is missing once timeout_s passed without a new record (a
     loaded machine is slow, a stuck pipeline makes no progress). With healthy, a failed query fails
     this at once; without, it is the supervisor's to start again."""
-    deadline, last = time.monotonic() + timeout_s, None
-    while not (counts := counts_so_far(spark, config, prefix, events)).complete(events, models):
-        if healthy:
-            check_healthy(config)
-        if counts != last:
-            deadline, last = time.monotonic() + timeout_s, counts
-        assert time.monotonic() < deadline, f"{prefix}: no new record for {timeout_s:.0f} s: {counts}"
-        time.sleep(POLL_S)
+    wait_while_progressing(lambda: counts_so_far(spark, config, prefix, events),
+                           lambda counts: counts.complete(events, models), timeout_s,
+                           lambda counts: f"{prefix}: no new record for {timeout_s:.0f} s: {counts}",
+                           check=(lambda: check_healthy(config)) if healthy else None)
+
+
+def wait_for_table_rows(spark, config: PipelineConfig, table: str, expected: int, timeout_s: float = 300) -> None:
+    """Wait until a Delta table holds expected rows, or fail once timeout_s passed without a new one."""
+    path = config.table(table)
+    wait_while_progressing(lambda: spark.read.format("delta").load(path).count(), lambda rows: rows >= expected,
+                           timeout_s, lambda rows: f"{table}: {rows} of {expected} rows, none new for {timeout_s:.0f} s")
 
 
 def warm_up(spark, config: PipelineConfig, models: list[str]) -> None:

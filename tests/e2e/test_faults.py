@@ -24,7 +24,7 @@ from rdv import runner
 from rdv.demo.replay import replay
 from rdv.kafka_local import LocalBroker
 from rdv.kafka_security import client_settings
-from tests.e2e.helpers import POLL_S, replay_decisions, table_rows, wait_for_requests, warm_up
+from tests.e2e.helpers import replay_decisions, table_rows, wait_for_requests, wait_for_table_rows, warm_up
 from tests.helpers import make_config
 from tests.integration.kafka_io import consume_bytes
 
@@ -46,17 +46,6 @@ OUTAGE_S = 30
 # One bad message after every BAD_EVERY events, in each of the three sends.
 QUARANTINED = EVENTS // BAD_EVERY + (EVENTS // 2) // BAD_EVERY + (EVENTS - EVENTS // 2) // BAD_EVERY
 SEED = 20261202
-
-
-def wait_for_quarantine(spark, config, expected: int, timeout_s: float) -> None:
-    """Wait until the Delta table `quarantine` holds expected rows, or fail once timeout_s passed
-    without a new one."""
-    path, deadline, last = config.table("quarantine"), time.monotonic() + timeout_s, None
-    while (rows := spark.read.format("delta").load(path).count()) < expected:
-        if rows != last:
-            deadline, last = time.monotonic() + timeout_s, rows
-        assert time.monotonic() < deadline, f"quarantine: {rows} of {expected} rows, none new for {timeout_s:.0f} s"
-        time.sleep(POLL_S)
 
 
 def kill_each_job_once(config, schedule: dict[str, float], started: float, killed: dict[str, int]) -> None:
@@ -104,7 +93,7 @@ def run(spark, tmp_path_factory, registry):
             wait_for_requests(spark, config, "broker", EVENTS, MODELS, timeout_s=600, healthy=False)
             # The last bad message comes after the last event, and the features job may publish it
             # after the requests it answered: the recorder has it once it is in the table.
-            wait_for_quarantine(spark, config, QUARANTINED, timeout_s=300)
+            wait_for_table_rows(spark, config, "quarantine", QUARANTINED)
             states = runner.job_states(config)
         finally:
             runner.down(config, stop_broker=False)
