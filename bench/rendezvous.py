@@ -30,12 +30,12 @@ from kafka import KafkaConsumer, TopicPartition
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.decide import decide
+from jobs.decide import decisions
 from rdv.config import PipelineConfig, load_config
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
 from rdv.spark import TRACK_STATE_ROWS, build_session
-from rdv.streams import publish, read_topic, to_messages, write_topic
+from rdv.streams import publish, to_messages, write_topic
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = (("champion", "champion"), ("gbt", "challenger"), ("forest", "challenger"))
@@ -132,12 +132,12 @@ def results_on_topic(config: PipelineConfig) -> int:
         consumer.close()
 
 
-def _offsets_read(source: dict) -> int:
-    """Records a micro-batch took from a source (its numInputRows counts every scan of it)."""
+def _offsets_read(source: dict, topic: str) -> int:
+    """Records a micro-batch took from one topic of a source (its numInputRows counts every scan
+    of it, and every topic)."""
     start, end = (json.loads(source[k]) if isinstance(source[k], str) else source[k] for k in ("startOffset", "endOffset"))
     start = start or {}
-    return sum(offset - start.get(topic, {}).get(partition, 0)
-               for topic, partitions in end.items() for partition, offset in partitions.items())
+    return sum(offset - start.get(topic, {}).get(partition, 0) for partition, offset in end.get(topic, {}).items())
 
 
 def run(spark: SparkSession, config: PipelineConfig, rate: int, seconds: int, batch_seconds: int) -> dict:
@@ -146,9 +146,8 @@ def run(spark: SparkSession, config: PipelineConfig, rate: int, seconds: int, ba
     print(f"loaded {total} requests and {3 * total} scores in {time.monotonic() - started:.0f} s", flush=True)
     per_batch = rate * batch_seconds
     topics = config.kafka.topics
-    every = config.spark.trigger
-    answered = decide(read_topic(spark, config, topics.features.name, max_offsets=per_batch, every=every),
-                      read_topic(spark, config, topics.scores.name, max_offsets=3 * per_batch, every=every), config)
+    # The job's own source, one for the three topics: a micro-batch takes a request's three scores too.
+    answered = decisions(spark, config, max_offsets=(1 + len(MODELS)) * per_batch)
     query = write_topic(to_messages(answered), config, "bench-rendezvous", topic=topics.results.name)
     try:
         while results_on_topic(config) < total and query.isActive:
@@ -162,8 +161,7 @@ def run(spark: SparkSession, config: PipelineConfig, rate: int, seconds: int, ba
     finally:
         query.stop()
     measured = progress[1:]  # the first micro-batch pays for start-up
-    requests = sum(_offsets_read(source) for p in measured for source in p["sources"]
-                   if topics.features.name in source["description"])
+    requests = sum(_offsets_read(source, topics.features.name) for p in measured for source in p["sources"])
     phases = {key: statistics.mean(p["durationMs"].get(key, 0) for p in measured)
               for key in measured[0]["durationMs"] if key != "triggerExecution"}
     state = [sum(op["numRowsTotal"] for op in p["stateOperators"]) for p in measured]

@@ -27,17 +27,18 @@ QUERY = "rendezvous"
 QUERIES = (QUERY,)
 
 
-def decisions(spark: SparkSession, config: PipelineConfig) -> DataFrame:
+def decisions(spark: SparkSession, config: PipelineConfig, max_offsets: int | None = None) -> DataFrame:
     """The result records of every request on rdv.features, from it and rdv.scores: what the
     `rendezvous` query publishes, and what a replay of the topics into a fresh checkpoint
-    computes again, byte for byte."""
+    computes again, byte for byte. max_offsets bounds a micro-batch's records (a benchmark's
+    backlog)."""
     topics = config.kafka.topics
     # One source for the three topics: it fixes their offsets together, so a heartbeat, published
     # only after every request before it (rdv/heartbeat.py), never comes without them; and one
     # source holds micro-batches back alike (read_topic's `every`), where two would each start
     # micro-batches of their own.
     messages = read_topic(spark, config, f"{topics.features.name},{topics.heartbeats.name},{topics.scores.name}",
-                          every=config.spark.trigger)
+                          max_offsets=max_offsets, every=config.spark.trigger)
     scores = F.col("topic") == topics.scores.name
     return decide(messages.where(~scores), messages.where(scores), config)
 
