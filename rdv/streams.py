@@ -45,7 +45,8 @@ def read_topic(spark: SparkSession, config: PipelineConfig, topic: str, max_offs
     """A topic (or several, comma-separated) as a stream of Kafka rows, from the earliest offset
     on a new checkpoint, so a job started after its producers loses nothing. With `every`, for a
     query triggered POLLED: a micro-batch when records have come and `every` has passed since the
-    last one (Kafka's minOffsetsPerTrigger and maxTriggerDelay)."""
+    last one (Kafka's minOffsetsPerTrigger and maxTriggerDelay), or, with max_offsets too, as soon
+    as a full micro-batch is waiting."""
     reader = (
         spark.readStream.format("kafka")
         .options(**_kafka_options(config))
@@ -55,8 +56,8 @@ def read_topic(spark: SparkSession, config: PipelineConfig, topic: str, max_offs
     if max_offsets is not None:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
     if every is not None:
-        reader = reader.option("minOffsetsPerTrigger", _NEVER_ENOUGH).option("maxTriggerDelay",
-                                                                             f"{duration_ms(every)}ms")
+        enough = str(max_offsets) if max_offsets is not None else _NEVER_ENOUGH
+        reader = reader.option("minOffsetsPerTrigger", enough).option("maxTriggerDelay", f"{duration_ms(every)}ms")
     return reader.load()
 
 
