@@ -13,11 +13,8 @@ from __future__ import annotations
 import argparse
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from features.records import parse_feature_records
-from models.scoring import SCORE_RECORD
 from rdv.config import PipelineConfig
 from rdv.jobrun import argument_parser, run_job
 from rdv.streams import read_topic, to_messages, write_topic
@@ -39,22 +36,8 @@ def decisions(spark: SparkSession, config: PipelineConfig, max_offsets: int | No
     # micro-batches of their own.
     messages = read_topic(spark, config, f"{topics.features.name},{topics.heartbeats.name},{topics.scores.name}",
                           max_offsets=max_offsets, every=config.spark.trigger)
-    scores = F.col("topic") == topics.scores.name
-    return decide(messages.where(~scores), messages.where(scores), config)
-
-
-def decide(feature_messages: DataFrame, score_messages: DataFrame, config: PipelineConfig) -> DataFrame:
-    """Result records from the Kafka rows of rdv.features and rdv.heartbeats, and of rdv.scores."""
-    # The rendezvous needs a request's context only, never its features; a record of another kind
-    # (such as a heartbeat of an older version, without one) is skipped.
-    requests = parse_feature_records(feature_messages, features=None).where(F.col("kind").isin("request", "heartbeat"))
-    # A score's place on rdv.scores breaks ties: all scores of a request share a partition (keyed
-    # by request_id), so the smaller offset arrived first, live and on a replay alike.
-    scores = score_messages.select(
-        F.from_json(F.col("value").cast("string"), SCORE_RECORD).alias("s"), F.struct("partition", "offset").alias("arrival")
-    ).select("s.*", "arrival")
     timing = config.rendezvous
-    return answers(requests, scores, timing.max_deadline_ms, timing.grace_ms, timing.transit_ms)
+    return answers(messages, topics.scores.name, timing.max_deadline_ms, timing.grace_ms, timing.transit_ms)
 
 
 def build(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:

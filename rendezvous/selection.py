@@ -13,7 +13,7 @@ Each request is answered exactly once, on one of two paths of one query:
   in time, else among the late scores that came within the grace, else the default answer.
 
 Both paths are keyed by (request_id, decide_at) and read one shared shuffle of the rows, so a
-micro-batch reads and parses the two topics once (see _shuffled).
+micro-batch reads and parses its topics once (see rendezvous_rows and _shuffled).
 
 Every time a decision depends on is event data (event_time, scored_at, deadline_ms) and every tie
 is broken by the order on rdv.scores, so a replay of the same topics decides byte for byte the
@@ -34,6 +34,9 @@ from pyspark.sql.types import (
     StructType,
     TimestampType,
 )
+
+from features.records import feature_record_schema
+from models.scoring import SCORE_RECORD
 
 PREFERRED, FALLBACK, DEFAULT = "preferred", "fallback", "default"
 # Strategies whose answer is the first preference in time, once the features job resolved the
@@ -114,16 +117,37 @@ def _early() -> Column:
     return F.coalesce(satisfies, F.lit(False))
 
 
-def _combined(requests: DataFrame, ranked: DataFrame, max_deadline_ms: int, grace_ms: int) -> DataFrame:
-    """Requests, heartbeats and scores as one stream of rows keyed by (request_id, decide_at).
+def rendezvous_rows(messages: DataFrame, scores_topic: str, max_deadline_ms: int, grace_ms: int) -> DataFrame:
+    """Kafka rows of rdv.features, rdv.heartbeats and rdv.scores (topic, partition, offset, value)
+    as one stream of requests, heartbeats and ranked scores, keyed by (request_id, decide_at).
+
+    One projection over one scan: each row's value is parsed as a feature record or as a score by
+    its topic, where a filter per topic and a union would read the source twice in every
+    micro-batch. A feature record of another kind (such as a heartbeat of an older version) is
+    skipped. A score's arrival, its place on rdv.scores, breaks ties: all scores of a request share
+    a partition (keyed by request_id), so the smaller offset arrived first, live and on a replay.
 
     decide_at is a request's decision point, event_time + deadline_ms + grace, on requests and
     scores alike. A heartbeat's decide_at is that of a request with the longest deadline made at
     its time, so heartbeats move the watermark exactly as such requests would.
     """
+    is_score = F.col("topic") == scores_topic
+    text = F.col("value").cast("string")
+    parsed = messages.select(
+        is_score.alias("is_score"),
+        F.when(~is_score, F.from_json(text, feature_record_schema(None))).alias("request"),
+        F.when(is_score, F.from_json(text, SCORE_RECORD)).alias("score"),
+        F.when(is_score, F.struct("partition", "offset")).alias("arrival"),
+    )
+    flat = parsed.select(
+        F.when(F.col("is_score"), F.lit("score")).otherwise(F.col("request.kind")).alias("kind"),
+        *[F.coalesce(F.col(f"score.{c}"), F.col(f"request.{c}")).alias(c) for c in ("request_id", "event_time", "policy")],
+        *[F.col(f"score.{c}").alias(c) for c in SCORE_RECORD.fieldNames() if c not in ("request_id", "event_time", "policy")],
+        "arrival",
+    ).where(F.col("kind").isin("request", "heartbeat", "score"))
+    ranked = rank_scores(flat, grace_ms)
     decide_at = _millis_after(F.col("event_time"), F.col("policy.deadline_ms") + grace_ms)
-    nothing = {c: F.lit(None).cast(ranked.schema[c].dataType) for c in (*_CHOSEN, "rank", "in_grace", "pick")}
-    request_rows = requests.select(
+    return ranked.select(
         "kind",
         "request_id",
         "event_time",
@@ -131,12 +155,12 @@ def _combined(requests: DataFrame, ranked: DataFrame, max_deadline_ms: int, grac
         F.when(F.col("kind") == "heartbeat", _millis_after(F.col("event_time"), F.lit(max_deadline_ms + grace_ms)))
         .otherwise(decide_at)
         .alias("decide_at"),
-        *[column.alias(name) for name, column in nothing.items()],
+        *_CHOSEN,
+        "rank",
+        "in_grace",
+        # A request's row has no candidate to pick.
+        F.when(F.col("kind") == "score", F.col("pick")).alias("pick"),
     )
-    score_rows = ranked.select(
-        F.lit("score").alias("kind"), "request_id", "event_time", "policy", decide_at.alias("decide_at"), *nothing.keys()
-    )
-    return request_rows.unionByName(score_rows)
 
 
 def _result(request: Column, choice: Column, reason: Column, decided_at: Column) -> list[Column]:
@@ -178,15 +202,12 @@ def _shuffled(rows: DataFrame, watermark_ms: int) -> DataFrame:
     )
 
 
-def answers(requests: DataFrame, scores: DataFrame, max_deadline_ms: int, grace_ms: int, transit_ms: int) -> DataFrame:
-    """Exactly one result record per request (RESULT_RECORD), early or at its decision point.
-
-    requests are feature records, heartbeats included; scores are score records with `arrival`.
-    """
-    ranked = rank_scores(scores, grace_ms)
+def answers(messages: DataFrame, scores_topic: str, max_deadline_ms: int, grace_ms: int, transit_ms: int) -> DataFrame:
+    """Exactly one result record per request (RESULT_RECORD), early or at its decision point, from
+    the Kafka rows of rdv.features, rdv.heartbeats and rdv.scores (see rendezvous_rows)."""
     # The watermark delay is the longest a row can precede its own decision point, plus the time a
     # score may take to reach the rendezvous: a request is decided `transit` after that point.
-    shuffled = _shuffled(_combined(requests, ranked, max_deadline_ms, grace_ms),
+    shuffled = _shuffled(rendezvous_rows(messages, scores_topic, max_deadline_ms, grace_ms),
                          max_deadline_ms + grace_ms + transit_ms)
     rows = shuffled.select("request_id", "decide_at", "early", "row.*")
     row = F.struct("request_id", "event_time", "policy")

@@ -1,5 +1,6 @@
-"""The rendezvous rules with exact decisions: every strategy and every edge case, on file streams
-that stand in for the two topics, so each test controls what arrives in which micro-batch."""
+"""The rendezvous rules with exact decisions: every strategy and every edge case, on a file stream
+that stands in for the rendezvous's Kafka source, so each test controls what arrives in which
+micro-batch."""
 from __future__ import annotations
 
 import json
@@ -7,9 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 from chispa import assert_df_equality
-from pyspark.sql.types import IntegerType, LongType, StructField, StructType
+from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
-from features.records import feature_record_schema
 from models.scoring import SCORE_RECORD
 from rendezvous.selection import RESULT_RECORD, answers, rank_scores
 
@@ -71,32 +71,34 @@ def test_rank_is_the_place_of_the_model_or_its_role_and_canaries_and_errors_have
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+FEATURES_TOPIC, SCORES_TOPIC = "rdv.features", "rdv.scores"
+MESSAGE = StructType([StructField("topic", StringType()), StructField("partition", IntegerType()),
+                      StructField("offset", LongType()), StructField("value", StringType())])
+
+
 @pytest.fixture
 def rendezvous(spark, tmp_path):
-    """Two file sources standing in for rdv.features and rdv.scores. send() writes files,
-    advance() runs the micro-batches they make and returns every answer so far."""
-    requests_dir, scores_dir = tmp_path / "requests", tmp_path / "scores"
-    requests_dir.mkdir()
-    scores_dir.mkdir()
-    requests = spark.readStream.schema(feature_record_schema(None)).json(str(requests_dir))
-    scores = spark.readStream.schema(SCORE_ROW).json(str(scores_dir))
+    """A file source standing in for the rendezvous's Kafka source of rdv.features,
+    rdv.heartbeats and rdv.scores. send() writes a file, advance() runs the micro-batches the
+    files make and returns every answer so far."""
+    messages_dir = tmp_path / "messages"
+    messages_dir.mkdir()
+    messages = spark.readStream.schema(MESSAGE).json(str(messages_dir))
     table = f"answers_{tmp_path.name}"
-    query = (answers(requests, scores, DEADLINE_MS, GRACE_MS, TRANSIT_MS).writeStream.format("memory")
+    query = (answers(messages, SCORES_TOPIC, DEADLINE_MS, GRACE_MS, TRANSIT_MS).writeStream.format("memory")
              .queryName(table).option("checkpointLocation", str(tmp_path / "ck")).start())
     files, offsets = [], iter(range(1_000_000))
 
     class Rendezvous:
         def send(self, *records):
-            """One micro-batch's worth: requests and heartbeats to one file, scores to another,
-            each score at the next offset of partition 0 (its arrival order)."""
-            for directory, kind in ((requests_dir, "request"), (scores_dir, "score")):
-                batch = [r for r in records if ("model" in r) == (kind == "score")]
-                if kind == "score":
-                    batch = [{**r, "arrival": {"partition": 0, "offset": next(offsets)}} for r in batch]
-                if batch:
-                    path = directory / f"{len(files):04d}.json"
-                    path.write_text("".join(json.dumps(r) + "\n" for r in batch))
-                    files.append(path)
+            """One micro-batch's worth, in one file: requests and heartbeats as messages of
+            rdv.features, scores as messages of rdv.scores, each score at the next offset of
+            partition 0 (its arrival order)."""
+            lines = [{"topic": SCORES_TOPIC if "model" in r else FEATURES_TOPIC, "partition": 0,
+                      "offset": next(offsets), "value": json.dumps(r)} for r in records]
+            path = messages_dir / f"{len(files):04d}.json"
+            path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+            files.append(path)
 
         def plan(self) -> str:
             """The physical plan of the last micro-batch."""
@@ -257,9 +259,10 @@ def test_a_model_unknown_to_the_policy_is_never_the_answer(spark, rendezvous):
     assert_answers(spark, rendezvous.advance(), [("a", None, -1.0, None, "default", at(1500))])
 
 
-def test_a_micro_batch_reads_each_source_once_for_both_paths(spark, rendezvous):
-    """Both stateful operators read one shared shuffle; were it planned twice, each micro-batch
-    would read and parse both topics twice (a throughput regression, not a wrong answer)."""
+def test_a_micro_batch_reads_its_source_once_for_both_kinds_of_record_and_both_paths(spark, rendezvous):
+    """One scan parses requests and scores alike, and both stateful operators read one shared
+    shuffle; were either planned twice, each micro-batch would read and parse its records twice
+    (a throughput regression, not a wrong answer)."""
     rendezvous.send(request("a"), score("a", "logreg", 400))
     rendezvous.advance()
     # Event times the watermark has seen already: no batch without data follows this one.
@@ -267,4 +270,4 @@ def test_a_micro_batch_reads_each_source_once_for_both_paths(spark, rendezvous):
     rendezvous.advance()
     plan = rendezvous.plan()
     assert plan.count("ReusedExchange") == 1, plan
-    assert plan.count("FileScan") == 2, plan
+    assert plan.count("FileScan") == 1, plan
