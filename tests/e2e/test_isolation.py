@@ -76,32 +76,19 @@ def run(spark, tmp_path_factory, broker, registry) -> Run:
 
 
 def assert_the_champion_decided_every_request_in_time(run: Run) -> None:
-    """Wherever the champion's own score was in time, the answer is the champion's, given then, as
-    preferred: no faulty challenger changed or held back a decision. And no answer is a faulty
-    challenger's failure: an error record never answers.
-
-    Whether the champion itself meets the deadline depends on the machine's load (two cores run
-    several Spark applications here). Where it did not, the policy (preference: champion, then the
-    challengers) answers with a challenger's score in time, else a late score, else the default;
-    so a late champion is allowed, as long as most were in time. Its latency is the benchmark's
-    business, not a test's.
-    """
+    """The champion scored every request within the deadline, and every answer is the champion's,
+    given then, as preferred: no faulty challenger changed, held back or took the place of a
+    decision, and an error record never answers."""
     results = run.results.set_index("request_id")
     assert sorted(results.index) == sorted(run.features.index) and len(results) == 2 * EVENTS
     scores = run.scores.set_index(["request_id", "model"])
     champion = scores.xs("champion", level="model").reindex(results.index)
     in_time = champion["in_time"].fillna(False).astype(bool)
-    assert in_time.mean() >= 0.5, f"the champion met the deadline for only {in_time.mean():.0%}"
+    assert in_time.all(), f"the champion missed the deadline for {list(in_time[~in_time].index)}"
 
-    kept = results[in_time]
-    assert (kept["model"] == "champion").all() and (kept["reason"] == "preferred").all() and kept["in_time"].all()
-    np.testing.assert_array_equal(kept["score"], champion.loc[kept.index, "score"])
-
-    late = results[~in_time]
-    assert late["reason"].isin(["fallback", "default"]).all(), late
-    for request_id, answer in late[late["reason"] == "fallback"].iterrows():
-        chosen = scores.loc[(request_id, answer["model"])]
-        assert pd.isna(chosen["error"]) and chosen["score"] == answer["score"], (request_id, answer)
+    assert (results["model"] == "champion").all() and (results["reason"] == "preferred").all(), results
+    assert results["in_time"].all() and results["sla_met"].all(), results
+    np.testing.assert_array_equal(results["score"], champion.loc[results.index, "score"])
 
 
 def scores_of(run: Run, model: str) -> pd.DataFrame:

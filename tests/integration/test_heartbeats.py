@@ -11,7 +11,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from jobs import featurize
 from rdv.demo.generator import generate_events, raw_json
 from rdv.demo.replay import now_iso
-from tests.integration.test_jobs import stop_all, wait_for
+from tests.integration.helpers import stop_all, wait_for
 
 
 def records_with_times(bootstrap: str, topic: str) -> list[tuple[dict, int]]:
@@ -44,11 +44,13 @@ def test_a_heartbeat_is_published_only_after_every_request_that_arrived_before_i
         producer.flush()
         ids = {json.loads(e)["request_id"] for e in events}
         features = wait_for(lambda: records_with_times(bootstrap, topics.features.name),
-                            lambda found: {r["request_id"] for r, _ in found} >= ids)
+                            lambda found: {r["request_id"] for r, _ in found} >= ids,
+                            "every request on rdv.features")
         # Heartbeats go on while a request may wait, and come after the last micro-batch.
         sent_last = max(t for _, t in records_with_times(bootstrap, topics.raw.name))
         beats = wait_for(lambda: records_with_times(bootstrap, topics.heartbeats.name),
-                         lambda found: any(millis(b["event_time"]) > sent_last for b, _ in found))
+                         lambda found: any(millis(b["event_time"]) > sent_last for b, _ in found),
+                         "a heartbeat after the last event sent")
     finally:
         producer.close()
         stop_all([query])

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections import Counter
 
 import pytest
@@ -11,51 +10,17 @@ import yaml
 from delta.tables import DeltaTable
 from mlflow import MlflowClient
 from pyspark.sql import functions as F
-from pyspark.sql.utils import AnalysisException
 
 from jobs import decide, decoy, featurize, record, score
 from rdv.config import ConfigError, load_config
-from rdv.demo.generator import generate_events, raw_json
-from rdv.demo.replay import now_iso
 from rdv.kafka_local import ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
 from rdv.model_configs import add_model_config
 from rdv.quarantine_replay import replay_quarantine
 from tests.helpers import make_config
 from tests.integration.corpus import corpus
+from tests.integration.helpers import delta_count, fresh_events, stop_all, wait_for
 from tests.integration.kafka_io import consume, produce
-
-
-def fresh_events(n: int, seed: int) -> list[str]:
-    """n generated raw events stamped now, as a producer would send them."""
-    messages = []
-    for message in raw_json(generate_events(n, seed=seed)):
-        record = json.loads(message)
-        record["event_time"] = now_iso()
-        messages.append(json.dumps(record))
-    return messages
-
-
-def wait_for(probe, done, timeout_s: float = 240.0):
-    """Poll probe() until done(value) holds; the last value either way."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(2)
-
-
-def delta_count(spark, path: str) -> int:
-    try:
-        return spark.read.format("delta").load(path).count()
-    except AnalysisException:
-        return 0
-
-
-def stop_all(queries):
-    for query in queries:
-        query.stop()
 
 
 def test_the_features_job_accounts_for_every_raw_record_and_replays_a_fixed_one(spark, config):
@@ -72,8 +37,9 @@ def test_the_features_job_accounts_for_every_raw_record_and_replays_a_fixed_one(
                                                                                       idle_ms=1000))
     try:
         # The queries run on their own triggers, as in production: wait for the outputs.
-        wait_for(outcomes, lambda counts: counts.total() >= len(messages))
-        wait_for(lambda: delta_count(spark, config.table("quarantine")), lambda n: n >= len(messages) - expected[None])
+        wait_for(outcomes, lambda counts: counts.total() >= len(messages), "every raw record as a feature or quarantine record")
+        wait_for(lambda: delta_count(spark, config.table("quarantine")), lambda n: n >= len(messages) - expected[None],
+                 "every bad record in the quarantine table")
         assert outcomes() == expected
         table = spark.read.format("delta").load(config.table("quarantine"))
         assert Counter({r.reason: r["count"] for r in table.groupBy("reason").count().collect()}) == expected - Counter(
@@ -86,7 +52,8 @@ def test_the_features_job_accounts_for_every_raw_record_and_replays_a_fixed_one(
         records = consume(bootstrap, topics.features.name, idle_ms=1000)
         assert {r["kind"] for r in records} == {"request"}
         assert {r["policy"]["deadline_ms"] for r in records} == {config.policy.deadline_ms}
-        beats = wait_for(lambda: consume(bootstrap, topics.heartbeats.name, idle_ms=1000), lambda found: len(found) > 0)
+        beats = wait_for(lambda: consume(bootstrap, topics.heartbeats.name, idle_ms=1000), lambda found: len(found) > 0,
+                         "a heartbeat on rdv.heartbeats")
         assert {tuple(sorted(b)) for b in beats} == {("event_time", "kind", "schema_version")}
 
         # `rdv quarantine replay`: the negative amount fixed where it lies comes back as a feature
@@ -102,7 +69,7 @@ def test_the_features_job_accounts_for_every_raw_record_and_replays_a_fixed_one(
         def replayed() -> list[dict]:
             return [r for r in consume(bootstrap, topics.features.name, idle_ms=1000)
                     if r.get("request_id") == "bad-negative"]
-        fixed = wait_for(replayed, lambda found: len(found) > 0)
+        fixed = wait_for(replayed, lambda found: len(found) > 0, "the replayed record on rdv.features")
         assert len(fixed) == 1 and fixed[0]["features"]["log_amount"] == pytest.approx(math.log(13.5))
     finally:
         stop_all(queries)
@@ -157,8 +124,8 @@ def test_the_pipeline_in_one_application_answers_each_request_once_and_keeps_eve
         produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events)
         # The queries run on their own triggers, as in production.
         results = wait_for(lambda: consume(config.kafka.bootstrap_servers, config.kafka.topics.results.name,
-                                           idle_ms=1000), lambda r: len(r) >= len(ids))
-        wait_for(lambda: delta_count(spark, config.table("archive")), lambda n: n >= len(ids))
+                                           idle_ms=1000), lambda r: len(r) >= len(ids), "an answer per request")
+        wait_for(lambda: delta_count(spark, config.table("archive")), lambda n: n >= len(ids), "every request in the archive")
         for query in queries:  # the recorder catches up with rdv.results and rdv.scores
             if query.name == record.QUERY:
                 query.processAllAvailable()
@@ -214,7 +181,7 @@ def test_a_feature_added_to_the_spec_leaves_model_jobs_scoring_and_one_removed_f
     model_job = score.build(spark, config, "champion")
     try:
         before = send(fresh_events(5, seed=3))
-        assert len(wait_for(lambda: scored(before), lambda s: len(s) >= 5)) == 5
+        assert len(wait_for(lambda: scored(before), lambda s: len(s) >= 5, "scores of the 5 requests before")) == 5
         stop_all(features_job)
 
         spec["schema_version"] = 2
@@ -223,7 +190,7 @@ def test_a_feature_added_to_the_spec_leaves_model_jobs_scoring_and_one_removed_f
         spec_file.write_text(yaml.safe_dump(spec))
         features_job = featurize.build_all(spark, load_config(config.conf_dir))
         after = send([json.dumps({**json.loads(e), "tip": 2.0}) for e in fresh_events(5, seed=4)])
-        scores = wait_for(lambda: scored(after), lambda s: len(s) >= 5)
+        scores = wait_for(lambda: scored(after), lambda s: len(s) >= 5, "scores of the 5 requests after the new spec")
         assert model_job.isActive
     finally:
         stop_all([*features_job, model_job])

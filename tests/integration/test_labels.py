@@ -10,7 +10,7 @@ from comparison.backfill import backfill_labels
 from jobs import record
 from rdv.config import ConfigError
 from tests.integration.kafka_io import consume, produce
-from tests.integration.test_jobs import delta_count
+from tests.integration.helpers import delta_count
 
 
 def labels_in(spark, config) -> dict[str, float]:

@@ -11,7 +11,7 @@ from models.crashes import CRASHED
 from tests.fixtures.models.faulty import POISON_KM
 from tests.fixtures.registry import register_code_model
 from tests.integration.kafka_io import consume, produce
-from tests.integration.test_jobs import fresh_events, stop_all, wait_for
+from tests.integration.helpers import fresh_events, stop_all, wait_for
 
 
 def test_a_request_that_crashes_the_python_worker_gets_an_error_record_and_the_job_goes_on(spark, config, registry):
@@ -32,13 +32,13 @@ def test_a_request_that_crashes_the_python_worker_gets_an_error_record_and_the_j
     queries = featurize.build_all(spark, config)
     model_job = score.build(spark, config, "crash")
     try:
-        scores = wait_for(lambda: scored(ids), lambda s: len(s) == len(ids))
+        scores = wait_for(lambda: scored(ids), lambda s: len(s) == len(ids), "a record per request of the crashing batch")
         assert model_job.isActive
         # And the next requests, in a micro-batch of their own, are scored as usual.
         later = fresh_events(3, seed=6)
         produce(bootstrap, topics.raw.name, later)
         later_ids = [json.loads(e)["request_id"] for e in later]
-        after = wait_for(lambda: scored(later_ids), lambda s: len(s) == len(later_ids))
+        after = wait_for(lambda: scored(later_ids), lambda s: len(s) == len(later_ids), "scores of the next requests")
         assert model_job.isActive
     finally:
         stop_all([*queries, model_job])

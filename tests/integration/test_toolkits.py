@@ -12,7 +12,7 @@ from rdv.demo.train import training_frame
 from rdv.model_configs import add_model_config
 from tests.fixtures.registry import register_code_model, register_lightgbm
 from tests.integration.kafka_io import consume, produce
-from tests.integration.test_jobs import fresh_events, stop_all, wait_for
+from tests.integration.helpers import fresh_events, stop_all, wait_for
 
 URIS = {"champion": "models:/fraud@champion"}
 
@@ -36,7 +36,8 @@ def test_scikit_learn_lightgbm_and_a_custom_python_model_score_every_request_as_
         events = fresh_events(20, seed=4)  # stamped once the queries run, so none arrives too old
         produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events)
         scores = wait_for(lambda: consume(config.kafka.bootstrap_servers, config.kafka.topics.scores.name,
-                                          idle_ms=1000), lambda s: len(s) >= 3 * len(events))
+                                          idle_ms=1000), lambda s: len(s) >= 3 * len(events),
+                          "a score per request of each toolkit's model")
     finally:
         stop_all(queries)
 
