@@ -17,7 +17,7 @@ from pyspark.sql.streaming import StreamingQuery
 from models.decoy import archive_rows
 from rdv.config import PipelineConfig
 from rdv.jobrun import argument_parser, run_job
-from rdv.streams import RECORDING_POOL, for_each_batch, read_topic
+from rdv.streams import RECORDING_POOL, for_each_batch, read_topic, txn_app_id
 from rdv.tables import create_table, write_table
 
 QUERY, QUALITY_QUERY = "decoy", "data-quality"
@@ -57,9 +57,11 @@ def build_quality(spark: SparkSession, config: PipelineConfig) -> StreamingQuery
                     validated_at.date()) for r in expectation_rows(validation)]
         # Idempotent per micro-batch: a batch run again after a failure is not recorded twice.
         (spark.createDataFrame(records, DATA_QUALITY_ROW).write.format("delta").mode("append")
-         .option("txnAppId", f"rdv-{QUALITY_QUERY}").option("txnVersion", batch_id).save(table))
+         .option("txnAppId", txn_app_id(spark, QUALITY_QUERY)).option("txnVersion", batch_id).save(table))
 
-    stream = spark.readStream.format("delta").load(config.table("archive"))
+    # A commit that rewrites files (rdv forget's deletes) has nothing new to validate, and without
+    # skipping it the Delta source would fail at it on every start.
+    stream = spark.readStream.format("delta").option("skipChangeCommits", "true").load(config.table("archive"))
     return for_each_batch(stream, config, QUALITY_QUERY, validate_batch, trigger=config.spark.quality_trigger,
                           pool=RECORDING_POOL)
 

@@ -70,8 +70,7 @@ def recorders(spark: SparkSession, config: PipelineConfig, messages: DataFrame) 
 
     def keyed(table: str, rows: Callable[[DataFrame], DataFrame], key: tuple[str, ...], since: str, first: str,
               partition_by: str = "event_date") -> Recorder:
-        target = KeyedTable.create(spark, config, table, rows(messages).schema, key, since, first,
-                                   f"rdv-{QUERY}-{table}", partition_by)
+        target = KeyedTable.create(spark, config, table, rows(messages).schema, key, since, first, QUERY, partition_by)
         return _keyed(target, rows)
 
     return {

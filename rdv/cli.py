@@ -61,6 +61,9 @@ def _status(config, args) -> int:
     states, jobs = runner.job_states(config), runner.running_jobs(config)
     for name, state in states.items():
         print(f"job {name}: {runner.describe_job(state)}")
+        if state.get("failed"):
+            print(f"  its log ({runner.run_files(config).log(name)}) ends:")
+            print("\n".join(f"    {line}" for line in state.get("log_tail", [])))
     for name, pid in jobs.items():
         if name not in states:
             print(f"job {name}: running, pid {pid}, without a supervisor: nothing restarts it (`rdv down` stops it)")
@@ -94,6 +97,9 @@ def _model(config, args) -> int:
         print(f"{'model':<16} {'role':<11} {'version':<20} {'uri':<32} running")
         for r in rows:
             print(f"{r['model']:<16} {r['role']:<11} {r['version']:<20} {r['uri']:<32} {r['running']}")
+        for r in rows:
+            if r["log_tail"]:
+                print(f"{r['model']}: its job's log ends:\n" + "\n".join(f"    {line}" for line in r["log_tail"]))
     elif args.action == "start":
         runner.start_model(config, args.name)
     elif not runner.stop_job(config, f"score-{args.name}"):
@@ -166,9 +172,11 @@ def _forget(config, args) -> int:
     from rdv.forget import forget, report
     from rdv.spark import build_session
 
-    if args.vacuum and (jobs := runner.running_jobs(config)):
-        raise ConfigError(f"--vacuum with jobs running ({', '.join(jobs)}) could remove the files of a commit "
-                          "in flight: stop them with `rdv down` first, or forget without --vacuum")
+    if jobs := runner.running_jobs(config):
+        # Its deletes can conflict with the recorders' MERGEs, and a vacuum could remove the files
+        # of a commit in flight (docs/data-quality.md).
+        raise ConfigError(f"jobs are running ({', '.join(jobs)}), and they read and write the tables it changes: "
+                          "stop them with `rdv down`, forget, then `rdv up` again")
     spark = build_session(config, "rdv-forget")
     try:
         forgotten = forget(spark, config, args.subject_id, vacuum=args.vacuum)
@@ -337,11 +345,11 @@ def parser() -> argparse.ArgumentParser:
         description="Delete a data subject's rows from the Delta tables archive, scores, results, quarantine "
                     "and labels. SUBJECT_ID is the value of the feature spec's `subject` field as it arrived "
                     "(with `personal: hash`, the same RDV_PERSONAL_DATA_KEY as the features job must be set). "
-                    "Older table versions keep the rows until a VACUUM: --vacuum runs one at once, with every "
-                    "job writing the tables stopped. See docs/data-quality.md.")
+                    "Older table versions keep the rows until a VACUUM: --vacuum runs one at once. Refused "
+                    "while jobs started by `rdv up` run: stop them first. See docs/data-quality.md.")
     forget.add_argument("subject_id", help="the subject's value of the spec's `subject` field, e.g. a card id")
     forget.add_argument("--vacuum", action="store_true",
-                        help="then remove the files of older versions now (stop the jobs first)")
+                        help="then remove the files of older versions now")
     forget.set_defaults(run=_forget)
 
     labels = commands.add_parser(

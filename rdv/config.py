@@ -181,6 +181,11 @@ class SupervisorConfig(_Frozen):
     healthy_after: Duration = "2 minutes"
     # How long a job may take to stop its queries after SIGTERM before it is killed.
     stop_timeout: Duration = "1 minute"
+    # A job that failed max_failures times within failure_window is not started again: a fault that
+    # lasts (a model that cannot load) would restart it forever. It shows as failed, with the end
+    # of its log, in `rdv status` and `rdv model list`; the other jobs keep running.
+    max_failures: int = Field(default=5, ge=1)
+    failure_window: Duration = "10 minutes"
     # The CPU niceness the recording jobs (decoy, recorder) get above the others, so that the kernel
     # gives the answers the cores first; 0 runs them alike.
     recording_nice: int = Field(default=10, ge=0, le=19)

@@ -41,7 +41,8 @@ def add_model_config(config: PipelineConfig, name: str, uri: str, features: list
 
 def model_rows(config: PipelineConfig) -> list[dict]:
     """Each configured model: its role, the version its URI points at now, and whether its job runs:
-    "yes", or "no" with why (never started, stopped, or dead and when the supervisor starts it again)."""
+    "yes", or "no" with why (never started, stopped, dead and when the supervisor starts it again, or
+    failed for good, with the end of its log)."""
     jobs = runner.running_jobs(config)
     states = runner.query_states(config)
     supervised = runner.job_states(config)
@@ -65,5 +66,6 @@ def model_rows(config: PipelineConfig) -> list[dict]:
             running = "no"  # never started, stopped, failed, or its process is gone (a stale file)
         if history:
             running += f"; {history}"
-        rows.append({"model": name, "role": model.role, "uri": model.uri, "version": version, "running": running})
+        rows.append({"model": name, "role": model.role, "uri": model.uri, "version": version, "running": running,
+                     "log_tail": (job_state or {}).get("log_tail", [])})
     return rows

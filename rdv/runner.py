@@ -130,9 +130,12 @@ def restarts_text(state: dict) -> str:
 
 
 def job_status(state: dict) -> str:
-    """Running with its pid, dead and when it starts again, or stopped."""
+    """Running with its pid, failed for good, dead and when it starts again, or stopped."""
     if state.get("running"):
         return f"running, pid {state['pid']}"
+    if state.get("failed"):
+        return (f"failed: {state.get('failures_in_window')} failures within supervisor.failure_window, "
+                "not started again")
     if state.get("next_start_at") is not None:
         return f"dead, starting again in {max(state['next_start_at'] - time.time(), 0):.0f} s"
     return "stopped"
@@ -237,6 +240,8 @@ def start_model(config: PipelineConfig, model: str, timeout_s: float = 300.0, ec
     if supervisor_pid(config) is None:
         raise RuntimeError("no pipeline is running: start it with `rdv up` first")
     job = model_job(config, model)
+    if job_states(config).get(job.name, {}).get("failed"):
+        stop_job(config, job.name)  # the supervisor gave up on it: planned afresh, its count starts again
     state = query_states(config).get(job.name, {})
     if state.get("state") in ("started", "running") and alive(state.get("pgid", 0) or 0):
         raise RuntimeError(f"{job.name} is already running")

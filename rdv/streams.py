@@ -103,6 +103,18 @@ def publish(messages: DataFrame, config: PipelineConfig, topic: str | None = Non
     writer.save()
 
 
+def txn_app_id(spark: SparkSession, query_name: str) -> str:
+    """The txnAppId of a running query's idempotent Delta appends (its batch id is the txnVersion):
+    its name and the id Spark keeps in its checkpoint. Restarted on its checkpoint, the query keeps
+    it, so a batch run again after a crash is not appended twice. Started on a new checkpoint (a
+    reset, docs/operations.md), whose batch ids start at 0 again, it gets a new one: under the old
+    one Delta would skip every append until the batch ids passed the old ones."""
+    for query in spark.streams.active:
+        if query.name == query_name:
+            return f"rdv-{query_name}-{query.id}"
+    raise RuntimeError(f"no running streaming query named {query_name}: txn_app_id is for its foreachBatch")
+
+
 def for_each_batch(
     stream: DataFrame, config: PipelineConfig, query_name: str, process, trigger: str = POLLED,
     pool: str = LATENCY_POOL,

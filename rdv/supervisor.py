@@ -169,6 +169,22 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+# The lines of a failed job's log that `rdv status` shows.
+LOG_TAIL_LINES = 10
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last lines of a log, read from its end (a job's log grows over its restarts)."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(log.tell() - 64 * 1024, 0))
+            text = log.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
 class _Run:
     """One planned job and what happened to it so far."""
 
@@ -178,6 +194,9 @@ class _Run:
         self.started_at = 0.0  # monotonic
         self.restarts = 0
         self.failures = 0  # in a row
+        self.failed_at: list[float] = []  # monotonic, within the failure window
+        self.failed = False  # given up on: not started again
+        self.log_tail: list[str] = []
         self.last_exit: int | None = None
         self.last_exit_at: str | None = None
         self.next_start = 0.0  # monotonic
@@ -222,7 +241,7 @@ class Supervisor:
                 run.process, run.stopping_since = None, None
             if run.process is not None and (code := run.process.poll()) is not None:
                 self._died(run, code, now)
-            if run.process is None and now >= run.next_start:
+            if run.process is None and not run.failed and now >= run.next_start:
                 self._start(run)
         self._write_state()
 
@@ -241,6 +260,13 @@ class Supervisor:
         healthy_s = duration_ms(self.settings.healthy_after) / 1000
         run.failures = 1 if now - run.started_at >= healthy_s else run.failures + 1
         run.last_exit, run.last_exit_at, run.process = code, _now_iso(), None
+        window_s = duration_ms(self.settings.failure_window) / 1000
+        run.failed_at = [at for at in run.failed_at if now - at < window_s] + [now]
+        if len(run.failed_at) >= self.settings.max_failures:
+            run.failed, run.log_tail = True, log_tail(self.files.log(run.job.name))
+            self.echo(f"{run.job.name}: exited with {exit_text(code)}, its {len(run.failed_at)}th failure within "
+                      f"{self.settings.failure_window}: not starting it again (log {self.files.log(run.job.name)})")
+            return
         wait = backoff_s(self.settings, run.failures)
         run.next_start = now + wait
         self.echo(f"{run.job.name}: exited with {exit_text(code)}; starting again in {wait:.0f} s")
@@ -288,7 +314,11 @@ class Supervisor:
                 "restarts": run.restarts,
                 "last_exit": run.last_exit,
                 "last_exit_at": run.last_exit_at,
-                "next_start_at": None if running or self.stopping.is_set() else wall + max(run.next_start - now, 0),
+                "next_start_at": None if running or run.failed or self.stopping.is_set()
+                else wall + max(run.next_start - now, 0),
+                "failed": run.failed,
+                "failures_in_window": len(run.failed_at),
+                "log_tail": run.log_tail,
             }
         _write_json(self.files.state, {"pid": os.getpid(), "updated_at": _now_iso(), "jobs": jobs})
 

@@ -11,7 +11,7 @@ from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import DateType, NumericType, StringType, StructType, TimestampNTZType, TimestampType
 
 from rdv.config import PipelineConfig
-from rdv.streams import RECORDING_POOL, for_each_batch
+from rdv.streams import RECORDING_POOL, for_each_batch, txn_app_id
 
 # Columns that hold personal data or a pseudonym of it: kept out of the column statistics in Delta's
 # transaction log, which outlives a row's deletion (docs/data-quality.md, "Forgetting a subject").
@@ -38,20 +38,21 @@ class KeyedTable:
     smallest `first`) and MERGEs in only the keys the table does not hold yet, looking only at the
     rows whose `since` lies within the batch's range (a re-sent record keeps its `since`, and
     Delta skips the files outside it). A batch run again after a crash inserts nothing twice.
-    Rows with a null key part cannot be matched: they are appended, once per batch id of `app_id`.
+    Rows with a null key part cannot be matched: they are appended, once per micro-batch of the
+    query (streams.txn_app_id), so a batch run again after a crash appends them once.
     """
 
     path: str
     key: tuple[str, ...]
     since: str
     first: str
-    app_id: str  # the idempotent appends' txnAppId
+    query: str  # the name of the query that records into it
 
     @classmethod
     def create(cls, spark: SparkSession, config: PipelineConfig, table: str, schema: StructType, key: tuple[str, ...],
-               since: str, first: str, app_id: str, partition_by: str = "event_date") -> KeyedTable:
+               since: str, first: str, query: str, partition_by: str = "event_date") -> KeyedTable:
         create_table(spark, config.table(table), schema, partition_by)
-        return cls(config.table(table), key, since, first, app_id)
+        return cls(config.table(table), key, since, first, query)
 
     def _keyed(self) -> Column:
         keyed = F.lit(True)
@@ -82,7 +83,7 @@ class KeyedTable:
             if counts["unkeyed"]:
                 # Idempotent per batch instead: the same batch run again is not appended twice.
                 (rows.where(~keyed).write.format("delta").mode("append").option("mergeSchema", "true")
-                 .option("txnAppId", self.app_id).option("txnVersion", batch_id).save(self.path))
+                 .option("txnAppId", txn_app_id(spark, self.query)).option("txnVersion", batch_id).save(self.path))
         finally:
             rows.unpersist()
 
@@ -91,7 +92,7 @@ def write_table(rows: DataFrame, config: PipelineConfig, query_name: str, table:
                 since: str, first: str, partition_by: str = "event_date") -> StreamingQuery:
     """Start a query recording a stream's rows into a KeyedTable, on the table trigger (a Delta
     commit per micro-batch is the cost, and nobody waits for these rows)."""
-    target = KeyedTable.create(rows.sparkSession, config, table, rows.schema, key, since, first,
-                               f"rdv-{query_name}", partition_by)
+    target = KeyedTable.create(rows.sparkSession, config, table, rows.schema, key, since, first, query_name,
+                               partition_by)
     return for_each_batch(rows, config, query_name, target.record, trigger=config.spark.table_trigger,
                           pool=RECORDING_POOL)

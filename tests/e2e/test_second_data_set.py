@@ -4,8 +4,10 @@ removes one rider from every table, older versions included.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import io
 import json
 import math
 import os
@@ -22,7 +24,7 @@ from mlflow import MlflowClient
 
 from comparison.backfill import backfill_labels
 from features.personal import KEY_VARIABLE
-from rdv import runner
+from rdv import cli, runner
 from rdv.config import PipelineConfig, load_config
 from rdv.forget import TABLES
 from tests.e2e.helpers import POLL_S, wait_for_requests
@@ -56,6 +58,7 @@ class Rides:
     results: pd.DataFrame
     quarantine: pd.DataFrame
     data_quality: pd.DataFrame
+    forget_while_running: tuple[int, str]  # `rdv forget`'s exit status and message with the jobs running
 
 
 def _ride(n: int, **changes) -> str:
@@ -116,10 +119,14 @@ def rides(spark, broker, registry, tmp_path_factory):
         while (validated := _table(spark, config, "data_quality").drop_duplicates("batch_id")["rows"].sum()) < RIDES + 3:
             assert time.monotonic() < deadline, f"rides: {validated} of {RIDES + 3} feature records validated"
             time.sleep(POLL_S)
+        message = io.StringIO()
+        with contextlib.redirect_stderr(message):
+            status = cli.main(["--conf", str(config.conf_dir), "forget", FORGOTTEN])
+        forget_while_running = (status, message.getvalue())
     finally:
         runner.down(config)
     yield Rides(config, *[_table(spark, config, name) for name in ("archive", "scores", "results", "quarantine",
-                                                                "data_quality")])
+                                                                "data_quality")], forget_while_running)
 
 
 def _send_and_wait(spark, config: PipelineConfig, prefix: str, messages: list[str], requests: int) -> None:
@@ -195,6 +202,11 @@ def _versions(spark, path: str) -> list[int]:
 
 def test_rdv_forget_leaves_nothing_of_the_subject_in_any_table_or_older_version(rides, spark, tmp_path):
     config, subject = rides.config, _pseudonym(FORGOTTEN)
+    # With the pipeline running, it refused and named what to stop; the tables below were read
+    # after it, with the subject's rows still in them.
+    status, message = rides.forget_while_running
+    assert status == 2 and "jobs are running (pipeline, recording)" in message, message
+    assert "stop them with `rdv down`" in message, message
     mine = set(rides.archive.loc[rides.archive["subject"] == subject, "request_id"])
     assert len(mine) == RIDES // len(RIDERS) + 1  # and one of the warm-up's
     # Labels arrive later, keyed by request id: the trip's real minutes, for every request.

@@ -3,6 +3,8 @@ kill, exit and restart takes milliseconds, not a Spark start-up (tests/e2e/test_
 with the real jobs)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -12,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from rdv import runner
+from rdv import cli, runner
+from rdv.config import load_config
+from rdv.model_configs import add_model_config, model_rows
 from rdv.supervisor import Job, alive, read_state, write_plan
 from tests.helpers import eventually, make_config
 
-SETTINGS = {"backoff": "1 second", "max_backoff": "2 seconds", "healthy_after": "1 minute", "stop_timeout": "3 seconds"}
+SETTINGS = {"backoff": "1 second", "max_backoff": "2 seconds", "healthy_after": "1 minute", "stop_timeout": "3 seconds",
+            "max_failures": 100}
 SLEEPER = [sys.executable, "-c", "import time\nwhile True: time.sleep(0.1)"]
 # Ignores SIGTERM, as a job stuck in a Delta commit would for a while.
 STUBBORN = [sys.executable, "-c", "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
@@ -70,6 +75,43 @@ def test_a_job_taken_out_of_the_plan_is_stopped_and_killed_if_it_ignores_sigterm
         assert not alive(pids["sleeper"]) and runner.running_jobs(config) == {}
         assert not runner.stop_job(config, "sleeper")  # not planned any more
         assert alive(supervisor.pid)
+    finally:
+        runner.down(config, stop_broker=False, echo=lambda *_: None)
+    assert supervisor.wait(timeout=30) == 0
+
+
+def test_a_model_job_whose_model_cannot_load_is_given_up_on_and_shown_as_failed(tmp_path, registry):
+    """A fault that lasts: the model's version is not in the registry, so every start of its real
+    job fails. After max_failures within failure_window the supervisor starts it no more, the other
+    jobs keep running, and `rdv status` and `rdv model list` say so, with the end of its log."""
+    config = make_config(tmp_path, models=(), mlflow={"tracking_uri": registry},
+                         supervisor={**SETTINGS, "max_failures": 2})
+    add_model_config(config, "broken", "models:/fraud/999", role="challenger")
+    config = load_config(config.conf_dir)
+    files = runner.run_files(config)
+    write_plan(files, [Job("sleeper", SLEEPER, ()), runner.model_job(config, "broken")])
+    supervisor = runner.start_supervisor(config)
+    try:
+        state = eventually(lambda: (s := read_state(files).get("score-broken", {})).get("failed") and s,
+                           timeout_s=300, poll_s=1)
+        assert (state["restarts"], state["failures_in_window"], state["running"]) == (1, 2, False)
+        assert state["next_start_at"] is None
+        assert any("999" in line for line in state["log_tail"]), state["log_tail"]
+        # Longer than the longest backoff (2 s): a job still planned would have been started again.
+        time.sleep(4)
+        later = read_state(files)
+        assert (later["score-broken"]["restarts"], later["score-broken"]["running"]) == (1, False)
+        assert later["sleeper"]["running"] and later["sleeper"]["restarts"] == 0
+
+        status = io.StringIO()
+        with contextlib.redirect_stdout(status):
+            cli.main(["--conf", str(config.conf_dir), "status"])
+        assert "job score-broken: failed: 2 failures within supervisor.failure_window, not started again" in (
+            status.getvalue()), status.getvalue()
+        assert f"  its log ({files.log('score-broken')}) ends:" in status.getvalue()
+        [broken] = [row for row in model_rows(config) if row["model"] == "broken"]
+        assert broken["running"].startswith("no, failed: 2 failures"), broken
+        assert broken["log_tail"] == state["log_tail"]
     finally:
         runner.down(config, stop_broker=False, echo=lambda *_: None)
     assert supervisor.wait(timeout=30) == 0

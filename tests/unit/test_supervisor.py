@@ -1,11 +1,11 @@
-"""The supervisor's pure parts: the backoff, and how a job's state reads in `rdv status`."""
+"""The supervisor's pure parts: the backoff, how a job's state reads in `rdv status`, a failed job's log tail."""
 from __future__ import annotations
 
 import time
 
 from rdv.config import SupervisorConfig, load_config
 from rdv.runner import describe_job, plan, restarts_text
-from rdv.supervisor import backoff_s, exit_text
+from rdv.supervisor import backoff_s, exit_text, log_tail
 from tests.helpers import REPO
 
 
@@ -28,6 +28,16 @@ def test_a_job_reads_as_running_or_dead_with_its_restarts():
     dead = {**restarted, "running": False, "pid": None, "next_start_at": time.time() + 30.4}
     assert describe_job(dead).startswith("dead, starting again in 30 s; 1 restart(s)")
     assert restarts_text({"restarts": 0, "last_exit": None}) == ""
+    failed = {**dead, "next_start_at": None, "failed": True, "failures_in_window": 5}
+    assert describe_job(failed).startswith("failed: 5 failures within supervisor.failure_window, not started again; "
+                                           "1 restart(s)")
+
+
+def test_a_failed_jobs_log_tail_is_its_last_lines_that_say_something(tmp_path):
+    log = tmp_path / "job.log"
+    assert log_tail(log) == []  # no log yet
+    log.write_text("".join(f"line {n}\n" for n in range(100_000)) + "\n  \nthe end\n")
+    assert log_tail(log, 3) == ["line 99998", "line 99999", "the end"]
 
 
 def test_spark_submit_jobs_take_their_whole_heap_at_start_only_when_asked():
