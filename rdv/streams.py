@@ -36,6 +36,8 @@ def _kafka_options(config: PipelineConfig) -> dict[str, str]:
 # micro-batch starts as soon as records arrive, at most one per `every`. A hop downstream of
 # another then starts right after it, where on aligned clock ticks it waited for its next tick.
 POLLED = "0 seconds"
+# The local property in which Spark keeps a streaming query's id on the query's thread.
+_QUERY_ID = "sql.streaming.queryId"
 # minOffsetsPerTrigger, so large that only maxTriggerDelay ever releases a micro-batch.
 _NEVER_ENOUGH = str(2**62)
 
@@ -104,15 +106,17 @@ def publish(messages: DataFrame, config: PipelineConfig, topic: str | None = Non
 
 
 def txn_app_id(spark: SparkSession, query_name: str) -> str:
-    """The txnAppId of a running query's idempotent Delta appends (its batch id is the txnVersion):
-    its name and the id Spark keeps in its checkpoint. Restarted on its checkpoint, the query keeps
-    it, so a batch run again after a crash is not appended twice. Started on a new checkpoint (a
-    reset, docs/operations.md), whose batch ids start at 0 again, it gets a new one: under the old
-    one Delta would skip every append until the batch ids passed the old ones."""
-    for query in spark.streams.active:
-        if query.name == query_name:
-            return f"rdv-{query_name}-{query.id}"
-    raise RuntimeError(f"no running streaming query named {query_name}: txn_app_id is for its foreachBatch")
+    """The txnAppId of a running query's idempotent Delta appends (its batch id is the txnVersion),
+    from inside its foreachBatch: its name and the id Spark keeps in its checkpoint. Restarted on
+    its checkpoint, the query keeps it, so a batch run again after a crash is not appended twice.
+    Started on a new checkpoint (a reset, docs/operations.md), whose batch ids start at 0 again, it
+    gets a new one: under the old one Delta would skip every append until the batch ids passed the
+    old ones. The id is a local property of the query's thread, on which foreachBatch's calls into
+    Spark run (the batch's session is a clone whose query manager lists no query)."""
+    query_id = spark.sparkContext.getLocalProperty(_QUERY_ID)
+    if not query_id:
+        raise RuntimeError(f"{query_name}: txn_app_id is for a streaming query's foreachBatch, and found no query id")
+    return f"rdv-{query_name}-{query_id}"
 
 
 def for_each_batch(

@@ -86,7 +86,9 @@ def test_a_model_job_whose_model_cannot_load_is_given_up_on_and_shown_as_failed(
     jobs keep running, and `rdv status` and `rdv model list` say so, with the end of its log."""
     config = make_config(tmp_path, models=(), mlflow={"tracking_uri": registry},
                          supervisor={**SETTINGS, "max_failures": 2})
-    add_model_config(config, "broken", "models:/fraud/999", role="challenger")
+    add_model_config(config, "broken", "models:/fraud@challenger")
+    # Gone from the registry after it was configured (add checks that the version exists).
+    (config.conf_dir / "models" / "broken.yaml").write_text("uri: models:/fraud/999\nrole: challenger\n")
     config = load_config(config.conf_dir)
     files = runner.run_files(config)
     write_plan(files, [Job("sleeper", SLEEPER, ()), runner.model_job(config, "broken")])
