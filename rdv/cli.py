@@ -62,8 +62,7 @@ def _status(config, args) -> int:
     for name, state in states.items():
         print(f"job {name}: {runner.describe_job(state)}")
         if state.get("failed"):
-            print(f"  its log ({runner.run_files(config).log(name)}) ends:")
-            print("\n".join(f"    {line}" for line in state.get("log_tail", [])))
+            _print_log_tail(f"  its log ({runner.run_files(config).log(name)}) ends:", state.get("log_tail", []))
     for name, pid in jobs.items():
         if name not in states:
             print(f"job {name}: running, pid {pid}, without a supervisor: nothing restarts it (`rdv down` stops it)")
@@ -80,6 +79,12 @@ def _status(config, args) -> int:
             print("pipeline: ready" if not warming else
                   f"pipeline: warming up ({', '.join(warming)} not past their first micro-batches with records)")
     return 0 if jobs or supervisor else 3
+
+
+def _print_log_tail(title: str, lines: list[str]) -> None:
+    """The end of a failed job's log, as the supervisor kept it, under a title."""
+    print(title)
+    print("\n".join(f"    {line}" for line in lines))
 
 
 def _model(config, args) -> int:
@@ -99,7 +104,7 @@ def _model(config, args) -> int:
             print(f"{r['model']:<16} {r['role']:<11} {r['version']:<20} {r['uri']:<32} {r['running']}")
         for r in rows:
             if r["log_tail"]:
-                print(f"{r['model']}: its job's log ends:\n" + "\n".join(f"    {line}" for line in r["log_tail"]))
+                _print_log_tail(f"{r['model']}: its job's log ends:", r["log_tail"])
     elif args.action == "start":
         runner.start_model(config, args.name)
     elif not runner.stop_job(config, f"score-{args.name}"):
