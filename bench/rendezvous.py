@@ -91,8 +91,7 @@ def load_traffic(spark: SparkSession, config: PipelineConfig, rate: int, seconds
                            F.struct(*[F.lit(0.5).alias(name) for name in config.spec.features]).alias("features"),
                            _policy(config).alias("policy"))).alias("value"),
     )
-    beats = spark.range(seconds + (config.rendezvous.max_deadline_ms + config.rendezvous.grace_ms
-                                   + config.rendezvous.transit_ms) // 1000 + 2).select(
+    beats = spark.range(seconds + config.timing.watermark_ms // 1000 + 2).select(
         F.lit(None).cast("string").alias("request_id"),
         F.timestamp_millis(F.lit(start_ms) + F.col("id") * 1000).alias("event_time"),
         F.to_json(F.struct(F.lit(1).alias("schema_version"), F.lit("heartbeat").alias("kind"),

@@ -234,9 +234,8 @@ def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo
 
 def waiting_requests(config: PipelineConfig, rate: float) -> float:
     """How many requests are pending in a pipeline that keeps pace: those sent within the longest
-    wait a request may have, its largest deadline + grace + transit."""
-    timing = config.rendezvous
-    return rate * (timing.max_deadline_ms + timing.grace_ms + timing.transit_ms) / 1000
+    wait a request may have and the transit (Timing.watermark_ms)."""
+    return rate * config.timing.watermark_ms / 1000
 
 
 def main(argv: list[str] | None = None) -> int:

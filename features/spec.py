@@ -110,7 +110,7 @@ class Limits(_Frozen):
     # `too_new:event_time`, further behind is `too_old:event_time`. Both are deterministic: a replay
     # of rdv.raw quarantines the same records.
     max_future: Duration = "5 minutes"
-    # Under the policy's deadline + grace + transit, how long the rendezvous waits (checked at load).
+    # The rendezvous holds every request at least this long after its event time (rdv.config.Timing).
     max_lateness: Duration = "5 seconds"
     # A request_id seen again within this time of its first good arrival is `duplicate:request_id`;
     # null turns deduplication off (and with it the features job's only state).

@@ -36,8 +36,7 @@ def decisions(spark: SparkSession, config: PipelineConfig, max_offsets: int | No
     # micro-batches of their own.
     messages = read_topic(spark, config, f"{topics.features.name},{topics.heartbeats.name},{topics.scores.name}",
                           max_offsets=max_offsets, every=config.spark.trigger)
-    timing = config.rendezvous
-    return answers(messages, topics.scores.name, timing.max_deadline_ms, timing.grace_ms, timing.transit_ms)
+    return answers(messages, topics.scores.name, config.timing)
 
 
 def build(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:

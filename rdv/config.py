@@ -10,6 +10,7 @@ file.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -169,6 +170,40 @@ class RendezvousConfig(_Frozen):
     @property
     def transit_ms(self) -> int:
         return duration_ms(self.transit)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long the rendezvous waits, in milliseconds (PipelineConfig.timing): the longest
+    deadline a request may ask for, the grace for late scores and the transit of a score to the
+    rendezvous (the `rendezvous` section), and how far behind its arrival an event may be (the
+    feature spec's limits.max_lateness).
+
+    The watermark trails the latest event time seen by the transit (heartbeats and the requests
+    of the longest deadline move it alike), and a request reaches the rendezvous up to
+    `lateness_ms` behind that time. So a request's decision point is never less than
+    `lateness_ms` after its event time: with its deadline and the grace alone, a request whose
+    deadline is shorter than the lateness (200 ms, say) could come behind the watermark and be
+    dropped, unanswered. What is in time still goes by its own deadline; such a request's
+    default answer comes later (docs/rendezvous.md).
+    """
+
+    max_deadline_ms: int
+    grace_ms: int
+    transit_ms: int
+    lateness_ms: int
+
+    @property
+    def longest_wait_ms(self) -> int:
+        """From event time to decision point, for a request of the longest deadline (a heartbeat)."""
+        return max(self.max_deadline_ms + self.grace_ms, self.lateness_ms)
+
+    @property
+    def watermark_ms(self) -> int:
+        """The watermark's delay: the longest a row can precede its own decision point, plus the
+        time a score may take to reach the rendezvous (a waiting request is decided that much
+        after its decision point)."""
+        return self.longest_wait_ms + self.transit_ms
 
 
 class SupervisorConfig(_Frozen):
@@ -379,6 +414,12 @@ class PipelineConfig(_Frozen):
         return self.feature_spec
 
     @property
+    def timing(self) -> Timing:
+        """The rendezvous's waits (Timing)."""
+        waits = self.rendezvous
+        return Timing(waits.max_deadline_ms, waits.grace_ms, waits.transit_ms, self.spec.limits.max_lateness_ms)
+
+    @property
     def tracking_uri(self) -> str:
         """The MLflow URI with a relative sqlite path made absolute."""
         prefix = "sqlite:///"
@@ -470,20 +511,4 @@ def load_config(conf_dir: Path | str = "conf", profile: str | None = None) -> Pi
         policy = load_policy(config.policy_file, config.rendezvous.max_deadline_ms, spec.field_types())
     except (SpecError, PolicyError) as error:
         raise ConfigError(str(error)) from None
-    config = config.model_copy(update={"policy": policy, "feature_spec": spec})
-    _check_lateness(config)
-    return config
-
-
-def _check_lateness(config: PipelineConfig) -> None:
-    """The rendezvous holds a request until its deadline + grace + transit after its event time
-    (docs/rendezvous.md); one that arrives later is past its watermark and dropped there. So the
-    features job must quarantine, as too old, what the rendezvous could not answer."""
-    timing = config.rendezvous
-    waits_ms = config.policy.deadline_ms + timing.grace_ms + timing.transit_ms
-    limits = config.spec.limits
-    if limits.max_lateness_ms >= waits_ms:
-        raise ConfigError(
-            f"{config.feature_spec_file}: limits.max_lateness: {limits.max_lateness} must be under the policy's "
-            f"deadline_ms + rendezvous.grace + rendezvous.transit ({waits_ms} ms): the rendezvous would drop a request "
-            "that late instead of answering it")
+    return config.model_copy(update={"policy": policy, "feature_spec": spec})

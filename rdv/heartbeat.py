@@ -13,8 +13,8 @@ by the broker, so the rendezvous cannot see the heartbeat without those requests
 arrives after T has an event time of at least T - limits.max_lateness, as before.
 
 Only while needed: heartbeats go out while a request the features job published may still wait for
-its answer, that is for `max_deadline + grace + transit` (plus two intervals and two triggers,
-pending_seconds) after the last micro-batch that read anything. No other query reads
+its answer, that is until the watermark passes the longest decision point (Timing.watermark_ms,
+plus two intervals and two triggers: pending_seconds) after the last micro-batch that read anything. No other query reads
 rdv.heartbeats, so the models, the decoy and the recorders never run a micro-batch for a
 heartbeat, and an idle pipeline runs none at all (bench/README.md, "Idle").
 """
@@ -94,11 +94,10 @@ class Heartbeats:
 
 def pending_seconds(config: PipelineConfig) -> float:
     """How long after the last raw record a request may still wait for its answer: its longest
-    deadline, the grace and the transit until the watermark passes its decision point; then one
+    wait (Timing) and the transit until the watermark passes its decision point; then one
     more micro-batch with data, in which the rendezvous emits what the watermark released (it runs
     none without data, rdv/jobrun.py); two heartbeat intervals and two triggers for those."""
-    timing = config.rendezvous
-    return (timing.max_deadline_ms + timing.grace_ms + timing.transit_ms
+    return (config.timing.watermark_ms
             + 2 * duration_ms(config.features.heartbeat_interval) + 2 * duration_ms(config.spark.trigger)) / 1000
 
 

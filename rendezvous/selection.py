@@ -9,7 +9,8 @@ Each request is answered exactly once, on one of two paths of one query:
   any preference's score in time. A deduplication keyed by request keeps only the first such
   score (in its order on rdv.scores), so replayed or duplicate scores never answer twice.
 * at the decision point: a watermarked aggregation per request answers the others once event
-  time has passed the request's own deadline plus `grace`: the policy's choice among the scores
+  time has passed the request's own deadline plus `grace` (or the lateness the features job
+  accepts, where that is longer: see rdv.config.Timing): the policy's choice among the scores
   in time, else among the late scores that came within the grace, else the default answer.
 
 Both paths are keyed by (request_id, decide_at) and read one shared shuffle of the rows, so a
@@ -37,6 +38,7 @@ from pyspark.sql.types import (
 
 from features.records import feature_record_schema
 from models.scoring import SCORE_RECORD
+from rdv.config import Timing
 
 PREFERRED, FALLBACK, DEFAULT = "preferred", "fallback", "default"
 # Strategies whose answer is the first preference in time, once the features job resolved the
@@ -66,6 +68,12 @@ RESULT_RECORD = StructType(
 )
 
 _CHOSEN = ("model", "registered_model", "model_version", "role", "score", "label", "scored_at", "in_time")
+
+
+def _wait(timing: Timing, deadline_ms: Column) -> Column:
+    """From a request's event time to its decision point: its deadline and the grace, and never
+    less than the lateness the features job accepts (rdv.config.Timing says why)."""
+    return F.greatest(deadline_ms + timing.grace_ms, F.lit(timing.lateness_ms))
 
 
 def _millis_after(time: Column, millis: Column) -> Column:
@@ -117,7 +125,7 @@ def _early() -> Column:
     return F.coalesce(satisfies, F.lit(False))
 
 
-def rendezvous_rows(messages: DataFrame, scores_topic: str, max_deadline_ms: int, grace_ms: int) -> DataFrame:
+def rendezvous_rows(messages: DataFrame, scores_topic: str, timing: Timing) -> DataFrame:
     """Kafka rows of rdv.features, rdv.heartbeats and rdv.scores (topic, partition, offset, value)
     as one stream of requests, heartbeats and ranked scores, keyed by (request_id, decide_at).
 
@@ -127,9 +135,9 @@ def rendezvous_rows(messages: DataFrame, scores_topic: str, max_deadline_ms: int
     skipped. A score's arrival, its place on rdv.scores, breaks ties: all scores of a request share
     a partition (keyed by request_id), so the smaller offset arrived first, live and on a replay.
 
-    decide_at is a request's decision point, event_time + deadline_ms + grace, on requests and
-    scores alike. A heartbeat's decide_at is that of a request with the longest deadline made at
-    its time, so heartbeats move the watermark exactly as such requests would.
+    decide_at is a request's decision point, event_time + _wait(deadline_ms), on requests and
+    scores alike. A heartbeat's decide_at is that of a request with the longest deadline made
+    at its time, so heartbeats move the watermark exactly as such requests would.
     """
     is_score = F.col("topic") == scores_topic
     text = F.col("value").cast("string")
@@ -145,14 +153,14 @@ def rendezvous_rows(messages: DataFrame, scores_topic: str, max_deadline_ms: int
         *[F.col(f"score.{c}").alias(c) for c in SCORE_RECORD.fieldNames() if c not in ("request_id", "event_time", "policy")],
         "arrival",
     ).where(F.col("kind").isin("request", "heartbeat", "score"))
-    ranked = rank_scores(flat, grace_ms)
-    decide_at = _millis_after(F.col("event_time"), F.col("policy.deadline_ms") + grace_ms)
+    ranked = rank_scores(flat, timing.grace_ms)
+    decide_at = _millis_after(F.col("event_time"), _wait(timing, F.col("policy.deadline_ms")))
     return ranked.select(
         "kind",
         "request_id",
         "event_time",
         "policy",
-        F.when(F.col("kind") == "heartbeat", _millis_after(F.col("event_time"), F.lit(max_deadline_ms + grace_ms)))
+        F.when(F.col("kind") == "heartbeat", _millis_after(F.col("event_time"), F.lit(timing.longest_wait_ms)))
         .otherwise(decide_at)
         .alias("decide_at"),
         *_CHOSEN,
@@ -202,13 +210,10 @@ def _shuffled(rows: DataFrame, watermark_ms: int) -> DataFrame:
     )
 
 
-def answers(messages: DataFrame, scores_topic: str, max_deadline_ms: int, grace_ms: int, transit_ms: int) -> DataFrame:
+def answers(messages: DataFrame, scores_topic: str, timing: Timing) -> DataFrame:
     """Exactly one result record per request (RESULT_RECORD), early or at its decision point, from
     the Kafka rows of rdv.features, rdv.heartbeats and rdv.scores (see rendezvous_rows)."""
-    # The watermark delay is the longest a row can precede its own decision point, plus the time a
-    # score may take to reach the rendezvous: a request is decided `transit` after that point.
-    shuffled = _shuffled(rendezvous_rows(messages, scores_topic, max_deadline_ms, grace_ms),
-                         max_deadline_ms + grace_ms + transit_ms)
+    shuffled = _shuffled(rendezvous_rows(messages, scores_topic, timing), timing.watermark_ms)
     rows = shuffled.select("request_id", "decide_at", "early", "row.*")
     row = F.struct("request_id", "event_time", "policy")
     chosen = F.struct(*_CHOSEN)

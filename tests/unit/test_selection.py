@@ -11,9 +11,13 @@ from chispa import assert_df_equality
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 from models.scoring import SCORE_RECORD
+from rdv.config import Timing
 from rendezvous.selection import RESULT_RECORD, answers, rank_scores
 
 DEADLINE_MS, GRACE_MS, TRANSIT_MS = 1000, 500, 1000
+# As long as deadline + grace: no request's decision point moves for it, unless a test asks for a
+# longer one (the fixture's parameter).
+LATENESS_MS = DEADLINE_MS + GRACE_MS
 T0 = datetime(2026, 1, 1)
 ARRIVAL = StructType([StructField("partition", IntegerType()), StructField("offset", LongType())])
 SCORE_ROW = StructType(SCORE_RECORD.fields + [StructField("arrival", ARRIVAL)])
@@ -28,8 +32,9 @@ def iso(ms: int) -> str:
     return at(ms).isoformat(timespec="milliseconds") + "Z"
 
 
-def policy(strategy="preferred", preference=("champion", "challenger"), criterion=None, rule=None, arm=None):
-    return {"strategy": strategy, "deadline_ms": DEADLINE_MS, "preference": list(preference), "default_score": -1.0,
+def policy(strategy="preferred", preference=("champion", "challenger"), criterion=None, rule=None, arm=None,
+           deadline_ms=DEADLINE_MS):
+    return {"strategy": strategy, "deadline_ms": deadline_ms, "preference": list(preference), "default_score": -1.0,
             "criterion": criterion, "rule": rule, "arm": arm}
 
 
@@ -77,15 +82,17 @@ MESSAGE = StructType([StructField("topic", StringType()), StructField("partition
 
 
 @pytest.fixture
-def rendezvous(spark, tmp_path):
+def rendezvous(spark, tmp_path, request):
     """A file source standing in for the rendezvous's Kafka source of rdv.features,
     rdv.heartbeats and rdv.scores. send() writes a file, advance() runs the micro-batches the
-    files make and returns every answer so far."""
+    files make and returns every answer so far. The lateness is LATENESS_MS, or the fixture's
+    parameter where a test gives one."""
     messages_dir = tmp_path / "messages"
     messages_dir.mkdir()
     messages = spark.readStream.schema(MESSAGE).json(str(messages_dir))
     table = f"answers_{tmp_path.name}"
-    query = (answers(messages, SCORES_TOPIC, DEADLINE_MS, GRACE_MS, TRANSIT_MS).writeStream.format("memory")
+    timing = Timing(DEADLINE_MS, GRACE_MS, TRANSIT_MS, getattr(request, "param", LATENESS_MS))
+    query = (answers(messages, SCORES_TOPIC, timing).writeStream.format("memory")
              .queryName(table).option("checkpointLocation", str(tmp_path / "ck")).start())
     files, offsets = [], iter(range(1_000_000))
 
@@ -223,6 +230,24 @@ def test_a_request_no_model_scored_gets_the_default_and_only_after_its_decision_
     assert rendezvous.advance().count() == 0
     rendezvous.send(heartbeat(2600))
     assert_answers(spark, rendezvous.advance(), [("a", None, -1.0, None, "default", at(1500))])
+
+
+@pytest.mark.parametrize("rendezvous", [3000], indirect=True)
+def test_a_deadline_shorter_than_the_lateness_still_gets_its_answer_after_a_heartbeat_passed_it(spark, rendezvous):
+    """With 3 s of lateness, a request may reach the rendezvous after a heartbeat 3 s younger than
+    it has moved the watermark to 2 s (its time - transit): past a decision point of 100 ms +
+    grace. It waits the lateness instead; what is in time, or within the grace, still goes by its
+    own 100 ms."""
+    short = policy(deadline_ms=100)
+    rendezvous.send(heartbeat(3000))
+    assert rendezvous.advance().count() == 0
+    rendezvous.send(request("a", short), request("b", short), request("c", short),
+                    score("b", "logreg", 90, pol=short), score("c", "logreg", 400, pol=short))
+    assert_answers(spark, rendezvous.advance(), [("b", "logreg", 0.9, True, "preferred", at(90))])
+    rendezvous.send(heartbeat(4100))  # the watermark passes 3 s, their decision point
+    assert_answers(spark, rendezvous.advance(), [("b", "logreg", 0.9, True, "preferred", at(90)),
+                                                 ("a", None, -1.0, None, "default", at(3000)),
+                                                 ("c", "logreg", 0.9, False, "fallback", at(3000))])
 
 
 def test_duplicate_scores_of_one_model_answer_once_with_the_first_to_arrive(spark, rendezvous):
