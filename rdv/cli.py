@@ -74,11 +74,21 @@ def _status(config, args) -> int:
         for r in rows:
             print(f"{r['query']:<20} {r['state']:<8} {'yes' if r['ready'] else 'no':<5} {r['batch']:>6} "
                   f"{r['input_rows_per_s']:>8} {r['batch_ms']:>9} {r['lag']:>7}  {r['updated']}")
+        for r in rows:
+            if r["state"] == "restarting":
+                print(f"query {r['query']}: failed {r['failures']} time(s) in a row, its job starts it again at "
+                      f"{r['next_start_at']}: {_first_line(r['exception'])}")
+            elif r["state"] == "failed":
+                print(f"query {r['query']}: failed: {_first_line(r['exception'])}")
         warming = [r["query"] for r in rows if not r["ready"]]
         if jobs:
             print("pipeline: ready" if not warming else
                   f"pipeline: warming up ({', '.join(warming)} not past their first micro-batches with records)")
     return 0 if jobs or supervisor else 3
+
+
+def _first_line(error: str | None) -> str:
+    return (error or "").strip().splitlines()[0] if (error or "").strip() else "see the job's log under var/logs"
 
 
 def _print_log_tail(title: str, lines: list[str]) -> None:

@@ -7,7 +7,9 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import NoReturn
 
 from pyspark.errors import StreamingQueryException
@@ -15,11 +17,15 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from rdv import profiles
-from rdv.config import ConfigError, PipelineConfig, load_config
+from rdv.config import ConfigError, PipelineConfig, SupervisorConfig, load_config
+from rdv.durations import duration_ms
 from rdv.spark import build_session
 from rdv.progress import ProgressFiles
+from rdv.supervisor import backoff_s
 
 Build = Callable[[SparkSession, PipelineConfig, argparse.Namespace], list[StreamingQuery]]
+# Starts one query of a job again, by its name.
+Restart = Callable[[SparkSession, PipelineConfig, str], StreamingQuery]
 
 
 def argument_parser(description: str) -> argparse.ArgumentParser:
@@ -43,10 +49,14 @@ LATENCY_PATH_SETTINGS = {
 
 
 def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: list[str] | None = None,
-            progress_history: bool = False, latency_path: bool = False) -> None:
+            progress_history: bool = False, latency_path: bool = False, restart: Restart | None = None) -> None:
     """Parse, load the config once, build the session and the queries, then wait for them, keeping
     their progress on disk (rdv/progress.py; every report too with progress_history). The
-    latency path's jobs get LATENCY_PATH_SETTINGS."""
+    latency path's jobs get LATENCY_PATH_SETTINGS.
+
+    A query that fails ends the job (the supervisor starts it again), unless the job can restart
+    its queries one by one (restart, the recording job's): then the failed query alone is started
+    again after a backoff (QueryKeeper) and the others run on."""
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -65,9 +75,9 @@ def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: 
     # `rdv down` sends SIGTERM: finish waiting, then stop the queries between micro-batches.
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    keeper = QueryKeeper(spark, config, queries, progress, restart)
     try:
-        _wait(spark, queries, progress, stopping)
-        failed = next(((q.name, str(q.exception())) for q in queries if q.exception() is not None), None)
+        failed = keeper.run(stopping)
     except Exception:
         log.exception("lost its Spark driver")
         _end_now(1)
@@ -77,21 +87,73 @@ def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: 
         _end_now(1, f"{app_name}: query {name} failed: {error}" + _hint(error, config.checkpoint(name)))
 
 
-def _wait(spark: SparkSession, queries: list[StreamingQuery], progress: ProgressFiles,
-          stopping: threading.Event) -> None:
-    """Until SIGTERM or a query ends; then stop every query, the failed one's error kept."""
-    try:
-        while not stopping.is_set() and all(q.isActive for q in queries):
-            try:
-                spark.streams.awaitAnyTermination(1)
-            except StreamingQueryException:
-                break
-            spark.streams.resetTerminated()
-            progress.update(queries)
-    finally:
-        for query in queries:
-            query.stop()
-        progress.stopped(queries)
+class QueryKeeper:
+    """Waits on a job's queries until SIGTERM, keeping their progress files, then stops them.
+
+    Without `restart`, the first query to fail ends the wait. With it, a failed query is started
+    again on its own, after the supervisor's backoff (supervisor.backoff, doubled per failure in a
+    row up to max_backoff; a run of `healthy_after` clears the count), while the others run on.
+    Its progress file says `restarting`, with its error, its failures in a row and when it starts
+    again (`rdv status`). It is never given up on: the recording job's queries wait out a table
+    they cannot write (a full disk, a permission, an outage of the storage) and then catch up
+    from their checkpoints, idempotently (docs/operations.md).
+    """
+
+    def __init__(self, spark: SparkSession, config: PipelineConfig, queries: list[StreamingQuery],
+                 progress: ProgressFiles, restart: Restart | None = None):
+        self.spark, self.config, self.progress, self.restart = spark, config, progress, restart
+        self.live = {query.name: query for query in queries}
+        self.settings: SupervisorConfig = config.supervisor
+        now = time.monotonic()
+        self.started_at = {name: now for name in self.live}
+        self.failures: dict[str, int] = {}  # in a row
+        self.due: dict[str, float] = {}  # query -> when it starts again (monotonic)
+        self.log = logging.getLogger("rdv.jobrun")
+
+    def run(self, stopping: threading.Event) -> tuple[str, str] | None:
+        """Wait; return the failed query's name and error that ended the wait, if one did."""
+        try:
+            while not stopping.is_set():
+                try:
+                    self.spark.streams.awaitAnyTermination(1)
+                except StreamingQueryException:
+                    pass
+                self.spark.streams.resetTerminated()
+                ended = [q for name, q in self.live.items() if name not in self.due and not q.isActive]
+                if ended and (self.restart is None or any(q.exception() is None for q in ended)):
+                    # A failure ends the job, as does a query stopped from outside.
+                    return next(((q.name, str(q.exception())) for q in ended if q.exception() is not None), None)
+                now = time.monotonic()
+                for query in ended:
+                    self._failed(query.name, str(query.exception()), now)
+                for name in [n for n, at in self.due.items() if now >= at]:
+                    self._start_again(name, now)
+                self.progress.update([q for name, q in self.live.items() if name not in self.due])
+            return None
+        finally:
+            for query in self.live.values():
+                query.stop()
+            self.progress.stopped(list(self.live.values()))  # one that waited to start again: failed
+
+    def _failed(self, name: str, error: str, now: float) -> None:
+        healthy_s = duration_ms(self.settings.healthy_after) / 1000
+        failures = 1 if now - self.started_at[name] >= healthy_s else self.failures.get(name, 0) + 1
+        wait = backoff_s(self.settings, failures)
+        self.failures[name], self.due[name] = failures, now + wait
+        self.log.error("query %s failed (%d in a row), starting it again in %.0f s: %s", name, failures, wait, error)
+        next_start = datetime.now(timezone.utc) + timedelta(seconds=wait)
+        self.progress.restarting(name, error, failures, next_start.isoformat(timespec="seconds"))
+
+    def _start_again(self, name: str, now: float) -> None:
+        del self.due[name]
+        try:
+            query = self.restart(self.spark, self.config, name)
+        except Exception as error:  # its table may still be unwritable: as a failure of the query
+            self._failed(name, f"{type(error).__name__}: {error}", now)
+            return
+        self.live[name], self.started_at[name] = query, now
+        self.progress.started([query])
+        self.log.info("query %s started again", name)
 
 
 def _end_now(code: int, message: str | None = None) -> NoReturn:

@@ -90,6 +90,11 @@ class ProgressFiles:
         with open(self.history / f"{query.name}.jsonl", "a") as log:
             log.writelines(json.dumps(p) + "\n" for p in new)
 
+    def restarting(self, name: str, error: str, failures: int, next_start_at: str) -> None:
+        """A query that failed and that its job starts again on its own (jobrun.QueryKeeper)."""
+        self._write(name, {**self._last.get(name, {"name": name}), "state": "restarting", "exception": error,
+                           "failures": failures, "next_start_at": next_start_at})
+
     def stopped(self, queries: list[StreamingQuery]) -> None:
         """The final state of each query, with its exception if it failed."""
         self.update(queries)

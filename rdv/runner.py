@@ -365,8 +365,9 @@ def warming_queries(config: PipelineConfig, answers_only: bool = False) -> list[
 
 
 def status_rows(config: PipelineConfig) -> list[dict]:
-    """One row per query: its state, batch, input rate, last batch duration, consumer lag and
-    whether it is ready."""
+    """One row per query: its state, batch, input rate, last batch duration, consumer lag, whether
+    it is ready, and for a failed or restarting query its error (a restarting one with its failures
+    in a row and when it starts again)."""
     rows = []
     for name, progress in query_states(config).items():
         sources = progress.get("sources", [])
@@ -380,5 +381,8 @@ def status_rows(config: PipelineConfig) -> list[dict]:
             "ready": bool(progress.get("ready")),
             "lag": lag,
             "updated": progress.get("timestamp", "-"),
+            "exception": progress.get("exception"),
+            "failures": progress.get("failures"),
+            "next_start_at": progress.get("next_start_at"),
         })
     return rows
