@@ -14,7 +14,7 @@ from rdv.config import PipelineConfig
 from rdv.streams import RECORDING_POOL, for_each_batch, txn_app_id
 
 # Columns that hold personal data or a pseudonym of it: kept out of the column statistics in Delta's
-# transaction log, which outlives a row's deletion (docs/data-quality.md, "Forgetting a subject").
+# transaction log, which outlives a row's deletion (docs/data-quality.md, "Forgetting a data subject").
 UNINDEXED_COLUMNS = ("subject", "message", "raw")
 _SKIPPABLE = (NumericType, StringType, DateType, TimestampType, TimestampNTZType)
 
