@@ -22,7 +22,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["rdv", "rdv.*", "features", "models", "rendezvous", "comparison", "jobs"]),
-    package_data={"rdv": ["scheduler-pools.xml"]},
+    package_data={"rdv": ["scheduler-pools.xml", "log4j2.properties"]},
     install_requires=direct,
     entry_points={"console_scripts": ["rdv = rdv.cli:main"]},
     license="Apache-2.0",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -422,6 +423,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # MLflow logs its database set-up at INFO when it is first imported; rdv says what matters.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("rdv").setLevel(logging.INFO)

@@ -19,6 +19,8 @@ from rdv.durations import duration_ms
 SPARK_VERSION = "4.2.0"
 DELTA_VERSION = "4.4.0"
 SCHEDULER_POOLS = Path(__file__).resolve().parent / "scheduler-pools.xml"
+# The drivers' log configuration: Spark's defaults without the warnings a user cannot act on.
+LOG_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
 # The driver JVM's options: the session's own come first, then those of spark.conf.
 DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 # RocksDB's count of the rows in a state store (numRowsTotal in the progress reports): each put and
@@ -75,6 +77,10 @@ def build_session(config: PipelineConfig, app_name: str) -> SparkSession:
     # Python workers must run the interpreter that has pandas, pyarrow and mlflow.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if config.spark.master.startswith("local"):
+        # A local driver serves its executors and UI on loopback only (and Spark stops warning
+        # that the host's name resolves to it).
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
     builder = SparkSession.builder.appName(app_name)
     # spark-submit starts the Python driver with a gateway to its JVM already configured.
@@ -108,7 +114,9 @@ def build_session(config: PipelineConfig, app_name: str) -> SparkSession:
     }
     settings.update(local_storage_settings(config))
     settings.update(config.spark.conf)
-    java_options = (f"-Dderby.system.home={config.path(config.paths.var)}", config.spark.conf.get(DRIVER_JAVA_OPTIONS))
+    # The user's own options last: a -D given twice takes the last value.
+    java_options = (f"-Dderby.system.home={config.path(config.paths.var)}", f"-Dlog4j2.configurationFile={LOG_CONFIG}",
+                    config.spark.conf.get(DRIVER_JAVA_OPTIONS))
     settings[DRIVER_JAVA_OPTIONS] = " ".join(o for o in java_options if o)
     for key, value in settings.items():
         builder = builder.config(key, value)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.models import infer_signature
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -36,11 +36,11 @@ def training_frame(spark: SparkSession, config: PipelineConfig, n: int, seed: in
     """Canonical features and labels of n generated events, computed by the features job's transform
     (each event arriving when it happened)."""
     events = generate_events(n, seed=seed, drift_at=drift_at)
-    raw = spark.createDataFrame(
-        [(value, "training", 0, i, time.to_pydatetime())
-         for i, (value, time) in enumerate(zip(raw_json(events), pd.to_datetime(events["event_time"])))],
-        "value string, topic string, partition int, offset long, timestamp timestamp",
-    )
+    rows = [(value, "training", 0, i, time.to_pydatetime())
+            for i, (value, time) in enumerate(zip(raw_json(events), pd.to_datetime(events["event_time"])))]
+    # In slices of 2,000 events (about 800 KB): a task carries its slice, and Spark warns above 1 MB.
+    slices = spark.sparkContext.parallelize(rows, len(rows) // 2_000 + 1)
+    raw = spark.createDataFrame(slices, "value string, topic string, partition int, offset long, timestamp timestamp")
     key = personal_data_key(config.spec, config.feature_spec_file)
     requests = check_raw(raw, config.spec, key=key).where(F.col("reason").isNull())
     frame = requests.select("request_id", "features.*").toPandas()
@@ -51,18 +51,28 @@ def training_frame(spark: SparkSession, config: PipelineConfig, n: int, seed: in
 _TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
-def _log_and_register(model, columns: list[str], frame, run_name: str) -> str:
-    with mlflow.start_run(run_name=run_name):
+def _log_and_register(client: MlflowClient, model, columns: list[str], frame, run_name: str) -> str:
+    example = frame[columns].head(3)
+    with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params({"features": ",".join(columns), "rows": len(frame)})
         info = mlflow.sklearn.log_model(
             model,
             name="model",
-            input_example=frame[columns].head(3),
+            input_example=example,
+            # The outputs the model job scores by: inferred from predict, they would be the integer
+            # labels, and MLflow would warn about integer columns.
+            signature=infer_signature(example, model.predict_proba(example)),
             pyfunc_predict_fn="predict_proba",
-            registered_model_name=REGISTERED_MODEL,
             skops_trusted_types=_TRUSTED_TYPES,
         )
-        return str(info.registered_model_version)
+    # Through the client, which returns what it did; mlflow's fluent registration prints each step.
+    try:
+        client.get_registered_model(REGISTERED_MODEL)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(REGISTERED_MODEL)
+    version = client.create_model_version(REGISTERED_MODEL, info.model_uri, run_id=run.info.run_id,
+                                          model_id=info.model_id)
+    return str(version.version)
 
 
 def demo_models_registered(config: PipelineConfig) -> bool:
@@ -92,16 +102,16 @@ def train_demo_models(spark: SparkSession, config: PipelineConfig, rows: int = 2
     challenger = HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(frame[everything], frame["is_fraud"])
 
     test = training_frame(spark, config, 6_000, seed + 1, drift_at=0.5)
+    halves = (test.iloc[: len(test) // 2], test.iloc[len(test) // 2:])
     for name, model, columns in (("champion", champion, CHAMPION_FEATURES), ("challenger", challenger, everything)):
-        halves = np.array_split(test, 2)
         aucs = [roc_auc_score(h["is_fraud"], model.predict_proba(h[columns])[:, 1]) for h in halves]
         log.info("%s: ROC AUC %.3f before the drift, %.3f after", name, *aucs)
 
-    versions = {
-        "champion": _log_and_register(champion, CHAMPION_FEATURES, old, "champion-logreg"),
-        "challenger": _log_and_register(challenger, everything, frame, "challenger-gbt"),
-    }
     client = MlflowClient()
+    versions = {
+        "champion": _log_and_register(client, champion, CHAMPION_FEATURES, old, "champion-logreg"),
+        "challenger": _log_and_register(client, challenger, everything, frame, "challenger-gbt"),
+    }
     for alias, version in versions.items():
         client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
     return versions

@@ -1,12 +1,12 @@
-"""Where the pipeline's queries run in the session: their scheduler pools, and the settings for
-tables and checkpoints on a local disk."""
+"""Where the pipeline's queries run in the session: their scheduler pools, the settings for tables
+and checkpoints on a local disk, and the driver's log configuration."""
 from __future__ import annotations
 
 import time
 
 from pyspark import TaskContext
 
-from rdv.spark import local_storage_settings
+from rdv.spark import LOG_CONFIG, local_storage_settings
 from rdv.streams import LATENCY_POOL, RECORDING_POOL, for_each_batch
 from tests.helpers import make_config
 
@@ -61,3 +61,16 @@ def test_the_local_file_system_is_one_the_state_store_can_upload_snapshots_from(
     jvm = spark._jvm
     local = jvm.org.apache.hadoop.fs.FileSystem.getLocal(spark._jsc.hadoopConfiguration())  # the cast is in here
     assert jvm.java.lang.Class.forName("org.apache.hadoop.fs.LocalFileSystem").isInstance(local)
+
+
+def test_a_driver_rdv_starts_logs_with_its_configuration_which_drops_warnings_nobody_can_act_on(spark):
+    jvm = spark.sparkContext._jvm
+    assert jvm.java.lang.System.getProperty("log4j2.configurationFile") == str(LOG_CONFIG)
+
+    def level(logger: str) -> str:
+        return str(jvm.org.apache.logging.log4j.LogManager.getLogger(logger).getLevel())
+
+    # Still so after the session's setLogLevel("WARN").
+    assert (level("org.apache.hadoop.util.NativeCodeLoader"), level("org.apache.spark.util.SparkStringUtils"),
+            level("org.apache.spark.sql.execution.streaming")) == ("ERROR", "ERROR", "WARN")
+
