@@ -18,10 +18,9 @@ from pyspark.sql.streaming import StreamingQuery
 
 from rdv import profiles
 from rdv.config import ConfigError, PipelineConfig, SupervisorConfig, load_config
-from rdv.durations import duration_ms
 from rdv.spark import build_session
 from rdv.progress import ProgressFiles
-from rdv.supervisor import backoff_s
+from rdv.supervisor import backoff_s, failures_in_a_row
 
 Build = Callable[[SparkSession, PipelineConfig, argparse.Namespace], list[StreamingQuery]]
 # Starts one query of a job again, by its name.
@@ -136,8 +135,7 @@ class QueryKeeper:
             self.progress.stopped(list(self.live.values()))  # one that waited to start again: failed
 
     def _failed(self, name: str, error: str, now: float) -> None:
-        healthy_s = duration_ms(self.settings.healthy_after) / 1000
-        failures = 1 if now - self.started_at[name] >= healthy_s else self.failures.get(name, 0) + 1
+        failures = failures_in_a_row(self.settings, self.failures.get(name, 0), now - self.started_at[name])
         wait = backoff_s(self.settings, failures)
         self.failures[name], self.due[name] = failures, now + wait
         self.log.error("query %s failed (%d in a row), starting it again in %.0f s: %s", name, failures, wait, error)

@@ -131,6 +131,12 @@ def kill_group(pid: int, sig: int = signal.SIGKILL) -> bool:
     return True
 
 
+def failures_in_a_row(settings: SupervisorConfig, before: int, ran_s: float) -> int:
+    """The failures in a row, counting one that came after ran_s of running: a run of
+    `healthy_after` starts the count again."""
+    return 1 if ran_s >= duration_ms(settings.healthy_after) / 1000 else before + 1
+
+
 def backoff_s(settings: SupervisorConfig, failures: int) -> float:
     """The wait before a start after `failures` failures in a row: doubled each time, capped."""
     first, cap = duration_ms(settings.backoff) / 1000, duration_ms(settings.max_backoff) / 1000
@@ -257,8 +263,7 @@ class Supervisor:
         assert run.process is not None
         kill_group(run.process.pid)
         self.files.pid_file(run.job.name).unlink(missing_ok=True)
-        healthy_s = duration_ms(self.settings.healthy_after) / 1000
-        run.failures = 1 if now - run.started_at >= healthy_s else run.failures + 1
+        run.failures = failures_in_a_row(self.settings, run.failures, now - run.started_at)
         run.last_exit, run.last_exit_at, run.process = code, _now_iso(), None
         window_s = duration_ms(self.settings.failure_window) / 1000
         run.failed_at = [at for at in run.failed_at if now - at < window_s] + [now]
