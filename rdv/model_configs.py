@@ -55,7 +55,7 @@ def model_rows(config: PipelineConfig) -> list[dict]:
         state, job_state = states.get(f"score-{name}", {}), supervised.get(f"score-{name}")
         group = state.get("pgid")
         history = runner.restarts_text(job_state or {})
-        if state.get("state") in ("started", "running") and group is not None and runner.alive(group):
+        if runner.query_running(state):
             job = next((job for job, pid in jobs.items() if pid == group), None)
             running = f"yes, pid {group}" if job == f"score-{name}" else f"yes, in {job or f'pid {group}'}"
         elif job_state is not None and job_state.get("running"):

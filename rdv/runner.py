@@ -147,6 +147,16 @@ def describe_job(state: dict) -> str:
     return f"{job_status(state)}; {history}" if history else job_status(state)
 
 
+# The states a query's progress file has while its process runs it.
+LIVE_STATES = ("started", "running", "restarting")
+
+
+def query_running(progress: dict) -> bool:
+    """Whether the query of this progress file runs: its file says so and its process group is
+    alive. A job killed with SIGKILL, or a machine that went down, leaves a file that says running."""
+    return progress.get("state") in LIVE_STATES and alive(progress.get("pgid", 0) or 0)
+
+
 def query_states(config: PipelineConfig) -> dict[str, dict]:
     states = {}
     for path in sorted(run_files(config).progress.glob("*.json")):
@@ -243,7 +253,7 @@ def start_model(config: PipelineConfig, model: str, timeout_s: float = 300.0, ec
     if job_states(config).get(job.name, {}).get("failed"):
         stop_job(config, job.name)  # the supervisor gave up on it: planned afresh, its count starts again
     state = query_states(config).get(job.name, {})
-    if state.get("state") in ("started", "running") and alive(state.get("pgid", 0) or 0):
+    if query_running(state):
         raise RuntimeError(f"{job.name} is already running")
     (run_files(config).progress / f"{job.name}.json").unlink(missing_ok=True)
     add_jobs(config, [job])
@@ -367,18 +377,20 @@ def warming_queries(config: PipelineConfig, answers_only: bool = False) -> list[
 def status_rows(config: PipelineConfig) -> list[dict]:
     """One row per query: its state, batch, input rate, last batch duration, consumer lag, whether
     it is ready, and for a failed or restarting query its error (a restarting one with its failures
-    in a row and when it starts again)."""
+    in a row and when it starts again). A query whose file says it runs while its process is gone
+    reads as `gone`, not ready."""
     rows = []
     for name, progress in query_states(config).items():
+        gone = progress.get("state") in LIVE_STATES and not query_running(progress)
         sources = progress.get("sources", [])
         lag = sum(int(float(s.get("metrics", {}).get("maxOffsetsBehindLatest", 0) or 0)) for s in sources)
         rows.append({
             "query": name,
-            "state": progress.get("state", "?"),
+            "state": "gone" if gone else progress.get("state", "?"),
             "batch": progress.get("batchId", "-"),
             "input_rows_per_s": round(progress.get("inputRowsPerSecond", 0.0) or 0.0, 1),
             "batch_ms": progress.get("durationMs", {}).get("triggerExecution", "-"),
-            "ready": bool(progress.get("ready")),
+            "ready": bool(progress.get("ready")) and not gone,
             "lag": lag,
             "updated": progress.get("timestamp", "-"),
             "exception": progress.get("exception"),

@@ -1,12 +1,15 @@
 """The supervisor's pure parts: the backoff, how a job's state reads in `rdv status`, a failed job's log tail."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
 
 from rdv.config import SupervisorConfig, load_config
-from rdv.runner import describe_job, plan, restarts_text
+from rdv.runner import describe_job, plan, restarts_text, run_files, status_rows
 from rdv.supervisor import backoff_s, exit_text, log_tail
-from tests.helpers import REPO
+from tests.helpers import REPO, make_config
 
 
 def test_the_backoff_doubles_with_each_failure_in_a_row_up_to_its_cap():
@@ -65,3 +68,19 @@ def test_spark_submit_jobs_get_spark_conf_on_their_command_line_with_the_java_op
         settings = [job.command[i + 1] for i, arg in enumerate(job.command) if arg == "--conf"]
         assert "spark.sql.shuffle.partitions=4" in settings
         assert not any(s.startswith("spark.driver.extraJavaOptions") for s in settings)
+
+
+def test_a_query_whose_process_is_gone_reads_as_gone_and_not_ready(tmp_path):
+    """A job killed with SIGKILL, or a machine that went down, leaves progress files that say
+    running: `rdv status` must not show such a query as running and ready."""
+    config = make_config(tmp_path)
+    progress = run_files(config).progress
+    progress.mkdir(parents=True)
+    dead = subprocess.Popen(["true"], start_new_session=True)
+    dead.wait()
+    report = {"batchId": 7, "ready": True, "durationMs": {"triggerExecution": 12}, "timestamp": "2026-12-04T14:09:09Z"}
+    (progress / "features.json").write_text(json.dumps({**report, "state": "running", "pgid": dead.pid}))
+    (progress / "rendezvous.json").write_text(json.dumps({**report, "state": "running", "pgid": os.getpgid(0)}))
+    (progress / "record.json").write_text(json.dumps({**report, "state": "stopped", "pgid": dead.pid}))
+    rows = {r["query"]: (r["state"], r["ready"]) for r in status_rows(config)}
+    assert rows == {"features": ("gone", False), "rendezvous": ("running", True), "record": ("stopped", True)}
