@@ -30,7 +30,8 @@ from pyspark.sql.types import StructField
 from features.records import feature_record_schema
 from features.spec import load_feature_spec
 from rdv.config import load_config
-from rdv.spark import build_session, local_jars
+from rdv.spark import build_session
+from rdv.spark_launch import local_jars
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -37,7 +37,7 @@ from kafka import KafkaConsumer, TopicPartition
 from bench.attribution import Threads, event_log_lines, query_activity, thread_cpu, thread_groups
 from bench.load import Load, latencies
 from bench.setup import REGISTRY, ROOT, ensure_models, write_conf
-from features.personal import ensure_session_key
+from features.personal_key import ensure_session_key
 from rdv import runner
 from rdv.config import PipelineConfig
 

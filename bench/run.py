@@ -36,11 +36,11 @@ from bench.report import summary_lines, update_readme, write_report
 from bench.scenarios import SCENARIOS, Scenario
 from bench.setup import REGISTRY, ROOT, ensure_models, scenario_confs, start_broker
 from bench.steps import run_step, start_apps
-from features.personal import ensure_session_key
+from features.personal_key import ensure_session_key
 from rdv import runner
 from rdv.config import load_config
 from rdv.kafka_local import pipeline_topics
-from rdv.spark import DELTA_VERSION, SPARK_VERSION
+from rdv.spark_launch import DELTA_VERSION, SPARK_VERSION
 
 WORK = ROOT / "var" / "bench"
 FIXED_LOADS = (1000, 5000)  # the loads every scenario's latency is reported at

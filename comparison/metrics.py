@@ -17,8 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
-CLASSIFICATION = ("accuracy", "precision", "recall", "roc_auc", "log_loss")
-REGRESSION = ("mae", "rmse")
 HIGHER_IS_BETTER = frozenset({"accuracy", "precision", "recall", "roc_auc"})
 # Probabilities are clipped this far from 0 and 1 in the log loss, as scikit-learn does for float64.
 _EPS = np.finfo(np.float64).eps

@@ -5,23 +5,23 @@ raw events with its raw fields, computes its features, and quarantines what brea
 limits; the model jobs and the Delta tables follow its feature list. It is validated once, on
 load, and every error names the file and the field. The feature expressions are Spark SQL;
 `check_expressions` analyses them against the raw fields at job start, so a typo fails there and
-not at scoring.
+not at scoring. Spark is imported where a schema or that check needs it: reading the spec, as every
+`rdv` command does, does not load it.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pyspark.errors import AnalysisException, ParseException
-from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.types import StructField, StructType, _parse_datatype_string
-
 from rdv.durations import Duration, duration_ms
 from rdv.validation import explain
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.types import StructType
 
 SqlType = Literal["string", "double", "int", "bigint", "boolean", "timestamp", "date"]
 _NUMERIC = ("double", "int", "bigint")
@@ -187,11 +187,17 @@ class FeatureSpec(_Frozen):
 
     def raw_schema(self) -> StructType:
         """The typed raw event, as the feature expressions see it."""
-        return StructType([StructField(name, _parse_datatype_string(f.type)) for name, f in self.raw.items()])
+        return _struct({name: f.type for name, f in self.raw.items()})
 
     def features_schema(self) -> StructType:
         """The features struct of a feature record on rdv.features."""
-        return StructType([StructField(name, _parse_datatype_string(f.type)) for name, f in self.features.items()])
+        return _struct({name: f.type for name, f in self.features.items()})
+
+
+def _struct(types: dict[str, str]) -> StructType:
+    from pyspark.sql.types import StructField, StructType, _parse_datatype_string
+
+    return StructType([StructField(name, _parse_datatype_string(sql_type)) for name, sql_type in types.items()])
 
 
 def load_feature_spec(path: Path | str) -> FeatureSpec:
@@ -216,6 +222,9 @@ def check_expressions(spark: SparkSession, spec: FeatureSpec, path: Path | str) 
 
     Analysis only: nothing is computed, so this costs milliseconds at job start.
     """
+    from pyspark.errors import AnalysisException, ParseException
+    from pyspark.sql import functions as F
+
     raw = spark.createDataFrame([], spec.raw_schema())
     for name, feature in spec.features.items():
         try:

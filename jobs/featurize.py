@@ -16,7 +16,7 @@ import argparse
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from features.personal import MissingKey, personal_data_key
+from features.personal_key import MissingKey, personal_data_key
 from features.spec import check_expressions
 from features.transform import check_raw, flag_duplicates, policy_columns, route_columns, with_arrival_marks
 from rdv.config import ConfigError, PipelineConfig

@@ -13,7 +13,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from features.personal import ensure_session_key
+from features.personal_key import ensure_session_key
 from rdv import profiles
 from rdv.config import ConfigError, load_config
 

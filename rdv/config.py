@@ -20,11 +20,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.spec import FeatureSpec, SpecError, load_feature_spec
-from comparison.metrics import CLASSIFICATION, REGRESSION
 from rdv.durations import Duration, duration_ms
 from rdv import profiles
 from rdv.policy import Policy, PolicyError, load_policy
 from rdv.validation import explain
+
+# The metrics `compare.metrics` may name, per task (comparison/metrics.py computes each).
+CLASSIFICATION = ("accuracy", "precision", "recall", "roc_auc", "log_loss")
+REGRESSION = ("mae", "rmse")
 
 ROLES = ("champion", "challenger", "canary")
 

@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rdv.spark import PACKAGES
+from rdv.spark_launch import PACKAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 # The jobs a cluster runs, by the module that is each one's entry point.

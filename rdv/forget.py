@@ -23,7 +23,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from features.personal import personal_data_key
+from features.personal_key import personal_data_key
 from rdv.config import ConfigError, PipelineConfig
 
 # Every Delta table that holds a request's data; a table not created yet is reported as absent.

@@ -8,6 +8,7 @@ rdv.progress), which is what `status` shows with each job's restarts.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -16,14 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-import pyspark
-
-from jobs import decide, featurize, recording
 from rdv.config import PipelineConfig
 from rdv.durations import duration_ms
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
-from rdv.spark import DRIVER_JAVA_OPTIONS, PACKAGES, cached_jars
+from rdv.spark_launch import DRIVER_JAVA_OPTIONS, PACKAGES, cached_jars
 from rdv.supervisor import Job, RunFiles, alive, exit_text, kill_group, read_plan, read_state, write_plan
 
 BROKER_STARTED = "broker.started-by-up"
@@ -39,6 +37,8 @@ def plan(config: PipelineConfig, models: list[str], separate: bool) -> list[Job]
     """The processes that run the given models and every other job: the latency path's, in one
     application or one spark-submit each, and the recording application (decoy and recorder) at the
     lower CPU priority `supervisor.recording_nice`."""
+    from jobs import decide, featurize, recording  # their query names; the jobs import Spark, `rdv status` does not
+
     conf = config.conf_args
     if separate:
         submit = _submit_command(config)
@@ -82,7 +82,12 @@ def spark_submit() -> Path:
     """The cluster's own spark-submit where SPARK_HOME names an installation of Spark, the one of
     the installed pyspark if not."""
     home = os.environ.get("SPARK_HOME")
-    return Path(home) / "bin" / "spark-submit" if home else Path(pyspark.__file__).parent / "bin" / "spark-submit"
+    if home:
+        return Path(home) / "bin" / "spark-submit"
+    installed = importlib.util.find_spec("pyspark")  # found, not imported: `rdv status` does without Spark
+    if installed is None or installed.origin is None:
+        raise RuntimeError("no Spark: set SPARK_HOME to an installation of Spark, or install pyspark")
+    return Path(installed.origin).parent / "bin" / "spark-submit"
 
 
 def model_job(config: PipelineConfig, model: str) -> Job:
@@ -369,6 +374,8 @@ def warming_queries(config: PipelineConfig, answers_only: bool = False) -> list[
     """The queries that are not ready yet (rdv/progress.py): past their first micro-batches. With
     answers_only, those of the latency path alone: the recording's run at a lower priority, and
     the data-quality query's first three micro-batches take minutes (quality_trigger)."""
+    from jobs import recording  # its query names; the jobs import Spark, `rdv status` does not
+
     skip = set(recording.QUERIES) if answers_only else set()
     return [name for name, progress in query_states(config).items()
             if not progress.get("ready") and name not in skip]

@@ -15,37 +15,14 @@ from pyspark.sql import SparkSession
 
 from rdv.config import PipelineConfig
 from rdv.durations import duration_ms
+from rdv.spark_launch import DRIVER_JAVA_OPTIONS, local_jars
 
-SPARK_VERSION = "4.2.0"
-DELTA_VERSION = "4.4.0"
 SCHEDULER_POOLS = Path(__file__).resolve().parent / "scheduler-pools.xml"
 # The drivers' log configuration: Spark's defaults without the warnings a user cannot act on.
 LOG_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
-# The driver JVM's options: the session's own come first, then those of spark.conf.
-DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 # RocksDB's count of the rows in a state store (numRowsTotal in the progress reports): each put and
 # delete reads the key first to keep it. Off, except where a benchmark watches the state's size.
 TRACK_STATE_ROWS = "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows"
-# What a cluster user passes to spark-submit instead of the cached jars.
-PACKAGES = (
-    f"org.apache.spark:spark-sql-kafka-0-10_2.13:{SPARK_VERSION},"
-    f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}"
-)
-
-
-def cached_jars(config: PipelineConfig) -> list[str]:
-    """The Kafka connector's and Delta's jars as `make jars` caches them; none on a host without them."""
-    return sorted(str(p) for p in (config.path(config.paths.jars) / "spark").glob("*.jar"))
-
-
-def local_jars(config: PipelineConfig) -> list[str]:
-    jar_dir = config.path(config.paths.jars) / "spark"
-    jars = cached_jars(config)
-    if not jars:
-        raise RuntimeError(
-            f"no Spark jars under {jar_dir}: run `make jars` (or pass --packages {PACKAGES} to spark-submit)"
-        )
-    return jars
 
 
 def local_storage_settings(config: PipelineConfig) -> dict[str, str]:

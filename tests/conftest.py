@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from features.personal import KEY_VARIABLE
+from features.personal_key import KEY_VARIABLE
 from rdv.demo.train import train_demo_models
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings

@@ -17,7 +17,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from features.personal import personal_data_key
+from features.personal_key import personal_data_key
 from features.transform import check_raw
 from rdv.config import PipelineConfig
 from rdv.demo.generator import generate_events, raw_json

@@ -23,7 +23,7 @@ import pytest
 from mlflow import MlflowClient
 
 from comparison.backfill import backfill_labels
-from features.personal import KEY_VARIABLE
+from features.personal_key import KEY_VARIABLE
 from rdv import cli, runner
 from rdv.config import PipelineConfig, load_config
 from rdv.forget import TABLES

@@ -12,7 +12,8 @@ from sklearn import metrics as sk
 
 from comparison.compare import EVIDENCE_ROW
 from comparison.drift import drift_table, psi
-from comparison.metrics import CLASSIFICATION, mcnemar
+from comparison.metrics import mcnemar
+from rdv.config import CLASSIFICATION
 from comparison.significance import KEEP_WATCHING, PROMOTE, RETIRE, Evidence, evidence, recommend
 from comparison.tables import agreement_matrix, comparison_table, model_rows
 from rdv.config import CompareConfig, DriftConfig, RecommendationRule

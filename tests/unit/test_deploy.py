@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from rdv import dist
-from rdv.spark import PACKAGES
+from rdv.spark_launch import PACKAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "deploy" / "spark-submit"
