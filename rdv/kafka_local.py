@@ -12,7 +12,6 @@ need a broker of your own (profile: cluster).
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -26,6 +25,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from rdv.config import PipelineConfig
 from rdv.kafka_security import client_settings, credentials, jaas_config
+from rdv.processes import terminate
 
 _LOG4J2 = """\
 status = warn
@@ -221,12 +221,7 @@ class LocalBroker:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self.pid() is not None:
-            time.sleep(0.2)
-        if self.pid() is not None:
-            os.kill(pid, signal.SIGKILL)
+        terminate({"broker": pid}, timeout_s, group=False)
         self.pid_file.unlink(missing_ok=True)
         return True
 

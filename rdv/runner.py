@@ -22,7 +22,8 @@ from rdv.durations import duration_ms
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
 from rdv.spark_launch import DRIVER_JAVA_OPTIONS, PACKAGES, cached_jars
-from rdv.supervisor import Job, RunFiles, alive, exit_text, kill_group, read_plan, read_state, write_plan
+from rdv.processes import alive, terminate
+from rdv.supervisor import Job, RunFiles, exit_text, read_plan, read_state, write_plan
 
 BROKER_STARTED = "broker.started-by-up"
 JOBS_DIR = Path(__file__).resolve().parent.parent / "jobs"
@@ -327,12 +328,8 @@ def down(config: PipelineConfig, stop_broker: bool = True, echo=print) -> None:
     if (pid := supervisor_pid(config)) is not None:
         for name, job_pid in running_jobs(config).items():
             echo(f"{name}: stopping pid {job_pid}")
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + stop_timeout_s + 15
-        while time.monotonic() < deadline and alive(pid):
-            time.sleep(0.5)
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        # It stops its jobs first, each within the stop timeout.
+        terminate({"supervisor": pid}, stop_timeout_s + 15, group=False)
         echo(f"supervisor: stopped pid {pid}")
     _stop_groups(config, running_jobs(config), echo, stop_timeout_s)
     for pid_file in files.jobs.glob("*.pid"):
@@ -349,14 +346,10 @@ def down(config: PipelineConfig, stop_broker: bool = True, echo=print) -> None:
 def _stop_groups(config: PipelineConfig, jobs: dict[str, int], echo, timeout_s: float = 60.0) -> None:
     """SIGTERM each job's process group, then SIGKILL what is left after timeout_s."""
     for name, pid in jobs.items():
-        kill_group(pid, signal.SIGTERM)
         echo(f"{name}: stopping pid {pid}")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(alive(pid) for pid in jobs.values()):
-        time.sleep(0.5)
-    for name, pid in jobs.items():
-        if kill_group(pid) and alive(pid):
-            echo(f"{name}: killed pid {pid}")
+    for name in terminate(jobs, timeout_s):
+        echo(f"{name}: killed pid {jobs[name]}")
+    for name in jobs:
         run_files(config).pid_file(name).unlink(missing_ok=True)
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from rdv import profiles
 from rdv.config import ConfigError, SupervisorConfig, load_config
 from rdv.durations import duration_ms
+from rdv.processes import kill_group, terminate
 
 
 @dataclass(frozen=True)
@@ -104,31 +105,6 @@ def read_state(files: RunFiles) -> dict[str, dict]:
         return json.loads(files.state.read_text())["jobs"]
     except (FileNotFoundError, ValueError, KeyError):
         return {}
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return not stat.read_text().split(") ")[-1].startswith("Z")
-    except FileNotFoundError:
-        return False
-
-
-def kill_group(pid: int, sig: int = signal.SIGKILL) -> bool:
-    """Signal a job's process group (its pid is its group id). SIGKILL is also sent to what is left
-    of a job that exited: when spark-submit's JVM dies first, its Python driver can outlive it,
-    stuck on the dead gateway."""
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def failures_in_a_row(settings: SupervisorConfig, before: int, ran_s: float) -> int:
@@ -293,17 +269,14 @@ class Supervisor:
             self.echo(f"{run.job.name}: killed pid {run.process.pid} after {self.stop_timeout_s:.0f} s")
 
     def stop_all(self) -> None:
-        running = [run for run in self.runs.values() if run.process is not None and run.process.poll() is None]
-        for run in running:
-            kill_group(run.process.pid, signal.SIGTERM)
-            self.echo(f"{run.job.name}: stopping pid {run.process.pid}")
-        deadline = time.monotonic() + self.stop_timeout_s
-        while time.monotonic() < deadline and any(run.process.poll() is None for run in running):
-            time.sleep(0.2)
+        started = {name: run.process.pid for name, run in self.runs.items() if run.process is not None}
+        for name, pid in started.items():
+            if self.runs[name].process.poll() is None:
+                self.echo(f"{name}: stopping pid {pid}")
+        for name in terminate(started, self.stop_timeout_s):
+            self.echo(f"{name}: killed pid {started[name]} after {self.stop_timeout_s:.0f} s")
         for run in self.runs.values():
             if run.process is not None:
-                if kill_group(run.process.pid) and run.process.poll() is None:
-                    self.echo(f"{run.job.name}: killed pid {run.process.pid} after {self.stop_timeout_s:.0f} s")
                 run.process.wait()
                 run.process = None
             self.files.pid_file(run.job.name).unlink(missing_ok=True)

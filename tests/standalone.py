@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -12,6 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pyspark
+
+from rdv.processes import terminate
 
 SPARK_HOME = Path(pyspark.__file__).parent
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
@@ -62,15 +63,10 @@ class StandaloneCluster:
             return json.load(response)
 
     def stop(self) -> None:
-        for process in reversed(self.processes):  # workers first: they kill their executors
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+        # Workers first: they kill their executors.
+        terminate({str(p.pid): p.pid for p in reversed(self.processes)}, 30)
         for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            process.wait()
 
     def _spawn(self, name: str, main_class: str, *args: str) -> None:
         log = open(self.work / f"{name}.log", "ab")

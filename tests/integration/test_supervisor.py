@@ -17,7 +17,8 @@ import pytest
 from rdv import cli, runner
 from rdv.config import load_config
 from rdv.model_configs import add_model_config, model_rows
-from rdv.supervisor import Job, alive, read_state, write_plan
+from rdv.processes import alive, terminate
+from rdv.supervisor import Job, read_state, write_plan
 from tests.helpers import eventually, make_config
 
 SETTINGS = {"backoff": "1 second", "max_backoff": "2 seconds", "healthy_after": "1 minute", "stop_timeout": "3 seconds",
@@ -58,6 +59,25 @@ def test_a_job_that_dies_is_started_again_with_a_growing_backoff(supervised):
     assert state["restarts"] == 1 and state["last_exit"] == -signal.SIGKILL
     assert runner.running_jobs(config)["sleeper"] == state["pid"]
     assert "signal 9 (SIGKILL)" in runner.describe_job(state)
+
+
+def test_terminate_kills_only_what_ignores_sigterm_and_all_that_is_left_of_a_group():
+    """The one stop of rdv/processes.py that `rdv down`, the supervisor, the local broker and the
+    tests' cluster use: SIGTERM, the timeout, then SIGKILL."""
+    polite, stubborn = (subprocess.Popen(command, start_new_session=True) for command in (SLEEPER, STUBBORN))
+    # A group whose leader is gone: a shell that left a sleeper behind, as a Python driver can
+    # outlive spark-submit's JVM.
+    orphaning = subprocess.Popen(["sh", "-c", f"{subprocess.list2cmdline(SLEEPER)} & echo $!"], text=True,
+                                 stdout=subprocess.PIPE, start_new_session=True)
+    orphan = int(orphaning.stdout.readline())
+    orphaning.wait()
+    time.sleep(0.5)  # the stubborn one has set its handler
+    started = time.monotonic()
+    killed = terminate({"polite": polite.pid, "stubborn": stubborn.pid, "orphaning": orphaning.pid}, 2.0)
+    assert killed == ["stubborn"]
+    assert time.monotonic() - started >= 2.0
+    assert polite.wait(timeout=5) == -signal.SIGTERM and stubborn.wait(timeout=5) == -signal.SIGKILL
+    eventually(lambda: not alive(orphan), timeout_s=5)
 
 
 def test_a_job_taken_out_of_the_plan_is_stopped_and_killed_if_it_ignores_sigterm(tmp_path):
