@@ -13,7 +13,7 @@ DEMO_RATE ?= 50
 
 setup: $(VENV)/.installed var/jars/.installed
 
-$(VENV)/.installed: requirements.lock setup.py
+$(VENV)/.installed: requirements.lock pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.lock
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
