@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -243,7 +243,7 @@ def report_lines(result: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     ensure_session_key()
-    stamp = datetime.now(timezone.utc)
+    stamp = datetime.now(UTC)
     work = WORK / f"idle-{stamp:%Y%m%dT%H%M%S}"
     var = work / "var"
     overrides = [*(f"{k}={v}" for k, v in EVENT_LOG.items()),

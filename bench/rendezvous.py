@@ -22,7 +22,7 @@ import json
 import shutil
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -39,7 +39,7 @@ from rdv.streams import publish, to_messages, write_topic
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = (("champion", "champion"), ("gbt", "challenger"), ("forest", "challenger"))
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def bench_config(work: Path, port: int, spark_conf: dict[str, str]) -> PipelineConfig:
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{result['decided']} results for {result['requests']} requests: not every request was "
                          "answered exactly once")
     args.out.mkdir(parents=True, exist_ok=True)
-    result["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result["date"] = datetime.now(UTC).isoformat(timespec="seconds")
     (args.out / f"rendezvous-{result['date'][:10]}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"micro-batches of {args.batch_seconds} s of traffic at {args.rate}/s: p50 {result['batch_p50_s']:.2f} s, "
           f"max {result['batch_max_s']:.2f} s; {result['decided']} requests, each answered once")

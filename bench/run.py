@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_session_key()
     # The applications run `python -m bench.app` from their conf's parent directory.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    stamp = datetime.now(timezone.utc)
+    stamp = datetime.now(UTC)
     work = WORK / stamp.strftime("%Y%m%dT%H%M%S")
     ensure_models(work, args.port, args.registry, echo)
     results = {

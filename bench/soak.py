@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="where soak-<date>T<HHMM>.json goes (default: bench/results)")
     args = parser.parse_args(argv)
     work = ROOT / "var" / "bench" / f"soak-{int(time.time())}"
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     try:
         report = run(args.minutes, args.rate, args.every, args.port, work, warm_up_s=args.warm_up)
     finally:

@@ -9,13 +9,12 @@ readable with Delta time travel.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import (BooleanType, DoubleType, LongType, StringType, StructField, StructType,
-                               TimestampType)
+from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType, TimestampType
 
 from comparison.drift import drift_table, feature_values, score_values
 from comparison.labels import LABEL_ROW
@@ -62,7 +61,7 @@ def compare(spark: SparkSession, config: PipelineConfig, echo=print) -> None:
     labels = _read(spark, config, "labels")
     if labels is None:
         labels = spark.createDataFrame([], LABEL_ROW)
-    settings, computed_at = config.compare, datetime.now(timezone.utc)
+    settings, computed_at = config.compare, datetime.now(UTC)
     window_ms = duration_ms(settings.window)
     rows = model_rows(scores, results).persist()
     try:

@@ -11,7 +11,7 @@ import base64
 import html
 import io
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -177,7 +177,7 @@ def render(tables: Tables, latencies: pd.DataFrame, config: PipelineConfig, text
     flagged = tables.drift[tables.drift["flagged"]].drop(columns=["computed_at"], errors="ignore")
     sections = [f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{_png(f)}'>"
                 for title, f in figures]
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>rendezvous: champion and challengers</title>
 <style>
@@ -209,7 +209,7 @@ def write_report(spark: SparkSession, config: PipelineConfig, out: Path | None =
     tables = read_tables(spark, config)
     text = summary(tables, config)
     if out is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         out = config.path(config.paths.var) / "reports" / f"comparison-{stamp}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(tables, _latencies(spark, config), config, text))

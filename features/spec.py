@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
 from rdv.durations import Duration, duration_ms
 from rdv.validation import explain
 
@@ -29,7 +30,7 @@ _NUMERIC = ("double", "int", "bigint")
 INTERNAL_PREFIX = "_rdv_"
 # A field name: usable as a column and in a Spark SQL expression without quoting.
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-Scalar = Union[bool, int, float, str]
+Scalar = bool | int | float | str
 
 
 class SpecError(ValueError):
@@ -228,7 +229,7 @@ def check_expressions(spark: SparkSession, spec: FeatureSpec, path: Path | str) 
     raw = spark.createDataFrame([], spec.raw_schema())
     for name, feature in spec.features.items():
         try:
-            raw.select(F.expr(feature.expr).cast(feature.type)).schema
+            _ = raw.select(F.expr(feature.expr).cast(feature.type)).schema  # analysis happens on access
         except (AnalysisException, ParseException) as error:
             first_line = str(error).strip().splitlines()[0]
             raise SpecError(f"{path}: features.{name}.expr: {first_line}") from None

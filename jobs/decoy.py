@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
@@ -48,7 +48,7 @@ def build_quality(spark: SparkSession, config: PipelineConfig) -> StreamingQuery
             validation = validator.validate(features, rows)
         finally:
             features.unpersist()
-        validated_at = datetime.now(timezone.utc)
+        validated_at = datetime.now(UTC)
         document = documents / validated_at.strftime("%Y-%m-%d") / f"batch-{batch_id:08d}.json"
         document.parent.mkdir(parents=True, exist_ok=True)
         document.write_text(json.dumps(validation.document, indent=1, default=str))

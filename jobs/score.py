@@ -17,13 +17,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from features.records import parse_feature_records
+from models.crashes import publish_isolating_crashes
 from models.following import ModelFollower
 from models.registry import ModelNotFound, ResolvedModel, model_inputs
-from models.crashes import publish_isolating_crashes
 from models.scoring import failed_scores, feature_columns, score_record_columns, scorer, ship, shipped_name, with_scores
 from rdv.config import ConfigError, PipelineConfig
-from rdv.jobrun import argument_parser, run_job
 from rdv.durations import duration_ms
+from rdv.jobrun import argument_parser, run_job
 from rdv.streams import for_each_batch, message_columns, publish, read_topic, to_messages
 
 

@@ -20,8 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.spec import FeatureSpec, SpecError, load_feature_spec
-from rdv.durations import Duration, duration_ms
 from rdv import profiles
+from rdv.durations import Duration, duration_ms
 from rdv.policy import Policy, PolicyError, load_policy
 from rdv.validation import explain
 

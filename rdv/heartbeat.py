@@ -24,7 +24,7 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pyspark.sql.streaming import StreamingQuery
@@ -41,7 +41,7 @@ Offsets = dict[int, int]  # partition -> offset
 def heartbeat_record(event_time: datetime, schema_version: int) -> bytes:
     """A heartbeat as it goes on rdv.heartbeats: a feature record of kind heartbeat
     (features/records.py), so the rendezvous parses both topics alike."""
-    stamp = event_time.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    stamp = event_time.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return json.dumps({"schema_version": schema_version, "kind": "heartbeat", "event_time": stamp}).encode()
 
 
@@ -117,7 +117,7 @@ def start_heartbeat(config: PipelineConfig, query: StreamingQuery) -> threading.
         try:
             partitions = [TopicPartition(raw, p) for p in sorted(consumer.partitions_for_topic(raw) or [])]
             while query.isActive and not stopped.wait(interval_s):
-                event_time = datetime.now(timezone.utc)  # before the end offsets: nothing after it is claimed
+                event_time = datetime.now(UTC)  # before the end offsets: nothing after it is claimed
                 ends = {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
                 progress = query.lastProgress
                 processed = processed_offsets(json.loads(progress.json) if progress is not None else None, raw)

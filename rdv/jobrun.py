@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 from pyspark.errors import StreamingQueryException
@@ -18,8 +18,8 @@ from pyspark.sql.streaming import StreamingQuery
 
 from rdv import profiles
 from rdv.config import ConfigError, PipelineConfig, SupervisorConfig, load_config
-from rdv.spark import build_session
 from rdv.progress import ProgressFiles
+from rdv.spark import build_session
 from rdv.supervisor import backoff_s, failures_in_a_row
 
 Build = Callable[[SparkSession, PipelineConfig, argparse.Namespace], list[StreamingQuery]]
@@ -139,7 +139,7 @@ class QueryKeeper:
         wait = backoff_s(self.settings, failures)
         self.failures[name], self.due[name] = failures, now + wait
         self.log.error("query %s failed (%d in a row), starting it again in %.0f s: %s", name, failures, wait, error)
-        next_start = datetime.now(timezone.utc) + timedelta(seconds=wait)
+        next_start = datetime.now(UTC) + timedelta(seconds=wait)
         self.progress.restarting(name, error, failures, next_start.isoformat(timespec="seconds"))
 
     def _start_again(self, name: str, now: float) -> None:

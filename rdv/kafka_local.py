@@ -57,7 +57,7 @@ class LocalBroker:
     client: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_config(cls, config: PipelineConfig) -> "LocalBroker":
+    def from_config(cls, config: PipelineConfig) -> LocalBroker:
         server = config.kafka.bootstrap_servers.split(",")[0].strip()
         host, _, port = server.rpartition(":")
         if host not in ("127.0.0.1", "localhost"):

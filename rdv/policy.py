@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -30,7 +30,7 @@ Criterion = Literal["confidence", "highest_score", "lowest_score"]
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in")
 _NUMERIC_TYPES = ("double", "int", "bigint")
 
-Scalar = Union[bool, int, float, str]
+Scalar = bool | int | float | str
 
 
 class _Frozen(BaseModel):
@@ -137,7 +137,7 @@ class Policy(_Frozen):
         return _servable(preference)
 
     @model_validator(mode="after")
-    def _strategy_has_its_settings(self) -> "Policy":
+    def _strategy_has_its_settings(self) -> Policy:
         if self.strategy == "rules" and not self.rules:
             raise ValueError("strategy rules needs at least one entry under rules")
         if self.strategy == "split" and self.split is None:

@@ -21,8 +21,8 @@ from rdv.config import PipelineConfig
 from rdv.durations import duration_ms
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
-from rdv.spark_launch import DRIVER_JAVA_OPTIONS, PACKAGES, cached_jars
 from rdv.processes import alive, terminate
+from rdv.spark_launch import DRIVER_JAVA_OPTIONS, PACKAGES, cached_jars
 from rdv.supervisor import Job, RunFiles, exit_text, read_plan, read_state, write_plan
 
 BROKER_STARTED = "broker.started-by-up"

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rdv import profiles
@@ -148,7 +148,7 @@ def launch(files: RunFiles, job: Job, cwd: Path) -> subprocess.Popen:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # The lines of a failed job's log that `rdv status` shows.

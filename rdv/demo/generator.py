@@ -11,7 +11,7 @@ Generation is vectorised and seeded, so a run is reproducible.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,7 @@ def generate_events(n: int, seed: int = 7, drift_at: float = 0.5, start: datetim
     """n raw events (the rdv.raw fields) plus their ground truth is_fraud; events at index
     drift_at * n and later follow the drifted pattern."""
     rng = np.random.default_rng(seed)
-    start = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = start or datetime(2026, 1, 1, tzinfo=UTC)
     drifted = np.arange(n) >= int(drift_at * n)
     home = rng.choice(COUNTRIES, n)
     abroad = rng.random(n) < np.where(drifted, 0.3, 0.12)

@@ -13,7 +13,7 @@ import itertools
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -47,7 +47,7 @@ def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: flo
         for alias, version in train_demo_models(spark, config).items():
             echo(f"models: fraud version {version} is the {alias}")
     run_id = f"demo-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:4]}"
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     try:
         runner.up(config, models, separate=separate, echo=echo)
         if warm_up_s > 0:

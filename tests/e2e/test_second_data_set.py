@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -62,7 +62,7 @@ class Rides:
 
 
 def _ride(n: int, **changes) -> str:
-    ride = {"request_id": f"rides-{n}", "event_time": datetime.now(timezone.utc).isoformat(),
+    ride = {"request_id": f"rides-{n}", "event_time": datetime.now(UTC).isoformat(),
             "schema_version": 2, "rider_id": RIDERS[n % len(RIDERS)], "phone": PHONE,
             "pickup_zone": 1 + n % 5, "dropoff_zone": 1 + n % 3, "trip_km": 0.5 + n,
             "passengers": 1 + n % 4, "vehicle": ("standard", "xl", "lux")[n % 3]}

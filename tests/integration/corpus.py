@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from rdv.demo.generator import generate_events, raw_json
 
@@ -18,7 +18,7 @@ def corpus(good_count: int, seed: int = 5) -> tuple[list[str], Counter]:
     """(messages for rdv.raw, expected count per outcome): None counts the feature records, a
     reason the records quarantined with it. Event times are now, as a live producer stamps them;
     send the messages at once."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     good = []
     for i, message in enumerate(raw_json(generate_events(good_count, seed=seed))):
         record = json.loads(message)

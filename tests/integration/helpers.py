@@ -6,8 +6,8 @@ import time
 
 from pyspark.errors import AnalysisException
 
-from rdv.demo.replay import now_iso
 from rdv.demo.generator import generate_events, raw_json
+from rdv.demo.replay import now_iso
 
 
 def fresh_events(n: int, seed: int) -> list[str]:

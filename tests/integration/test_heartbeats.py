@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from kafka import KafkaConsumer, KafkaProducer
 
@@ -25,7 +25,7 @@ def records_with_times(bootstrap: str, topic: str) -> list[tuple[dict, int]]:
 
 
 def millis(stamp: str) -> int:
-    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp() * 1000)
+    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC).timestamp() * 1000)
 
 
 def test_a_heartbeat_is_published_only_after_every_request_that_arrived_before_its_time(spark, config):

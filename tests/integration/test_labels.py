@@ -9,8 +9,8 @@ import pytest
 from comparison.backfill import backfill_labels
 from jobs import record
 from rdv.config import ConfigError
-from tests.integration.kafka_io import consume, produce
 from tests.integration.helpers import delta_count
+from tests.integration.kafka_io import consume, produce
 
 
 def labels_in(spark, config) -> dict[str, float]:

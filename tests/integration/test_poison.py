@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 from jobs import featurize, score
+from models.crashes import CRASHED
 from rdv.config import load_config
 from rdv.model_configs import add_model_config
-from models.crashes import CRASHED
 from tests.fixtures.models.faulty import POISON_KM
 from tests.fixtures.registry import register_code_model
-from tests.integration.kafka_io import consume, produce
 from tests.integration.helpers import fresh_events, stop_all, wait_for
+from tests.integration.kafka_io import consume, produce
 
 
 def test_a_request_that_crashes_the_python_worker_gets_an_error_record_and_the_job_goes_on(spark, config, registry):

@@ -13,8 +13,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from jobs import decide, featurize, recording, score
-from rdv import cli
 from jobs.record import QUERY as RECORD_QUERY
+from rdv import cli
 from rdv.jobrun import QueryKeeper
 from rdv.kafka_local import ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings

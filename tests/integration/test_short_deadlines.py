@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import yaml
 from kafka import KafkaProducer
@@ -49,7 +49,7 @@ def test_a_late_request_with_a_deadline_shorter_than_the_lateness_gets_exactly_o
     late, fresh = [], []
     try:
         for i, event in enumerate(raw_json(generate_events(120, seed=11))):
-            record, now = json.loads(event), datetime.now(timezone.utc)
+            record, now = json.loads(event), datetime.now(UTC)
             if i % 2:  # stamped as it is sent, with the shipped deadline: it moves the watermark
                 record["event_time"] = stamp(now)
                 fresh.append(record["request_id"])

@@ -11,8 +11,8 @@ from rdv.config import load_config
 from rdv.demo.train import training_frame
 from rdv.model_configs import add_model_config
 from tests.fixtures.registry import register_code_model, register_lightgbm
-from tests.integration.kafka_io import consume, produce
 from tests.integration.helpers import fresh_events, stop_all, wait_for
+from tests.integration.kafka_io import consume, produce
 
 URIS = {"champion": "models:/fraud@champion"}
 

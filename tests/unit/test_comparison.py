@@ -3,7 +3,7 @@ same synthetic scores, answers and labels."""
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -13,12 +13,11 @@ from sklearn import metrics as sk
 from comparison.compare import EVIDENCE_ROW
 from comparison.drift import drift_table, psi
 from comparison.metrics import mcnemar
-from rdv.config import CLASSIFICATION
 from comparison.significance import KEEP_WATCHING, PROMOTE, RETIRE, Evidence, evidence, recommend
 from comparison.tables import agreement_matrix, comparison_table, model_rows
-from rdv.config import CompareConfig, DriftConfig, RecommendationRule
+from rdv.config import CLASSIFICATION, CompareConfig, DriftConfig, RecommendationRule
 
-START = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 WINDOW_MS = 60_000
 N = 600  # requests, over two one-minute windows
 SCORES = ("request_id string, event_time timestamp, model string, role string, model_version string, score double, "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -34,7 +34,7 @@ def features_stream(spark, tmp_path):
 
     class Stream:
         def send(self, *events):
-            arrived = datetime.now(timezone.utc)
+            arrived = datetime.now(UTC)
             lines = []
             for event in events:
                 event = {**event, "event_time": arrived.isoformat()}

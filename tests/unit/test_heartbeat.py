@@ -3,7 +3,7 @@ past every raw record that arrived before the heartbeat's time, and only while a
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from rdv.heartbeat import Heartbeats, covers, heartbeat_record, processed_offsets
 
@@ -56,6 +56,6 @@ def test_the_processed_offsets_come_from_the_progress_report_of_the_source_on_th
 
 
 def test_a_heartbeat_is_a_feature_record_of_kind_heartbeat():
-    stamp = datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=timezone.utc)
+    stamp = datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=UTC)
     assert json.loads(heartbeat_record(stamp, 3)) == {
         "schema_version": 3, "kind": "heartbeat", "event_time": "2026-03-01T12:00:00.250Z"}

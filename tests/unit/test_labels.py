@@ -1,14 +1,14 @@
 """Label records: which are usable and why not, one label per request, and an idempotent MERGE."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from comparison.labels import check_labels, latest_per_request, merge_labels, quarantine_records
 
-ARRIVED = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+ARRIVED = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 KAFKA_ROW = "value string, topic string, partition int, offset long, timestamp timestamp"
 
 
@@ -31,7 +31,7 @@ def test_each_unusable_record_has_the_first_rule_it_breaks(spark):
     ]))
     expected = spark.createDataFrame([
         ("a", 1.0, ARRIVED, None),
-        ("b", 0.0, datetime(2026, 3, 2, 8, 0, 0, tzinfo=timezone.utc), None),
+        ("b", 0.0, datetime(2026, 3, 2, 8, 0, 0, tzinfo=UTC), None),
         ("c", 12.5, ARRIVED, None),
         (None, None, ARRIVED, "not_json"),
         (None, None, ARRIVED, "not_object"),

@@ -1,7 +1,7 @@
 """Which quarantined records `rdv quarantine replay` sends back, and as what messages."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from chispa import assert_df_equality
 
@@ -9,7 +9,7 @@ from features.quarantine import replay_messages, replayable
 
 QUARANTINE = ("reason string, raw string, source_topic string, source_partition int, source_offset long, "
               "source_timestamp timestamp, quarantine_date date")
-ARRIVED = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+ARRIVED = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def quarantine_rows(spark):
