@@ -6,6 +6,7 @@ durations and lag.
 Usage (the benchmark starts it; by hand only to debug a scenario):
     python -m bench.app --conf var/bench/<run>/conf --jobs features score:champion rendezvous
 """
+
 from __future__ import annotations
 
 from pyspark.sql import SparkSession
@@ -23,9 +24,15 @@ HOP_TOPICS = ("rdv.hop-1", "rdv.hop-2", "rdv.hop-3")
 def hops(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:
     """The same Kafka -> Spark -> Kafka hops as the pipeline, three times, with nothing in between."""
     sources = (config.kafka.topics.raw.name, *HOP_TOPICS[:-1])
-    return [write_topic(read_topic(spark, config, source, every=config.spark.trigger).select("key", "value"), config,
-                        f"hop-{i}", topic=target)
-            for i, (source, target) in enumerate(zip(sources, HOP_TOPICS), start=1)]
+    return [
+        write_topic(
+            read_topic(spark, config, source, every=config.spark.trigger).select("key", "value"),
+            config,
+            f"hop-{i}",
+            topic=target,
+        )
+        for i, (source, target) in enumerate(zip(sources, HOP_TOPICS), start=1)
+    ]
 
 
 def build(spark: SparkSession, config: PipelineConfig, jobs: list[str]) -> list[StreamingQuery]:
@@ -45,18 +52,30 @@ def build(spark: SparkSession, config: PipelineConfig, jobs: list[str]) -> list[
         elif kind == "record":
             queries += record.build_all(spark, config)
         else:
-            raise SystemExit(f"bench.app: unknown job {job!r} (hops, features, score:<model>, decoy, rendezvous, record)")
+            raise SystemExit(
+                f"bench.app: unknown job {job!r} (hops, features, score:<model>, decoy, rendezvous, record)"
+            )
     return queries
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argument_parser("One Spark application of a benchmark scenario.")
-    parser.add_argument("--jobs", nargs="+", required=True,
-                        help="hops, features, score:<model>, decoy, rendezvous and record, in any combination")
+    parser.add_argument(
+        "--jobs",
+        nargs="+",
+        required=True,
+        help="hops, features, score:<model>, decoy, rendezvous and record, in any combination",
+    )
     args, _ = parser.parse_known_args(argv)
     recording_only = all(job in ("decoy", "record") for job in args.jobs)
-    run_job("rdv-bench", parser, lambda spark, config, args: build(spark, config, args.jobs), argv,
-            progress_history=True, latency_path=not recording_only)
+    run_job(
+        "rdv-bench",
+        parser,
+        lambda spark, config, args: build(spark, config, args.jobs),
+        argv,
+        progress_history=True,
+        latency_path=not recording_only,
+    )
 
 
 if __name__ == "__main__":

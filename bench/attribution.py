@@ -12,6 +12,7 @@ event log. Pure parsing, so that it is tested without a JVM.
 Neither sees the Python processes: the driver's foreachBatch functions and the Python workers
 (pandas UDFs) are reported as wholes, by process.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,11 @@ _THREAD = re.compile(r'^"(?P<name>[^"]*)" #(?P<id>\d+) .*?\bcpu=(?P<cpu>[\d.]+)m
 _STREAM = re.compile(r"^stream execution thread for (?P<query>\S+) \[")
 
 # Threads of the JVM's own, by the name they start with.
-_JVM_GROUPS = (("jit", ("C1 CompilerThread", "C2 CompilerThread")),
-               ("gc", ("GC Thread", "G1 ", "VM Thread", "VM Periodic")),
-               ("executor tasks", ("Executor task",)))
+_JVM_GROUPS = (
+    ("jit", ("C1 CompilerThread", "C2 CompilerThread")),
+    ("gc", ("GC Thread", "G1 ", "VM Thread", "VM Periodic")),
+    ("executor tasks", ("Executor task",)),
+)
 
 
 Threads = dict[int, tuple[str, float]]  # thread id -> (its name now, CPU seconds so far)
@@ -117,8 +120,9 @@ def query_activity(lines: Iterable[str], start_ms: float, end_ms: float) -> dict
             query_id = stage_query.get(event.get("Stage ID"))
             if query_id and start_ms <= launched < end_ms:
                 metrics = event.get("Task Metrics") or {}
-                task_cpu[query_id] += (metrics.get("Executor CPU Time", 0)
-                                       + metrics.get("Executor Deserialize CPU Time", 0)) / 1e9
+                task_cpu[query_id] += (
+                    metrics.get("Executor CPU Time", 0) + metrics.get("Executor Deserialize CPU Time", 0)
+                ) / 1e9
     for query_id, cpu in task_cpu.items():
         activity[names.get(query_id, query_id)].task_cpu_s += cpu
     return dict(activity)

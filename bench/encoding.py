@@ -13,6 +13,7 @@ pyspark's version from Maven's local repository (fetching it once) into var/jars
 Usage:
     python -m bench.encoding                       # or: --records 400000 --runs 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,17 @@ def avro_jar() -> Path:
     out = ROOT / "var" / "jars" / "bench"
     jar = out / f"spark-avro_2.13-{pyspark.__version__}.jar"
     if not jar.exists():
-        subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-DoutputDirectory={out}",
-                        f"-Dartifact=org.apache.spark:spark-avro_2.13:{pyspark.__version__}:jar"], check=True)
+        subprocess.run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "dependency:copy",
+                f"-DoutputDirectory={out}",
+                f"-Dartifact=org.apache.spark:spark-avro_2.13:{pyspark.__version__}:jar",
+            ],
+            check=True,
+        )
     return jar
 
 
@@ -50,14 +60,20 @@ def session() -> SparkSession:
     config = load_config(ROOT / "conf")
     jars = ",".join([*local_jars(config), str(avro_jar())])
     spark_conf = {**config.spark.conf, "spark.jars": jars}
-    return build_session(config.model_copy(update={"spark": config.spark.model_copy(update={"conf": spark_conf})}),
-                         "bench-encoding")
+    return build_session(
+        config.model_copy(update={"spark": config.spark.model_copy(update={"conf": spark_conf})}), "bench-encoding"
+    )
 
 
 def _value(field: StructField, seed: int) -> Column:
     kind = field.dataType.simpleString()
-    values = {"double": F.rand(seed), "int": (F.rand(seed) * 100).cast("int"), "boolean": F.rand(seed) > 0.5,
-              "string": F.concat(F.lit("v"), (F.col("id") % 1000).cast("string")), "timestamp": F.current_timestamp()}
+    values = {
+        "double": F.rand(seed),
+        "int": (F.rand(seed) * 100).cast("int"),
+        "boolean": F.rand(seed) > 0.5,
+        "string": F.concat(F.lit("v"), (F.col("id") % 1000).cast("string")),
+        "timestamp": F.current_timestamp(),
+    }
     return values[kind].alias(field.name)
 
 
@@ -66,12 +82,19 @@ def feature_records(spark: SparkSession, count: int) -> DataFrame:
     features = load_feature_spec(ROOT / "conf" / "features.yaml").features_schema()
     schema = feature_record_schema(features)
     rows = spark.range(count).select(
-        F.lit(1).alias("schema_version"), F.lit("request").alias("kind"), F.expr("uuid()").alias("request_id"),
-        F.sha2(F.col("id").cast("string"), 256).alias("subject"), F.current_timestamp().alias("event_time"),
+        F.lit(1).alias("schema_version"),
+        F.lit("request").alias("kind"),
+        F.expr("uuid()").alias("request_id"),
+        F.sha2(F.col("id").cast("string"), 256).alias("subject"),
+        F.current_timestamp().alias("event_time"),
         F.struct(*[_value(f, i) for i, f in enumerate(features.fields)]).alias("features"),
-        F.struct(F.lit("preferred").alias("strategy"), F.lit(10000).alias("deadline_ms"),
-                 F.array(F.lit("champion")).alias("preference"), F.lit(0.0).alias("default_score"),
-                 *[F.lit(None).cast("string").alias(name) for name in ("criterion", "rule", "arm")]).alias("policy"),
+        F.struct(
+            F.lit("preferred").alias("strategy"),
+            F.lit(10000).alias("deadline_ms"),
+            F.array(F.lit("champion")).alias("preference"),
+            F.lit(0.0).alias("default_score"),
+            *[F.lit(None).cast("string").alias(name) for name in ("criterion", "rule", "arm")],
+        ).alias("policy"),
     )
     records = spark.createDataFrame(rows.rdd, schema).cache()
     records.count()
@@ -89,8 +112,9 @@ def median_seconds(frame: DataFrame, runs: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=400_000, help="feature records to encode and decode")
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each, after one warm-up run")
     args = parser.parse_args()
@@ -100,11 +124,16 @@ def main() -> None:
     schema = records.schema
     record = F.struct(*records.columns)
     avro_schema = spark.sparkContext._jvm.org.apache.spark.sql.avro.SchemaConverters.toAvroType(
-        spark._jsparkSession.parseDataType(schema.json()), False, "topLevelRecord", "").toString()
-    encoded = {"json": records.select(F.to_json(record).cast("binary").alias("value")).cache(),
-               "avro": records.select(to_avro(record).alias("value")).cache()}
-    decoders = {"json": lambda value: F.from_json(value.cast("string"), schema),
-                "avro": lambda value: from_avro(value, avro_schema)}
+        spark._jsparkSession.parseDataType(schema.json()), False, "topLevelRecord", ""
+    ).toString()
+    encoded = {
+        "json": records.select(F.to_json(record).cast("binary").alias("value")).cache(),
+        "avro": records.select(to_avro(record).alias("value")).cache(),
+    }
+    decoders = {
+        "json": lambda value: F.from_json(value.cast("string"), schema),
+        "avro": lambda value: from_avro(value, avro_schema),
+    }
     encoders = {"json": lambda: F.to_json(record).cast("binary"), "avro": lambda: to_avro(record)}
     cores = spark.sparkContext.defaultParallelism
     print(f"{args.records} feature records, {cores} cores, the median of {args.runs} runs")
@@ -114,9 +143,11 @@ def main() -> None:
         decode = median_seconds(decoded, args.runs)
         messages.unpersist(blocking=True)  # or the cache would answer the encoding below
         encode = median_seconds(records.select(encoders[name]().alias("value")), args.runs)
-        print(f"{name}: {size:.0f} bytes a record; decode {args.records / decode / 1000:.0f}k records/s, "
-              f"{decode * cores / args.records * 1000:.4f} CPU s per 1,000; encode "
-              f"{args.records / encode / 1000:.0f}k records/s, {encode * cores / args.records * 1000:.4f} CPU s per 1,000")
+        print(
+            f"{name}: {size:.0f} bytes a record; decode {args.records / decode / 1000:.0f}k records/s, "
+            f"{decode * cores / args.records * 1000:.4f} CPU s per 1,000; encode "
+            f"{args.records / encode / 1000:.0f}k records/s, {encode * cores / args.records * 1000:.4f} CPU s per 1,000"
+        )
     spark.stop()
 
 

@@ -19,6 +19,7 @@ Usage:
     make bench-idle
     python -m bench.idle --rate 50 --set 'spark.trigger=500 milliseconds'
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,12 +54,21 @@ EVENT_LOG = {  # read after the pipeline stopped, so its buffers are flushed
 def parser() -> argparse.ArgumentParser:
     job = argparse.ArgumentParser(prog="python -m bench.idle", description=__doc__.split("\n\n")[0])
     job.add_argument("--seconds", type=float, default=60, help="how long to sample (default: 60)")
-    job.add_argument("--settle", type=float, default=120,
-                     help="seconds to wait once the warm-up's requests are answered (default: 120)")
+    job.add_argument(
+        "--settle",
+        type=float,
+        default=120,
+        help="seconds to wait once the warm-up's requests are answered (default: 120)",
+    )
     job.add_argument("--warm-up-events", type=int, default=200, help="requests sent first, at 20/s (default: 200)")
     job.add_argument("--rate", type=float, default=0.0, help="events/s to send while sampling (default: 0, idle)")
-    job.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a pipeline.yaml setting, as in bench.run (repeatable)")
+    job.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a pipeline.yaml setting, as in bench.run (repeatable)",
+    )
     job.add_argument("--tag", help="a trial's name, in the results file's name")
     job.add_argument("--port", type=int, default=PORT, help=f"the broker's port (default: {PORT})")
     job.add_argument("--registry", default=REGISTRY, help="the MLflow registry with the demo models")
@@ -102,16 +112,20 @@ def _cpu_by_process(pids: list[int]) -> dict[int, tuple[str, float]]:
         for process in processes:
             try:
                 times = process.cpu_times()
-                kind = "java" if process.name() == "java" else (
-                    "python workers" if "pyspark.daemon" in " ".join(process.cmdline()) else "python drivers")
+                kind = (
+                    "java"
+                    if process.name() == "java"
+                    else ("python workers" if "pyspark.daemon" in " ".join(process.cmdline()) else "python drivers")
+                )
                 out[process.pid] = (kind, times.user + times.system)
             except psutil.NoSuchProcess:
                 continue
     return out
 
 
-def _cores_by_kind(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
-                   seconds: float) -> dict[str, float]:
+def _cores_by_kind(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], seconds: float
+) -> dict[str, float]:
     """Cores per kind between two samples: what each process took between them (all of it for one
     started since); a process that ended in between (pyspark ends idle Python workers after a
     minute) is left out, so a figure errs low by what such a process took before it ended."""
@@ -149,8 +163,10 @@ def _settle(config: PipelineConfig, args, echo) -> None:
     while (waited := time.monotonic() - started) < args.settle:
         time.sleep(min(15.0, args.settle - waited))
         now = _cpu_by_process(pids)
-        echo(f"settling: {time.monotonic() - started:.0f}/{args.settle:.0f} s, "
-             f"{sum(_cores_by_kind(last, now, 15).values()):.2f} cores over the last 15 s")
+        echo(
+            f"settling: {time.monotonic() - started:.0f}/{args.settle:.0f} s, "
+            f"{sum(_cores_by_kind(last, now, 15).values()):.2f} cores over the last 15 s"
+        )
         last = now
 
 
@@ -177,8 +193,15 @@ def sample(config: PipelineConfig, args, echo) -> dict:
         for group, cpu in thread_groups(dumps_before[jvm], dumps_after[jvm]).items():
             threads[group] = threads.get(group, 0.0) + cpu
     by_kind = _cores_by_kind(cpu_before, cpu_after, seconds)
-    return {"start_ms": start * 1000, "end_ms": end * 1000, "seconds": seconds, "cores": sum(by_kind.values()),
-            "cores_by_process": by_kind, "thread_cpu_s": threads, "latency_s": latency}
+    return {
+        "start_ms": start * 1000,
+        "end_ms": end * 1000,
+        "seconds": seconds,
+        "cores": sum(by_kind.values()),
+        "cores_by_process": by_kind,
+        "thread_cpu_s": threads,
+        "latency_s": latency,
+    }
 
 
 def _latency(config: PipelineConfig, start: float, end: float, expected: int, wait_s: float = 60) -> dict[str, dict]:
@@ -187,16 +210,22 @@ def _latency(config: PipelineConfig, start: float, end: float, expected: int, wa
     deadline_s = config.policy.deadline_ms / 1000
     until = time.monotonic() + wait_s
     while True:
-        found = latencies(config.kafka.bootstrap_servers, config.kafka.topics.results.name, int(start * 1000),
-                          int(end * 1000), "load")
+        found = latencies(
+            config.kafka.bootstrap_servers, config.kafka.topics.results.name, int(start * 1000), int(end * 1000), "load"
+        )
         if sum(len(v) for v in found.values()) >= expected or time.monotonic() > until:
             break
         time.sleep(5)
     summary = {**found, "all": np.concatenate(list(found.values())) if found else np.array([])}
-    return {reason: {"count": int(len(v)), "p50": float(np.percentile(v, 50)) if len(v) else None,
-                     "p99": float(np.percentile(v, 99)) if len(v) else None,
-                     "within_deadline": float(np.mean(v <= deadline_s)) if len(v) else None}
-            for reason, v in summary.items()}
+    return {
+        reason: {
+            "count": int(len(v)),
+            "p50": float(np.percentile(v, 50)) if len(v) else None,
+            "p99": float(np.percentile(v, 99)) if len(v) else None,
+            "within_deadline": float(np.mean(v <= deadline_s)) if len(v) else None,
+        }
+        for reason, v in summary.items()
+    }
 
 
 def per_query(window: dict, event_logs: Path, queries: list[str]) -> dict[str, dict]:
@@ -211,8 +240,11 @@ def per_query(window: dict, event_logs: Path, queries: list[str]) -> dict[str, d
         rows[query] = {
             "batches_per_min": batches / minutes,
             "rows_per_batch": (found.rows / batches) if batches else 0,
-            "cpu_ms_per_batch": {"driver": 1000 * driver / batches, "tasks": 1000 * tasks / batches} if batches else None,
-            "driver_cpu_s": driver, "task_cpu_s": tasks,
+            "cpu_ms_per_batch": {"driver": 1000 * driver / batches, "tasks": 1000 * tasks / batches}
+            if batches
+            else None,
+            "driver_cpu_s": driver,
+            "task_cpu_s": tasks,
             "wall_ms_by_phase": found.mean_phases() if batches else {},
         }
     return rows
@@ -220,23 +252,36 @@ def per_query(window: dict, event_logs: Path, queries: list[str]) -> dict[str, d
 
 def report_lines(result: dict) -> list[str]:
     window = result["window"]
-    lines = [f"{'query':<20} {'batches/min':>11} {'rows/batch':>10} {'CPU ms/batch (driver + tasks)':>30}  wall ms by phase"]
+    lines = [
+        f"{'query':<20} {'batches/min':>11} {'rows/batch':>10} {'CPU ms/batch (driver + tasks)':>30}  wall ms by phase"
+    ]
     for query, row in result["queries"].items():
         cpu = row["cpu_ms_per_batch"]
         cpu_text = f"{cpu['driver'] + cpu['tasks']:.0f} ({cpu['driver']:.0f} + {cpu['tasks']:.0f})" if cpu else "-"
         phases = ", ".join(f"{p} {ms:.0f}" for p, ms in list(row["wall_ms_by_phase"].items())[:4]) or "-"
-        lines.append(f"{query:<20} {row['batches_per_min']:>11.1f} {row['rows_per_batch']:>10.0f} {cpu_text:>30}  {phases}")
+        lines.append(
+            f"{query:<20} {row['batches_per_min']:>11.1f} {row['rows_per_batch']:>10.0f} {cpu_text:>30}  {phases}"
+        )
     seconds = window["seconds"]
     threads = window["thread_cpu_s"]
-    jvm = ", ".join(f"{group} {cpu / seconds:.3f}" for group, cpu in sorted(threads.items()) if not group.startswith("stream"))
+    jvm = ", ".join(
+        f"{group} {cpu / seconds:.3f}" for group, cpu in sorted(threads.items()) if not group.startswith("stream")
+    )
     lines.append(f"JVM threads, cores: {jvm}")
-    lines.append("processes, cores: " + ", ".join(f"{kind} {cores:.3f}" for kind, cores in sorted(window["cores_by_process"].items())))
+    lines.append(
+        "processes, cores: "
+        + ", ".join(f"{kind} {cores:.3f}" for kind, cores in sorted(window["cores_by_process"].items()))
+    )
     for reason, figures in window.get("latency_s", {}).items():
         if figures["count"]:
-            lines.append(f"event to answer, {reason}: {figures['count']} answers, p50 {figures['p50']:.2f} s, "
-                         f"p99 {figures['p99']:.2f} s, {figures['within_deadline']:.1%} within the deadline")
+            lines.append(
+                f"event to answer, {reason}: {figures['count']} answers, p50 {figures['p50']:.2f} s, "
+                f"p99 {figures['p99']:.2f} s, {figures['within_deadline']:.1%} within the deadline"
+            )
     load = f" at {result['rate']:g} events/s" if result["rate"] else ""
-    lines.append(f"{'idle' if not result['rate'] else 'loaded'}: {window['cores']:.2f} cores with {result['models']} models{load}")
+    lines.append(
+        f"{'idle' if not result['rate'] else 'loaded'}: {window['cores']:.2f} cores with {result['models']} models{load}"
+    )
     return lines
 
 
@@ -246,8 +291,11 @@ def main(argv: list[str] | None = None) -> None:
     stamp = datetime.now(UTC)
     work = WORK / f"idle-{stamp:%Y%m%dT%H%M%S}"
     var = work / "var"
-    overrides = [*(f"{k}={v}" for k, v in EVENT_LOG.items()),
-                 f"spark.conf.spark.eventLog.dir=file://{var / 'eventlog'}", *args.set]
+    overrides = [
+        *(f"{k}={v}" for k, v in EVENT_LOG.items()),
+        f"spark.conf.spark.eventLog.dir=file://{var / 'eventlog'}",
+        *args.set,
+    ]
     (var / "eventlog").mkdir(parents=True)
     config = write_conf(work / "conf", var, args.port, overrides, registry=args.registry, shipped_models=True)
     ensure_models(work, args.port, args.registry, print)
@@ -259,9 +307,15 @@ def main(argv: list[str] | None = None) -> None:
         window = sample(config, args, print)
     finally:
         runner.down(config, echo=lambda *_: None)
-    result = {"date": stamp.isoformat(timespec="seconds"), "command": "python -m bench.idle", "rate": args.rate,
-              "models": len(models), "overrides": args.set, "window": window,
-              "queries": per_query(window, var / "eventlog", queries)}
+    result = {
+        "date": stamp.isoformat(timespec="seconds"),
+        "command": "python -m bench.idle",
+        "rate": args.rate,
+        "models": len(models),
+        "overrides": args.set,
+        "window": window,
+        "queries": per_query(window, var / "eventlog", queries),
+    }
     lines = report_lines(result)
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"idle-{stamp:%Y-%m-%dT%H%M}" + (f"-{args.tag}" if args.tag else "")

@@ -6,6 +6,7 @@ with one wall-clock time, from pre-encoded bodies, through librdkafka (confluent
 generator shares the machine with what it measures, and kafka-python would take a third of a core
 at 5,000 events/s where librdkafka takes a few percent. Its own CPU is measured and reported.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,15 @@ class Load:
         for message in raw_json(generate_events(distinct_events, seed=seed)):
             fields = {k: v for k, v in json.loads(message).items() if k not in ("request_id", "event_time")}
             self.bodies.append(json.dumps(fields, separators=(",", ":"))[1:].encode())
-        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": 5,
-                                  "queue.buffering.max.messages": 1_000_000, "log_level": 3})
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": 1,
+                "linger.ms": 5,
+                "queue.buffering.max.messages": 1_000_000,
+                "log_level": 3,
+            }
+        )
 
     def send(self, rate: float, seconds: float, prefix: str) -> Sent:
         """Send rate * seconds events over `seconds`, ids <prefix>-<n>; returns once all are acknowledged."""
@@ -85,8 +93,9 @@ class Offsets:
 
     def __init__(self, bootstrap: str, topics: list[str]):
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-        self.partitions = {t: [TopicPartition(t, p) for p in sorted(self.consumer.partitions_for_topic(t) or ())]
-                           for t in topics}
+        self.partitions = {
+            t: [TopicPartition(t, p) for p in sorted(self.consumer.partitions_for_topic(t) or ())] for t in topics
+        }
 
     def by_partition(self) -> dict[str, dict[int, int]]:
         everything = [p for ps in self.partitions.values() for p in ps]
@@ -101,8 +110,12 @@ def latencies(bootstrap: str, topic: str, since_ms: int, until_ms: int, prefix: 
     """Seconds from event to output for the records of one step (request ids starting with prefix)
     whose events were sent in [since_ms, until_ms): a record's Kafka timestamp is when its job
     produced it. Keyed by the record's `reason` where it has one (the rendezvous' answers), else "all"."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=2000,
-                             max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        consumer_timeout_ms=2000,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     by_reason: dict[str, list[float]] = {}
     key_prefix = prefix.encode()
     try:
@@ -132,7 +145,8 @@ def latencies(bootstrap: str, topic: str, since_ms: int, until_ms: int, prefix: 
                         continue
                     reason = re.search(rb'"reason":"([^"]+)"', record.value)
                     by_reason.setdefault(reason.group(1).decode() if reason else "all", []).append(
-                        (record.timestamp - event_ms) / 1000)
+                        (record.timestamp - event_ms) / 1000
+                    )
                 if records and records[-1].offset + 1 >= remaining.get(partition, 0):
                     remaining.pop(partition, None)
     finally:

@@ -1,5 +1,6 @@
 """What the benchmark samples once a second while a scenario runs: the CPU time and memory of its
 process trees, and every query's consumer lag, from its progress reports and the topics' offsets."""
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,11 @@ def _kafka_offsets(offset) -> dict[str, dict[int, int]]:
         offset = json.loads(offset)
     if not isinstance(offset, dict):
         return {}  # a Delta source's offset
-    return {topic: {int(p): int(o) for p, o in partitions.items()} for topic, partitions in offset.items()
-            if isinstance(partitions, dict)}
+    return {
+        topic: {int(p): int(o) for p, o in partitions.items()}
+        for topic, partitions in offset.items()
+        if isinstance(partitions, dict)
+    }
 
 
 @dataclass
@@ -103,9 +107,15 @@ class ProgressLogs:
 
 def lags(consumed: dict[str, dict[str, dict[int, int]]], ends: dict[str, dict[int, int]]) -> dict[str, int]:
     """query -> records on its topics that it has not processed yet."""
-    return {query: sum(max(0, ends.get(topic, {}).get(p, 0) - offset)
-                       for topic, partitions in topics.items() for p, offset in partitions.items())
-            for query, topics in consumed.items() if topics}
+    return {
+        query: sum(
+            max(0, ends.get(topic, {}).get(p, 0) - offset)
+            for topic, partitions in topics.items()
+            for p, offset in partitions.items()
+        )
+        for query, topics in consumed.items()
+        if topics
+    }
 
 
 def _read_up_to(report: dict) -> dict[str, dict[int, int]]:
@@ -115,7 +125,9 @@ def _read_up_to(report: dict) -> dict[str, dict[int, int]]:
     return offsets
 
 
-def residual_lags(reports: list[dict], times: np.ndarray, arrived: dict[str, np.ndarray]) -> list[tuple[float, float, float]]:
+def residual_lags(
+    reports: list[dict], times: np.ndarray, arrived: dict[str, np.ndarray]
+) -> list[tuple[float, float, float]]:
     """(end of a micro-batch, records on its topics not yet read when it ended, records that had
     arrived on them by then) for each micro-batch that read Kafka. `arrived` holds each topic's
     total end offset at `times`, interpolated in between.

@@ -10,6 +10,7 @@ Usage:
     python -m bench.run --scenarios limit rendezvous-1+2 --rates 1000 5000
     python -m bench.run --set 'spark.trigger=500 milliseconds' --tag trigger-500ms   # a tuning trial
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,13 +68,35 @@ def run_scenario(scenario: Scenario, args, work: Path, echo) -> dict:
         load = Load(bootstrap, raw)
         # Code generation, Python workers, the first state store versions: paid for before measuring.
         echo(f"  warm-up: {min(args.rates)}/s for {args.warm_up_seconds:g} s, not measured")
-        run_step(load, sampler, scenario.outputs, bootstrap, raw, min(args.rates), args.warm_up_seconds,
-                 args.drain_seconds, f"{scenario.name}-warm-up", lambda *_: None,
-                 healthy=lambda: check_healthy(configs))
+        run_step(
+            load,
+            sampler,
+            scenario.outputs,
+            bootstrap,
+            raw,
+            min(args.rates),
+            args.warm_up_seconds,
+            args.drain_seconds,
+            f"{scenario.name}-warm-up",
+            lambda *_: None,
+            healthy=lambda: check_healthy(configs),
+        )
         for rate in loads(args.rates, steps, skipped, args.drain_seconds):
-            steps.append(run_step(load, sampler, scenario.outputs, bootstrap, raw, rate, args.step_seconds,
-                                  args.drain_seconds, f"{scenario.name}-{rate}", echo,
-                                  healthy=lambda: check_healthy(configs)))
+            steps.append(
+                run_step(
+                    load,
+                    sampler,
+                    scenario.outputs,
+                    bootstrap,
+                    raw,
+                    rate,
+                    args.step_seconds,
+                    args.drain_seconds,
+                    f"{scenario.name}-{rate}",
+                    echo,
+                    healthy=lambda: check_healthy(configs),
+                )
+            )
     finally:
         for resource in (sampler, load, offsets):
             if resource is not None:
@@ -85,12 +108,17 @@ def run_scenario(scenario: Scenario, args, work: Path, echo) -> dict:
             shutil.rmtree(work, ignore_errors=True)
     bounded = [s["offered_rps"] for s in steps if s["bounded"]]
     return {
-        "scenario": scenario.name, "about": scenario.about, "applications": len(scenario.apps),
-        "jobs": [list(app.jobs) for app in scenario.apps], "challengers": scenario.challengers,
-        "outputs": list(scenario.outputs), "startup_s": round(startup_s, 1),
+        "scenario": scenario.name,
+        "about": scenario.about,
+        "applications": len(scenario.apps),
+        "jobs": [list(app.jobs) for app in scenario.apps],
+        "challengers": scenario.challengers,
+        "outputs": list(scenario.outputs),
+        "startup_s": round(startup_s, 1),
         "sustained_rps": max(bounded) if bounded else 0,
         "capacity_rps": max((s["processed_rps"] for s in steps), default=0),
-        "steps": steps, "skipped": skipped,
+        "steps": steps,
+        "skipped": skipped,
     }
 
 
@@ -101,8 +129,9 @@ def check_healthy(configs: dict) -> None:
         runner.check_healthy(config)
         for name, state in runner.job_states(config).items():
             if state.get("last_exit") is not None:
-                raise RuntimeError(f"{name} exited ({runner.restarts_text(state)}); see its log under "
-                                   f"{runner.run_files(config).logs}")
+                raise RuntimeError(
+                    f"{name} exited ({runner.restarts_text(state)}); see its log under {runner.run_files(config).logs}"
+                )
 
 
 def loads(rates: list[int], steps: list[dict], skipped: dict[int, str], drain_s: float) -> Iterator[int]:
@@ -129,42 +158,94 @@ def refinement(steps: list[dict]) -> int | None:
         return None
     lowest = min(unbounded, key=lambda s: s["offered_rps"])
     rate = int(0.95 * lowest["processed_rps"] / 250) * 250
-    return rate if max(bounded, default=0) < rate < lowest["offered_rps"] and rate not in [s["offered_rps"] for s in steps] else None
+    return (
+        rate
+        if max(bounded, default=0) < rate < lowest["offered_rps"] and rate not in [s["offered_rps"] for s in steps]
+        else None
+    )
 
 
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
-    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30),
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-            "java": java, "spark": SPARK_VERSION, "delta": DELTA_VERSION}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "java": java,
+        "spark": SPARK_VERSION,
+        "delta": DELTA_VERSION,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Figures and schema: bench/README.md.")
-    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS),
-                        help="which scenarios (default: all, in this order)")
-    parser.add_argument("--rates", nargs="+", type=int, default=[1000, 2500, 5000, 7500, 10000, 15000, 20000],
-                        help="offered loads in requests/s, in this order; once one is not sustained, only the "
-                             "fixed loads (1000, 5000) and one refining step between follow (default: %(default)s)")
-    parser.add_argument("--step-seconds", type=float, default=40, help="how long each load is sent (default: %(default)s)")
-    parser.add_argument("--warm-up-seconds", type=float, default=120,
-                        help="an unmeasured load at the lowest rate before the first step: a fresh JVM compiles "
-                             "Spark's code paths for minutes (default: %(default)s)")
-    parser.add_argument("--drain-seconds", type=float, default=90,
-                        help="how long to wait after a load for every output (default: %(default)s)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a pipeline.yaml setting, e.g. 'spark.trigger=0 seconds' or "
-                             "'spark.conf.spark.sql.shuffle.partitions=4' (repeatable)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Figures and schema: bench/README.md.",
+    )
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=list(SCENARIOS),
+        default=list(SCENARIOS),
+        help="which scenarios (default: all, in this order)",
+    )
+    parser.add_argument(
+        "--rates",
+        nargs="+",
+        type=int,
+        default=[1000, 2500, 5000, 7500, 10000, 15000, 20000],
+        help="offered loads in requests/s, in this order; once one is not sustained, only the "
+        "fixed loads (1000, 5000) and one refining step between follow (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--step-seconds", type=float, default=40, help="how long each load is sent (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--warm-up-seconds",
+        type=float,
+        default=120,
+        help="an unmeasured load at the lowest rate before the first step: a fresh JVM compiles "
+        "Spark's code paths for minutes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=90,
+        help="how long to wait after a load for every output (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a pipeline.yaml setting, e.g. 'spark.trigger=0 seconds' or "
+        "'spark.conf.spark.sql.shuffle.partitions=4' (repeatable)",
+    )
     parser.add_argument("--tag", help="a trial's name: results go to <date>-<tag>.*, and bench/README.md is left alone")
     parser.add_argument("--port", type=int, default=19192, help="the benchmark broker's port (default: %(default)s)")
-    parser.add_argument("--registry", default=REGISTRY,
-                        help="the MLflow registry with the demo models, trained there on first use (default: var/bench/mlflow)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results directory (default: bench/results)")
-    parser.add_argument("--keep", action="store_true", help="keep each scenario's checkpoints, tables and logs under var/bench/")
+    parser.add_argument(
+        "--registry",
+        default=REGISTRY,
+        help="the MLflow registry with the demo models, trained there on first use (default: var/bench/mlflow)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "results", help="results directory (default: bench/results)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep each scenario's checkpoints, tables and logs under var/bench/"
+    )
     args = parser.parse_args(argv)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     # Stopped from outside, still stop the applications and the broker it started (the finally blocks).
@@ -181,9 +262,15 @@ def main(argv: list[str] | None = None) -> int:
         "date": stamp.isoformat(timespec="seconds"),
         "command": shlex.join(["python", "-m", "bench.run", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine(),
-        "settings": {"rates": args.rates, "step_seconds": args.step_seconds, "warm_up_seconds": args.warm_up_seconds, "drain_seconds": args.drain_seconds,
-                     "overrides": args.set, "fixed_loads": list(FIXED_LOADS),
-                     "deadline_ms": load_config(ROOT / "conf").policy.deadline_ms},
+        "settings": {
+            "rates": args.rates,
+            "step_seconds": args.step_seconds,
+            "warm_up_seconds": args.warm_up_seconds,
+            "drain_seconds": args.drain_seconds,
+            "overrides": args.set,
+            "fixed_loads": list(FIXED_LOADS),
+            "deadline_ms": load_config(ROOT / "conf").policy.deadline_ms,
+        },
         "scenarios": [],
     }
     name = stamp.strftime("%Y-%m-%d") + (f"-{args.tag}" if args.tag else "")

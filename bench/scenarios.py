@@ -5,6 +5,7 @@ default: the latency path in one, the decoy and the recorder in another at a low
 (on a 2-core machine, one JVM per job would spend the cores on drivers). The duplicate pipelines
 are two applications, since that is what a second pipeline is.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,19 +34,39 @@ class Scenario:
 
 def _rendezvous(challengers: int) -> Scenario:
     models = ("score:champion", *[f"score:challenger-{i}" for i in range(1, challengers + 1)])
-    return Scenario(f"rendezvous-1+{challengers}",
-                    (App(("features", *models, "rendezvous")), App(("decoy", "record"), recording=True)),
-                    ("rdv.results",), challengers,
-                    f"features job, champion and {challengers} challenger(s), rendezvous; decoy and recorder beside")
+    return Scenario(
+        f"rendezvous-1+{challengers}",
+        (App(("features", *models, "rendezvous")), App(("decoy", "record"), recording=True)),
+        ("rdv.results",),
+        challengers,
+        f"features job, champion and {challengers} challenger(s), rendezvous; decoy and recorder beside",
+    )
 
 
-SCENARIOS = {s.name: s for s in (
-    Scenario("limit", (App(("hops",)),), (HOP_TOPICS[-1],),
-             about="three Kafka -> Spark -> Kafka hops that copy: the best this stack does here"),
-    Scenario("champion-only", (App(("features", "score:champion")),), ("rdv.scores",),
-             about="features job and one model job, no rendezvous: before the architecture"),
-    _rendezvous(1), _rendezvous(2), _rendezvous(3),
-    Scenario("duplicate-pipelines", (App(("features", "score:champion")), App(("features", "score:challenger-1"), "b")),
-             ("rdv.scores", f"{B_PREFIX}.scores"), 1,
-             about="two complete features + model pipelines side by side, one per model"),
-)}
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario(
+            "limit",
+            (App(("hops",)),),
+            (HOP_TOPICS[-1],),
+            about="three Kafka -> Spark -> Kafka hops that copy: the best this stack does here",
+        ),
+        Scenario(
+            "champion-only",
+            (App(("features", "score:champion")),),
+            ("rdv.scores",),
+            about="features job and one model job, no rendezvous: before the architecture",
+        ),
+        _rendezvous(1),
+        _rendezvous(2),
+        _rendezvous(3),
+        Scenario(
+            "duplicate-pipelines",
+            (App(("features", "score:champion")), App(("features", "score:challenger-1"), "b")),
+            ("rdv.scores", f"{B_PREFIX}.scores"),
+            1,
+            about="two complete features + model pipelines side by side, one per model",
+        ),
+    )
+}

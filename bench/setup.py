@@ -4,6 +4,7 @@ Each scenario gets a conf of its own (the shipped conf/ with the benchmark's bro
 its work directory, and any --set overrides) and a fresh broker, so no scenario reads another's
 records. The models are the demo's, trained once into var/bench/mlflow and kept between runs.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -44,8 +45,15 @@ def _set(data: dict, dotted: str, value: str) -> None:
     target[keys[-1]] = value if keyed else yaml.safe_load(value)
 
 
-def write_conf(conf: Path, var: Path, port: int, overrides: list[str], topic_prefix: str = "rdv",
-               registry: str = REGISTRY, shipped_models: bool = False) -> PipelineConfig:
+def write_conf(
+    conf: Path,
+    var: Path,
+    port: int,
+    overrides: list[str],
+    topic_prefix: str = "rdv",
+    registry: str = REGISTRY,
+    shipped_models: bool = False,
+) -> PipelineConfig:
     """The shipped conf/ under `conf`, pointed at the benchmark's broker, paths and registry; with
     the champion and CHALLENGERS copies of the challenger, or with shipped_models the shipped ones."""
     conf.mkdir(parents=True)
@@ -57,8 +65,12 @@ def write_conf(conf: Path, var: Path, port: int, overrides: list[str], topic_pre
                 topic["name"] = topic["name"].replace("rdv.", f"{topic_prefix}.", 1)
         data["kafka"]["topics"].setdefault("heartbeats", {"name": f"{topic_prefix}.heartbeats", "partitions": 1})
         data["kafka"]["topics"].setdefault("labels", {"name": f"{topic_prefix}.labels", "partitions": 1})
-    data["paths"] = {"var": str(var), "jars": str(ROOT / "var" / "jars"), "tables": str(var / "delta"),
-                     "checkpoints": str(var / "checkpoints")}
+    data["paths"] = {
+        "var": str(var),
+        "jars": str(ROOT / "var" / "jars"),
+        "tables": str(var / "delta"),
+        "checkpoints": str(var / "checkpoints"),
+    }
     data["mlflow"] = {"tracking_uri": registry, "artifact_root": str(MLFLOW / "artifacts")}
     for override in overrides:
         key, _, value = override.partition("=")
@@ -77,12 +89,15 @@ def write_conf(conf: Path, var: Path, port: int, overrides: list[str], topic_pre
     return load_config(conf)
 
 
-def scenario_confs(work: Path, scenario: Scenario, port: int, overrides: list[str],
-                   registry: str = REGISTRY) -> dict[str, PipelineConfig]:
+def scenario_confs(
+    work: Path, scenario: Scenario, port: int, overrides: list[str], registry: str = REGISTRY
+) -> dict[str, PipelineConfig]:
     """pipeline ("a", "b") -> its config, each with its own var/ under work."""
     pipelines = sorted({app.pipeline for app in scenario.apps})
-    return {p: write_conf(work / f"conf-{p}", work / f"var-{p}", port, overrides, "rdv" if p == "a" else B_PREFIX,
-                          registry) for p in pipelines}
+    return {
+        p: write_conf(work / f"conf-{p}", work / f"var-{p}", port, overrides, "rdv" if p == "a" else B_PREFIX, registry)
+        for p in pipelines
+    }
 
 
 def start_broker(configs: dict[str, PipelineConfig]) -> LocalBroker:

@@ -26,6 +26,7 @@ backlog never drained, or in which a job had to be restarted, is not bounded.
 Usage:
     python -m bench.soak [--minutes 20] [--rate 50] [--every 30]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,9 @@ def figures(config: PipelineConfig, trees: dict[str, ProcessTree], answered: int
         if not operators:
             continue
         rows = sum(op.get("numRowsTotal", 0) for op in operators)
-        used = sum(op.get("memoryUsedBytes", 0) + op.get("customMetrics", {}).get("rocksdbSstFileSize", 0)
-                   for op in operators)
+        used = sum(
+            op.get("memoryUsedBytes", 0) + op.get("customMetrics", {}).get("rocksdbSstFileSize", 0) for op in operators
+        )
         sample[f"state rows: {name}"] = rows
         sample[f"state MiB: {name}"] = round(used / MIB, 1)
     sample["pending requests"] = max(sent - answered, 0)
@@ -95,9 +97,11 @@ def state_parts(config: PipelineConfig) -> dict[str, dict[str, float]]:
         if operators:
             parts[name] = {
                 "memory": round(sum(op.get("memoryUsedBytes", 0) for op in operators) / MIB, 1),
-                "sst files": round(sum(op.get("customMetrics", {}).get("rocksdbSstFileSize", 0)
-                                       for op in operators) / MIB, 1),
-                "operators": len(operators)}
+                "sst files": round(
+                    sum(op.get("customMetrics", {}).get("rocksdbSstFileSize", 0) for op in operators) / MIB, 1
+                ),
+                "operators": len(operators),
+            }
     return parts
 
 
@@ -130,28 +134,47 @@ def verdicts(samples: list[tuple[float, dict[str, float]]], start: float, rate: 
         kind = figure.split(":")[0]
         floor = FLOORS[kind] if FLOORS.get(kind) is not None else rate * 5  # five seconds of traffic
         bounded = statistics.median(second) <= statistics.median(first) * 1.1 + floor
-        out.append(Verdict(figure, first[0], statistics.median(first), statistics.median(second),
-                           max(first), max(second), second[-1], bounded))
+        out.append(
+            Verdict(
+                figure,
+                first[0],
+                statistics.median(first),
+                statistics.median(second),
+                max(first),
+                max(second),
+                second[-1],
+                bounded,
+            )
+        )
     return out
 
 
 def table(results: list[Verdict]) -> str:
-    lines = [f"{'figure':<32} {'at start':>13} {'median 1st':>10} {'median 2nd':>10} {'max 1st':>8} "
-             f"{'max 2nd':>8} {'last':>8}  verdict (medians)"]
+    lines = [
+        f"{'figure':<32} {'at start':>13} {'median 1st':>10} {'median 2nd':>10} {'max 1st':>8} "
+        f"{'max 2nd':>8} {'last':>8}  verdict (medians)"
+    ]
     for v in results:
-        lines.append(f"{v.figure:<32} {v.at_start:>13g} {v.first_half_median:>10g} {v.second_half_median:>10g} "
-                     f"{v.first_half_max:>8g} {v.second_half_max:>8g} {v.last:>8g}  "
-                     f"{'bounded' if v.bounded else 'GROWING'}")
+        lines.append(
+            f"{v.figure:<32} {v.at_start:>13g} {v.first_half_median:>10g} {v.second_half_median:>10g} "
+            f"{v.first_half_max:>8g} {v.second_half_max:>8g} {v.last:>8g}  "
+            f"{'bounded' if v.bounded else 'GROWING'}"
+        )
     return "\n".join(lines)
 
 
-def soak_conf(work: Path, port: int, registry: str, spec_limits: dict[str, str] | None = None,
-              heap_at_start: bool = True) -> PipelineConfig:
+def soak_conf(
+    work: Path, port: int, registry: str, spec_limits: dict[str, str] | None = None, heap_at_start: bool = True
+) -> PipelineConfig:
     """The shipped conf on the soak's own broker and paths; spec_limits override features.yaml's.
     With heap_at_start, every job holds its whole heap from its start, so RSS measures the rest."""
-    config = write_conf(work / "conf", work / "var", port, [f"spark.heap_at_start={str(heap_at_start).lower()}",
-                                                      f"spark.conf.{TRACK_STATE_ROWS}=true"],
-                        registry=registry)
+    config = write_conf(
+        work / "conf",
+        work / "var",
+        port,
+        [f"spark.heap_at_start={str(heap_at_start).lower()}", f"spark.conf.{TRACK_STATE_ROWS}=true"],
+        registry=registry,
+    )
     if spec_limits:
         spec_file = config.feature_spec_file
         spec = yaml.safe_load(spec_file.read_text())
@@ -161,9 +184,18 @@ def soak_conf(work: Path, port: int, registry: str, spec_limits: dict[str, str] 
     return config
 
 
-def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo=print,
-        warm_up_s: float = 120.0, spec_limits: dict[str, str] | None = None, registry: str = REGISTRY,
-        heap_at_start: bool = True) -> dict:
+def run(
+    minutes: float,
+    rate: float,
+    every_s: float,
+    port: int,
+    work: Path,
+    echo=print,
+    warm_up_s: float = 120.0,
+    spec_limits: dict[str, str] | None = None,
+    registry: str = REGISTRY,
+    heap_at_start: bool = True,
+) -> dict:
     """Start, load, sample, stop; the samples and the verdicts."""
     ensure_session_key()
     ensure_models(work, port, registry, echo)
@@ -203,12 +235,18 @@ def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo
             sample = figures(config, trees, answered, sent["n"])
             samples.append((time.time(), sample))
             answered_at.append(answered)
-            programs.append({name: {program: round(rss / MIB) for program, rss in tree.resident_by_program().items()}
-                             for name, tree in trees.items()})
+            programs.append(
+                {
+                    name: {program: round(rss / MIB) for program, rss in tree.resident_by_program().items()}
+                    for name, tree in trees.items()
+                }
+            )
             stores.append(state_parts(config))
-            echo(f"soak: {(time.time() - started) / 60:5.1f} min, {sent['n']} sent, "
-                 f"{sample['pending requests']:g} pending, "
-                 + ", ".join(f"{k} {v:g}" for k, v in sample.items() if k.startswith("state rows")))
+            echo(
+                f"soak: {(time.time() - started) / 60:5.1f} min, {sent['n']} sent, "
+                f"{sample['pending requests']:g} pending, "
+                + ", ".join(f"{k} {v:g}" for k, v in sample.items() if k.startswith("state rows"))
+            )
         restarts = {name: s["restarts"] for name, s in runner.job_states(config).items() if s.get("restarts")}
         stop.set()
         sender.join(timeout=30)
@@ -222,14 +260,22 @@ def run(minutes: float, rate: float, every_s: float, port: int, work: Path, echo
     # A run that never caught up is judged from its warm-up, so that its figures still show, and is
     # not bounded.
     results = verdicts(samples, samples[0][0] + warm_up_s if steady is None else steady, rate) if samples else []
-    return {"minutes": minutes, "rate": rate, "every_s": every_s, "warm_up_s": warm_up_s, "models": MODELS,
-            "sent": sent["n"], "restarts": restarts, "drained_below": drained,
-            "steady_from_min": None if steady is None else round((steady - started) / 60, 1),
-            "samples": [{"t": t, "answered": a, **s} for (t, s), a in zip(samples, answered_at)],
-            "rss_mib_by_program": programs,
-            "state_mib_by_part": stores,
-            "verdicts": [asdict(v) for v in results],
-            "bounded": steady is not None and bool(results) and all(v.bounded for v in results) and not restarts}
+    return {
+        "minutes": minutes,
+        "rate": rate,
+        "every_s": every_s,
+        "warm_up_s": warm_up_s,
+        "models": MODELS,
+        "sent": sent["n"],
+        "restarts": restarts,
+        "drained_below": drained,
+        "steady_from_min": None if steady is None else round((steady - started) / 60, 1),
+        "samples": [{"t": t, "answered": a, **s} for (t, s), a in zip(samples, answered_at)],
+        "rss_mib_by_program": programs,
+        "state_mib_by_part": stores,
+        "verdicts": [asdict(v) for v in results],
+        "bounded": steady is not None and bool(results) and all(v.bounded for v in results) and not restarts,
+    }
 
 
 def waiting_requests(config: PipelineConfig, rate: float) -> float:
@@ -239,17 +285,26 @@ def waiting_requests(config: PipelineConfig, rate: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, default=20, help="how long to load it (default: %(default)s)")
     parser.add_argument("--rate", type=float, default=50, help="requests per second (default: %(default)s)")
     parser.add_argument("--every", type=float, default=30, help="seconds between samples (default: %(default)s)")
-    parser.add_argument("--warm-up", type=float, default=120,
-                        help="seconds of the run not judged, at least: JVMs, Python workers, the first state; the "
-                             "judging also waits for the start's backlog to drain (default: %(default)s)")
+    parser.add_argument(
+        "--warm-up",
+        type=float,
+        default=120,
+        help="seconds of the run not judged, at least: JVMs, Python workers, the first state; the "
+        "judging also waits for the start's backlog to drain (default: %(default)s)",
+    )
     parser.add_argument("--port", type=int, default=19193, help="the soak's own broker (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
-                        help="where soak-<date>T<HHMM>.json goes (default: bench/results)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "bench" / "results",
+        help="where soak-<date>T<HHMM>.json goes (default: bench/results)",
+    )
     args = parser.parse_args(argv)
     work = ROOT / "var" / "bench" / f"soak-{int(time.time())}"
     started = datetime.now(UTC)
@@ -261,16 +316,22 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out / f"soak-{started:%Y-%m-%dT%H%M}.json"  # a run's own file: two runs a day keep both
     out.write_text(json.dumps(report, indent=1))
     if report["steady_from_min"] is None:
-        print(f"the backlog of the start never drained to {report['drained_below']:g} pending requests: "
-              "no steady state to judge; the verdicts below count from the warm-up")
+        print(
+            f"the backlog of the start never drained to {report['drained_below']:g} pending requests: "
+            "no steady state to judge; the verdicts below count from the warm-up"
+        )
     else:
-        print(f"steady from minute {report['steady_from_min']:g}, when the pending requests first fell to "
-              f"{report['drained_below']:g}; judged from there")
+        print(
+            f"steady from minute {report['steady_from_min']:g}, when the pending requests first fell to "
+            f"{report['drained_below']:g}; judged from there"
+        )
     print(table([Verdict(**v) for v in report["verdicts"]]))
     if report["restarts"]:
         print(f"restarted during the run: {report['restarts']}")
-    print(f"soak: {report['sent']} requests over {args.minutes:g} minutes at {args.rate:g}/s: "
-          f"{'every figure bounded' if report['bounded'] else 'NOT bounded'}; figures in {out}")
+    print(
+        f"soak: {report['sent']} requests over {args.minutes:g} minutes at {args.rate:g}/s: "
+        f"{'every figure bounded' if report['bounded'] else 'NOT bounded'}; figures in {out}"
+    )
     return 0 if report["bounded"] else 1
 
 

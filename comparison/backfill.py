@@ -6,6 +6,7 @@ so loading a file twice, or a file that overlaps the stream, changes nothing. Ro
 used go to the Delta table `quarantine` with their reason and the source named in source_topic
 (`file:<path>` or `table:<name>`); fix the file and load it again.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,7 +38,9 @@ def read_source(spark: SparkSession, source: str, fmt: str | None = None) -> tup
         if fmt is None and "/" not in source and spark.catalog.tableExists(source):
             return spark.table(source), f"table:{source}"
         raise ConfigError(f"{source}: no such file, directory or table")
-    fmt = fmt or ("delta" if (path / "_delta_log").is_dir() else path.suffix.lstrip(".").lower().replace("jsonl", "json"))
+    fmt = fmt or (
+        "delta" if (path / "_delta_log").is_dir() else path.suffix.lstrip(".").lower().replace("jsonl", "json")
+    )
     if fmt not in FORMATS:
         raise ConfigError(f"{source}: cannot tell its format from the name; pass --format ({', '.join(FORMATS)})")
     reader = spark.read.format(fmt)
@@ -50,19 +53,25 @@ def backfill_labels(spark: SparkSession, config: PipelineConfig, source: str, fm
     rows, name = read_source(spark, source, fmt)
     missing = [c for c in ("request_id", "label") if c not in rows.columns]
     if missing:
-        raise ConfigError(f"{source}: no column {', '.join(missing)} (a label row is {', '.join(LABEL_FIELDS)}; "
-                          f"the file has {', '.join(rows.columns) or 'no columns'})")
+        raise ConfigError(
+            f"{source}: no column {', '.join(missing)} (a label row is {', '.join(LABEL_FIELDS)}; "
+            f"the file has {', '.join(rows.columns) or 'no columns'})"
+        )
     present = [c for c in LABEL_FIELDS if c in rows.columns]
     # As label records, so that a row is checked exactly as a message of rdv.labels is (a timestamp
     # column as its text in the session's time zone, which is how it is read back).
     fields = [F.col(c).cast("string").alias(c) if c == "labelled_at" else F.col(c) for c in present]
     records = rows.select(
         F.to_json(F.struct(*fields)).alias("value"),
-        F.lit(name).alias("topic"), F.lit(None).cast("int").alias("partition"),
-        F.monotonically_increasing_id().alias("offset"), F.current_timestamp().alias("timestamp"),
+        F.lit(name).alias("topic"),
+        F.lit(None).cast("int").alias("partition"),
+        F.monotonically_increasing_id().alias("offset"),
+        F.current_timestamp().alias("timestamp"),
     )
     checked = check_labels(records).localCheckpoint()
-    quarantined = {r.reason: r["count"] for r in checked.where("reason IS NOT NULL").groupBy("reason").count().collect()}
+    quarantined = {
+        r.reason: r["count"] for r in checked.where("reason IS NOT NULL").groupBy("reason").count().collect()
+    }
     if quarantined:
         bad = quarantine_records(checked).withColumn("quarantine_date", F.to_date("quarantined_at"))
         create_table(spark, config.table("quarantine"), bad.schema, "quarantine_date")

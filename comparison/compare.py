@@ -7,6 +7,7 @@ whole: labels arrive days late and change old windows, and a Delta overwrite is 
 so a reader sees the previous run's tables or this one's, never half of either. Earlier runs stay
 readable with Delta time travel.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -25,20 +26,47 @@ from rdv.config import ConfigError, PipelineConfig
 from rdv.durations import duration_ms
 
 EVIDENCE_ROW = StructType(
-    [StructField(name, kind()) for name, kind in (
-        ("challenger", StringType), ("champion", StringType), ("metric", StringType), ("labelled", LongType),
-        ("resampled", LongType), ("evaluated_from", TimestampType), ("evaluated_to", TimestampType),
-        ("champion_value", DoubleType), ("challenger_value", DoubleType), ("effect", DoubleType),
-        ("ci_low", DoubleType), ("ci_high", DoubleType), ("confidence", DoubleType),
-        ("mcnemar_champion_only", LongType), ("mcnemar_challenger_only", LongType),
-        ("mcnemar_statistic", DoubleType), ("mcnemar_p_value", DoubleType), ("mcnemar_method", StringType),
-        ("recommendation", StringType), ("rule", StringType))]
+    [
+        StructField(name, kind())
+        for name, kind in (
+            ("challenger", StringType),
+            ("champion", StringType),
+            ("metric", StringType),
+            ("labelled", LongType),
+            ("resampled", LongType),
+            ("evaluated_from", TimestampType),
+            ("evaluated_to", TimestampType),
+            ("champion_value", DoubleType),
+            ("challenger_value", DoubleType),
+            ("effect", DoubleType),
+            ("ci_low", DoubleType),
+            ("ci_high", DoubleType),
+            ("confidence", DoubleType),
+            ("mcnemar_champion_only", LongType),
+            ("mcnemar_challenger_only", LongType),
+            ("mcnemar_statistic", DoubleType),
+            ("mcnemar_p_value", DoubleType),
+            ("mcnemar_method", StringType),
+            ("recommendation", StringType),
+            ("rule", StringType),
+        )
+    ]
 )
 DRIFT_ROW = StructType(
-    [StructField(name, kind()) for name, kind in (
-        ("window_start", TimestampType), ("window_end", TimestampType), ("kind", StringType), ("name", StringType),
-        ("rows", LongType), ("psi", DoubleType), ("flagged", BooleanType), ("reference_from", TimestampType),
-        ("reference_to", TimestampType))]
+    [
+        StructField(name, kind())
+        for name, kind in (
+            ("window_start", TimestampType),
+            ("window_end", TimestampType),
+            ("kind", StringType),
+            ("name", StringType),
+            ("rows", LongType),
+            ("psi", DoubleType),
+            ("flagged", BooleanType),
+            ("reference_from", TimestampType),
+            ("reference_to", TimestampType),
+        )
+    ]
 )
 
 
@@ -48,16 +76,23 @@ def _read(spark: SparkSession, config: PipelineConfig, name: str) -> DataFrame |
 
 
 def _overwrite(frame: DataFrame, config: PipelineConfig, name: str, computed_at: datetime) -> None:
-    (frame.withColumn("computed_at", F.lit(computed_at)).write.format("delta").mode("overwrite")
-     .option("overwriteSchema", "true").save(config.table(name)))
+    (
+        frame.withColumn("computed_at", F.lit(computed_at))
+        .write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+        .save(config.table(name))
+    )
 
 
 def compare(spark: SparkSession, config: PipelineConfig, echo=print) -> None:
     """Recompute the four tables, saying what it is at (each step reads all of the data)."""
     scores, results = _read(spark, config, "scores"), _read(spark, config, "results")
     if scores is None or results is None:
-        raise ConfigError(f"no scores or results under {config.location(config.paths.tables)} yet: run the pipeline "
-                          "(`rdv up`, or `rdv demo`) before comparing its models")
+        raise ConfigError(
+            f"no scores or results under {config.location(config.paths.tables)} yet: run the pipeline "
+            "(`rdv up`, or `rdv demo`) before comparing its models"
+        )
     labels = _read(spark, config, "labels")
     if labels is None:
         labels = spark.createDataFrame([], LABEL_ROW)

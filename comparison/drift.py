@@ -10,6 +10,7 @@ PSI = sum over bins of (p - q) * ln(p / q), with p the window's share of a bin a
 each at least 1e-4 so that an empty bin counts as rare rather than impossible. Under 0.1 the
 distributions are usually read as the same, above 0.25 as clearly shifted.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -29,21 +30,36 @@ FLOOR = 1e-4
 def feature_values(archive: DataFrame) -> DataFrame:
     """Archive rows as (event_time, kind, name, number, text): one row per request and feature."""
     features = archive.schema["features"].dataType
-    values = [F.struct(F.lit(f.name).alias("name"),
-                       (F.col("features")[f.name].cast("double") if isinstance(f.dataType, NumericType)
-                        else F.lit(None).cast("double")).alias("number"),
-                       (F.lit(None).cast("string") if isinstance(f.dataType, NumericType)
-                        else F.col("features")[f.name].cast("string")).alias("text"))
-              for f in features.fields]
+    values = [
+        F.struct(
+            F.lit(f.name).alias("name"),
+            (
+                F.col("features")[f.name].cast("double")
+                if isinstance(f.dataType, NumericType)
+                else F.lit(None).cast("double")
+            ).alias("number"),
+            (
+                F.lit(None).cast("string")
+                if isinstance(f.dataType, NumericType)
+                else F.col("features")[f.name].cast("string")
+            ).alias("text"),
+        )
+        for f in features.fields
+    ]
     return archive.select("event_time", F.lit("feature").alias("kind"), F.explode(F.array(*values)).alias("v")).select(
-        "event_time", "kind", "v.*")
+        "event_time", "kind", "v.*"
+    )
 
 
 def score_values(rows: DataFrame) -> DataFrame:
     """Model rows (comparison/tables.model_rows) without the served answer, as score values."""
     return rows.where(F.col("error").isNull() & (F.col("role") != "served")).select(
-        "event_time", F.lit("score").alias("kind"), F.col("model").alias("name"), F.col("score").alias("number"),
-        F.lit(None).cast("string").alias("text"))
+        "event_time",
+        F.lit("score").alias("kind"),
+        F.col("model").alias("name"),
+        F.col("score").alias("number"),
+        F.lit(None).cast("string").alias("text"),
+    )
 
 
 def _reference(values: DataFrame, config: DriftConfig, window_ms: int) -> DataFrame:
@@ -62,11 +78,15 @@ def binned(values: DataFrame, reference: DataFrame, bins: int) -> DataFrame:
     """values with a `bin`: for a number, how many of the reference's quantile edges are below it;
     for a string, the string."""
     quantiles = [i / bins for i in range(1, bins)]
-    edges = (reference.where(F.col("number").isNotNull()).groupBy("kind", "name")
-             .agg(F.array_distinct(F.array_sort(F.percentile_approx("number", quantiles, 10_000))).alias("edges")))
+    edges = (
+        reference.where(F.col("number").isNotNull())
+        .groupBy("kind", "name")
+        .agg(F.array_distinct(F.array_sort(F.percentile_approx("number", quantiles, 10_000))).alias("edges"))
+    )
     number_bin = F.size(F.filter("edges", lambda edge: edge < F.col("number"))).cast("string")
-    return (values.join(F.broadcast(edges), ["kind", "name"], "left")
-            .withColumn("bin", F.when(F.col("number").isNotNull(), number_bin).otherwise(F.col("text"))))
+    return values.join(F.broadcast(edges), ["kind", "name"], "left").withColumn(
+        "bin", F.when(F.col("number").isNotNull(), number_bin).otherwise(F.col("text"))
+    )
 
 
 def psi(window_counts: np.ndarray, reference_counts: np.ndarray) -> float:
@@ -85,9 +105,20 @@ def _indices(window: pd.DataFrame, reference: pd.DataFrame, config: DriftConfig)
         for (start, end), one in counts.groupby(["window_start", "window_end"]):
             mine = one.set_index("bin")["rows"]
             bins = ref.index.union(mine.index)
-            index = psi(mine.reindex(bins, fill_value=0).to_numpy(float), ref.reindex(bins, fill_value=0).to_numpy(float))
-            rows.append({"window_start": start, "window_end": end, "kind": kind, "name": name, "rows": int(mine.sum()),
-                         "psi": index, "flagged": index > config.threshold and mine.sum() >= config.min_rows})
+            index = psi(
+                mine.reindex(bins, fill_value=0).to_numpy(float), ref.reindex(bins, fill_value=0).to_numpy(float)
+            )
+            rows.append(
+                {
+                    "window_start": start,
+                    "window_end": end,
+                    "kind": kind,
+                    "name": name,
+                    "rows": int(mine.sum()),
+                    "psi": index,
+                    "flagged": index > config.threshold and mine.sum() >= config.min_rows,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -97,8 +128,9 @@ def drift_table(values: DataFrame, window_ms: int, config: DriftConfig) -> pd.Da
     values = windowed(values.where(F.col("number").isNotNull() | F.col("text").isNotNull()), window_ms).persist()
     try:
         reference = _reference(values, config, window_ms)
-        bounds = reference.groupBy("kind", "name").agg(F.min("event_time").alias("reference_from"),
-                                                        F.max("event_time").alias("reference_to"))
+        bounds = reference.groupBy("kind", "name").agg(
+            F.min("event_time").alias("reference_from"), F.max("event_time").alias("reference_to")
+        )
         with_bins = binned(values, reference, config.bins)
         window = with_bins.groupBy("kind", "name", "window_start", "window_end", "bin").agg(F.count("*").alias("rows"))
         reference_bins = binned(reference, reference, config.bins)

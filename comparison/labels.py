@@ -11,6 +11,7 @@ Writes are a Delta MERGE on request_id, so replaying a topic or loading a file t
 nothing, and a correction (a different label with a newer labelled_at) replaces the older one. A record
 that cannot be used goes to quarantine with its reason, as a raw event does.
 """
+
 from __future__ import annotations
 
 from delta.tables import DeltaTable
@@ -36,8 +37,11 @@ _AS_TEXT = StructType([StructField(name, StringType()) for name in (*LABEL_FIELD
 
 def _label_value(text: Column) -> Column:
     """A label's JSON text as a number: a number, or true/false as 1/0; null otherwise."""
-    return (F.when(text == "true", F.lit(1.0)).when(text == "false", F.lit(0.0))
-            .otherwise(F.translate(text, '"', "").try_cast("double")))
+    return (
+        F.when(text == "true", F.lit(1.0))
+        .when(text == "false", F.lit(0.0))
+        .otherwise(F.translate(text, '"', "").try_cast("double"))
+    )
 
 
 def check_labels(messages: DataFrame) -> DataFrame:
@@ -46,7 +50,11 @@ def check_labels(messages: DataFrame) -> DataFrame:
     missing:<field>, wrong_type:<field>, not_finite:label) and the source row."""
     value = F.col("value").cast("string")
     parsed = messages.select(
-        value.alias("value"), "topic", "partition", "offset", "timestamp",
+        value.alias("value"),
+        "topic",
+        "partition",
+        "offset",
+        "timestamp",
         F.from_json(value, _AS_TEXT, {"columnNameOfCorruptRecord": _CORRUPT}).alias("json"),
     )
     json = F.col("json")
@@ -69,7 +77,11 @@ def check_labels(messages: DataFrame) -> DataFrame:
         F.col("topic").alias("source"),
         F.current_timestamp().alias("recorded_at"),
         reason.alias("reason"),
-        "value", "topic", "partition", "offset", "timestamp",
+        "value",
+        "topic",
+        "partition",
+        "offset",
+        "timestamp",
     )
 
 
@@ -91,14 +103,18 @@ def latest_per_request(checked: DataFrame) -> DataFrame:
     then by its place in the source, so a MERGE has one source row per target row."""
     usable = checked.where(F.col("reason").isNull())
     order = Window.partitionBy("request_id").orderBy(F.desc("labelled_at"), F.desc("partition"), F.desc("offset"))
-    return (usable.withColumn("_n", F.row_number().over(order)).where(F.col("_n") == 1)
-            .select(*LABEL_ROW.fieldNames()))
+    return usable.withColumn("_n", F.row_number().over(order)).where(F.col("_n") == 1).select(*LABEL_ROW.fieldNames())
 
 
 def create_labels_table(spark: SparkSession, path: str) -> None:
     """Not partitioned: labels are read and merged by request_id, never by date."""
-    (DeltaTable.createIfNotExists(spark).location(path).addColumns(LABEL_ROW)
-     .property("delta.dataSkippingStatsColumns", "request_id,label,labelled_at,recorded_at").execute())
+    (
+        DeltaTable.createIfNotExists(spark)
+        .location(path)
+        .addColumns(LABEL_ROW)
+        .property("delta.dataSkippingStatsColumns", "request_id,label,labelled_at,recorded_at")
+        .execute()
+    )
 
 
 def merge_labels(spark: SparkSession, path: str, labels: DataFrame) -> tuple[int, int]:
@@ -108,9 +124,13 @@ def merge_labels(spark: SparkSession, path: str, labels: DataFrame) -> tuple[int
     create_labels_table(spark, path)
     if labels.isEmpty():
         return 0, 0
-    metrics = (DeltaTable.forPath(spark, path).alias("t")
-               .merge(labels.alias("s"), "t.request_id = s.request_id")
-               .whenMatchedUpdateAll(condition="s.labelled_at > t.labelled_at AND s.label <> t.label")
-               .whenNotMatchedInsertAll()
-               .execute().first())
+    metrics = (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(labels.alias("s"), "t.request_id = s.request_id")
+        .whenMatchedUpdateAll(condition="s.labelled_at > t.labelled_at AND s.label <> t.label")
+        .whenNotMatchedInsertAll()
+        .execute()
+        .first()
+    )
     return int(metrics["num_inserted_rows"]), int(metrics["num_updated_rows"])

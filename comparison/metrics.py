@@ -9,6 +9,7 @@ score (a probability, or the predicted value) and `decision` its predicted class
 is none (a default answer): accuracy, precision and recall judge the decisions given. A metric that
 is undefined on its input (precision without a positive decision, ROC AUC without both classes) is NaN.
 """
+
 from __future__ import annotations
 
 import math
@@ -119,9 +120,15 @@ class Interval:
     resamples: int
 
 
-def paired_bootstrap(name: str, truth: np.ndarray, champion: tuple[np.ndarray, np.ndarray],
-                     challenger: tuple[np.ndarray, np.ndarray], resamples: int = 2000, confidence: float = 0.95,
-                     seed: int = 0) -> Interval:
+def paired_bootstrap(
+    name: str,
+    truth: np.ndarray,
+    champion: tuple[np.ndarray, np.ndarray],
+    challenger: tuple[np.ndarray, np.ndarray],
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
     """Resample the requests with replacement, the same requests for both models (they scored the
     same ones), and take the percentile interval of the improvement. champion and challenger are
     (score, decision) arrays aligned with truth. Resamples are drawn in chunks of a few million
@@ -134,8 +141,13 @@ def paired_bootstrap(name: str, truth: np.ndarray, champion: tuple[np.ndarray, n
     for start in range(0, resamples, chunk):
         rows = rng.integers(0, n, size=(min(chunk, resamples - start), n))
         t = truth[rows]
-        differences.append(improvement(name, evaluate(name, t, champion[0][rows], champion[1][rows]),
-                                       evaluate(name, t, challenger[0][rows], challenger[1][rows])))
+        differences.append(
+            improvement(
+                name,
+                evaluate(name, t, champion[0][rows], champion[1][rows]),
+                evaluate(name, t, challenger[0][rows], challenger[1][rows]),
+            )
+        )
     alpha = (1.0 - confidence) / 2.0
     low, high = np.nanquantile(np.concatenate(differences), [alpha, 1.0 - alpha])
     return Interval(effect, float(low), float(high), confidence, resamples)

@@ -5,6 +5,7 @@ drift) and a sample of the scores for the latency distributions. Plots are PNGs 
 page, so the file can be mailed or attached to a ticket and opened anywhere, offline. They are
 matplotlib Figures made without pyplot, so the notebook can show the same ones inline.
 """
+
 from __future__ import annotations
 
 import base64
@@ -58,35 +59,49 @@ def summary(tables: Tables, config: PipelineConfig) -> str:
     """A few lines: the data compared, the verdict on each challenger with its evidence, the drift flags."""
     comparison, metric = tables.comparison, config.compare.decisive_metric
     served = comparison[comparison["model"] == "served"]
-    lines = [f"comparison: {comparison['window_start'].nunique()} windows of {config.compare.window}, "
-             f"{int(served['requests'].sum())} requests answered, {int(served['labelled'].sum())} with a label"]
+    lines = [
+        f"comparison: {comparison['window_start'].nunique()} windows of {config.compare.window}, "
+        f"{int(served['requests'].sum())} requests answered, {int(served['labelled'].sum())} with a label"
+    ]
     for t in tables.tests.itertuples():
-        mcnemar = "" if pd.isna(t.mcnemar_p_value) else (
-            f", McNemar p={t.mcnemar_p_value:.2g} ({t.mcnemar_challenger_only} requests only it got right, "
-            f"{t.mcnemar_champion_only} only the champion)")
-        lines.append(f"  {t.challenger} vs {t.champion} on {t.metric}: {_signed(t.effect)} "
-                     f"[{_signed(t.ci_low)}, {_signed(t.ci_high)}] ({t.confidence:.0%} interval), {t.labelled} labelled"
-                     f"{mcnemar} -> {t.recommendation.upper()}")
+        mcnemar = (
+            ""
+            if pd.isna(t.mcnemar_p_value)
+            else (
+                f", McNemar p={t.mcnemar_p_value:.2g} ({t.mcnemar_challenger_only} requests only it got right, "
+                f"{t.mcnemar_champion_only} only the champion)"
+            )
+        )
+        lines.append(
+            f"  {t.challenger} vs {t.champion} on {t.metric}: {_signed(t.effect)} "
+            f"[{_signed(t.ci_low)}, {_signed(t.ci_high)}] ({t.confidence:.0%} interval), {t.labelled} labelled"
+            f"{mcnemar} -> {t.recommendation.upper()}"
+        )
     if tables.tests.empty:
         lines.append("  no challenger to judge")
     # Windows of a run's first and last seconds hold a few requests: the trend is read on full ones.
     full = comparison[comparison["requests"] >= config.compare.drift.min_rows].sort_values("window_start")
     if not full.empty:
         first, last = full["window_start"].iloc[0], full["window_start"].iloc[-1]
-        lines.append(f"per model, first and latest window of {config.compare.drift.min_rows}+ requests "
-                     f"({first:%Y-%m-%d %H:%M:%S} and {last:%H:%M:%S}):")
+        lines.append(
+            f"per model, first and latest window of {config.compare.drift.min_rows}+ requests "
+            f"({first:%Y-%m-%d %H:%M:%S} and {last:%H:%M:%S}):"
+        )
         for model, rows in full.groupby("model"):
             a, b = rows.iloc[0], rows.iloc[-1]
-            lines.append(f"  {model:<14} {metric} {_plain(a[metric])} -> {_plain(b[metric])}   in time "
-                         f"{a['in_time_rate']:6.1%} -> {b['in_time_rate']:6.1%}   p99 "
-                         f"{a['latency_p99_ms'] / 1000:.1f} s -> {b['latency_p99_ms'] / 1000:.1f} s")
+            lines.append(
+                f"  {model:<14} {metric} {_plain(a[metric])} -> {_plain(b[metric])}   in time "
+                f"{a['in_time_rate']:6.1%} -> {b['in_time_rate']:6.1%}   p99 "
+                f"{a['latency_p99_ms'] / 1000:.1f} s -> {b['latency_p99_ms'] / 1000:.1f} s"
+            )
     flagged = tables.drift[tables.drift["flagged"]]
     if flagged.empty:
         lines.append(f"drift: nothing over the PSI threshold {config.compare.drift.threshold:g}")
     else:
         worst = flagged.groupby(["kind", "name"])["psi"].max().sort_values(ascending=False)
-        lines.append("drift: flagged " + ", ".join(f"{kind} {name} (PSI up to {psi:.2f})"
-                                                  for (kind, name), psi in worst.items()))
+        lines.append(
+            "drift: flagged " + ", ".join(f"{kind} {name} (PSI up to {psi:.2f})" for (kind, name), psi in worst.items())
+        )
     return "\n".join(lines)
 
 
@@ -101,8 +116,13 @@ def metric_plot(comparison: pd.DataFrame, metrics: tuple[str, ...]) -> Figure:
     axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)
     for ax, metric in zip(axes[:, 0], metrics):
         for model, rows in comparison.sort_values("window_start").groupby("model"):
-            ax.plot(rows["window_start"], rows[metric], marker="o", label=model,
-                    linestyle="--" if model == "served" else "-")
+            ax.plot(
+                rows["window_start"],
+                rows[metric],
+                marker="o",
+                label=model,
+                linestyle="--" if model == "served" else "-",
+            )
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(loc="best", fontsize="small")
@@ -175,8 +195,10 @@ def render(tables: Tables, latencies: pd.DataFrame, config: PipelineConfig, text
     evidence = tables.tests.drop(columns=["computed_at"], errors="ignore")
     windows = tables.comparison.drop(columns=["computed_at"], errors="ignore")
     flagged = tables.drift[tables.drift["flagged"]].drop(columns=["computed_at"], errors="ignore")
-    sections = [f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{_png(f)}'>"
-                for title, f in figures]
+    sections = [
+        f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{_png(f)}'>"
+        for title, f in figures
+    ]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>rendezvous: champion and challengers</title>
@@ -192,7 +214,7 @@ img {{ max-width: 100%; }}
 {html.escape(settings.window)}; the recommendation's rule: {html.escape(tables.tests["rule"].iloc[0]) if len(tables.tests) else "n/a"}.</p>
 <pre>{html.escape(text)}</pre>
 <h2>The evidence, per challenger</h2>{_table(evidence)}
-{''.join(sections)}
+{"".join(sections)}
 <h2>Drift flags</h2>{_table(flagged) if len(flagged) else "<p>None.</p>"}
 <h2>Per window and model</h2>{_table(windows)}
 </body></html>

@@ -6,6 +6,7 @@ test of the two models' decisions (classification) and a paired bootstrap interv
 improvement in the decisive metric. The recommendation follows the rule in conf (RecommendationRule),
 and the row says which rule, so that a reader can check the verdict against the evidence.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -51,9 +52,11 @@ class Evidence:
 
 
 def rule_text(rule: RecommendationRule, metric: str) -> str:
-    return (f"promote when at least {rule.min_labelled} labelled requests and the whole {rule.confidence:.0%} "
-            f"interval of the {metric} improvement is above {rule.min_effect:g}; retire when it is all below "
-            f"{-rule.min_effect:g}; otherwise keep watching")
+    return (
+        f"promote when at least {rule.min_labelled} labelled requests and the whole {rule.confidence:.0%} "
+        f"interval of the {metric} improvement is above {rule.min_effect:g}; retire when it is all below "
+        f"{-rule.min_effect:g}; otherwise keep watching"
+    )
 
 
 def recommend(rule: RecommendationRule, labelled: int, low: float | None, high: float | None) -> str:
@@ -85,14 +88,22 @@ def paired_labelled(rows: DataFrame, labels: DataFrame, over_ms: int) -> DataFra
 def _evidence(config: CompareConfig, challenger: str, pairs: pd.DataFrame, labelled: int) -> Evidence:
     rule, metric = config.recommend, config.decisive_metric
     champion_name = pairs["champion"].mode().iloc[0] if len(pairs) else ""
-    untested = dict.fromkeys(("mcnemar_champion_only", "mcnemar_challenger_only", "mcnemar_statistic",
-                              "mcnemar_p_value", "mcnemar_method"))
+    untested = dict.fromkeys(
+        ("mcnemar_champion_only", "mcnemar_challenger_only", "mcnemar_statistic", "mcnemar_p_value", "mcnemar_method")
+    )
     # toPandas gives times naive, in the session's time zone (UTC, rdv/spark.py).
     times = pd.to_datetime(pairs["event_time"]).dt.tz_localize("UTC")
-    base = dict(challenger=challenger, champion=champion_name, metric=metric, labelled=labelled, resampled=len(pairs),
-                evaluated_from=times.min().to_pydatetime() if len(pairs) else None,
-                evaluated_to=times.max().to_pydatetime() if len(pairs) else None,
-                confidence=rule.confidence, rule=rule_text(rule, metric))
+    base = dict(
+        challenger=challenger,
+        champion=champion_name,
+        metric=metric,
+        labelled=labelled,
+        resampled=len(pairs),
+        evaluated_from=times.min().to_pydatetime() if len(pairs) else None,
+        evaluated_to=times.max().to_pydatetime() if len(pairs) else None,
+        confidence=rule.confidence,
+        rule=rule_text(rule, metric),
+    )
     if len(pairs) == 0:
         unmeasured = dict.fromkeys(("champion_value", "challenger_value", "effect", "ci_low", "ci_high"))
         return Evidence(**base, **unmeasured, **untested, recommendation=KEEP_WATCHING)
@@ -105,10 +116,13 @@ def _evidence(config: CompareConfig, challenger: str, pairs: pd.DataFrame, label
         test = mcnemar(truth, champion[1], challenger_answers[1])
         tested = {f"mcnemar_{k}": v for k, v in asdict(test).items()}
     return Evidence(
-        **base, **tested,
+        **base,
+        **tested,
         champion_value=float(evaluate(metric, truth, *champion)),
         challenger_value=float(evaluate(metric, truth, *challenger_answers)),
-        effect=interval.effect, ci_low=interval.low, ci_high=interval.high,
+        effect=interval.effect,
+        ci_low=interval.low,
+        ci_high=interval.high,
         recommendation=recommend(rule, labelled, interval.low, interval.high),
     )
 

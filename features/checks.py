@@ -4,6 +4,7 @@ Per-record checks decide quarantine on the hot path, so they are column expressi
 per record, never Python per row. A reason names the check and the field, e.g. `below_min:amount`;
 the first check a record breaks is its reason, raw fields first, in the order of the spec.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column

@@ -7,6 +7,7 @@ leaves nothing of the field. The key comes from the environment (features/person
 
 The hash is Spark SQL (sha2 twice, as HMAC is defined), so no Python runs per record.
 """
+
 from __future__ import annotations
 
 import hashlib

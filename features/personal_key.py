@@ -4,6 +4,7 @@ It comes from the environment variable RDV_PERSONAL_DATA_KEY, never from a file,
 and the tables never hold it. Apart from the hashing, which is Spark SQL, so that a command that
 only checks or sets the key (every `rdv` command does) does not load Spark.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,10 @@ def personal_data_key(spec: FeatureSpec, spec_file) -> bytes | None:
     hashed = [name for name, field in spec.raw.items() if field.personal == "hash"]
     key = os.environ.get(KEY_VARIABLE, "")
     if hashed and not key:
-        raise MissingKey(f"{spec_file}: {', '.join(hashed)} marked `personal: hash`, but {KEY_VARIABLE} is not set: "
-                         "export a secret of your own (e.g. `openssl rand -hex 32`) before starting the jobs")
+        raise MissingKey(
+            f"{spec_file}: {', '.join(hashed)} marked `personal: hash`, but {KEY_VARIABLE} is not set: "
+            "export a secret of your own (e.g. `openssl rand -hex 32`) before starting the jobs"
+        )
     return key.encode() if key else None
 
 
@@ -36,5 +39,8 @@ def ensure_session_key() -> None:
     starts, so the demo runs on a fresh machine; pseudonyms then differ from run to run."""
     if not os.environ.get(KEY_VARIABLE):
         os.environ[KEY_VARIABLE] = secrets.token_hex(32)
-        log.warning("%s is not set: personal data is hashed under a random key for this run only; "
-                    "set it to keep pseudonyms stable across runs", KEY_VARIABLE)
+        log.warning(
+            "%s is not set: personal data is hashed under a random key for this run only; "
+            "set it to keep pseudonyms stable across runs",
+            KEY_VARIABLE,
+        )

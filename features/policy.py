@@ -9,6 +9,7 @@ stay null). Otherwise `rules` take the preference of the first rule that holds (
 when none holds, the configured preference, and `rule` is null), and `split` puts the request's
 `arm`, chosen by a hash of the request id, before the rest of the configured preference.
 """
+
 from __future__ import annotations
 
 import operator
@@ -26,8 +27,14 @@ OVERRIDES = ("strategy", "deadline_ms", "preference", "default_score", "criterio
 _OVERRIDES_AS_TEXT = StructType([StructField(name, StringType()) for name in OVERRIDES])
 # The split hashes each request into one of this many buckets: shares have two decimals.
 SPLIT_BUCKETS = 10_000
-_COMPARE = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le, "gt": operator.gt,
-            "ge": operator.ge}
+_COMPARE = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}
 
 
 def parse_overrides(policy_text: Column) -> Column:
@@ -54,8 +61,10 @@ def override_problems(policy_text: Column, overrides: Column, policy: Policy) ->
         (F.size(unknown) > 0, F.concat(F.lit("bad_policy:"), unknown[0])),
         (text.strategy.isNotNull() & ~text.strategy.isin(*strategies), "bad_policy:strategy"),
         (text.deadline_ms.isNotNull() & ~F.coalesce(overrides.deadline_ms > 0, F.lit(False)), "bad_policy:deadline_ms"),
-        (text.preference.isNotNull() & ~F.coalesce(F.size(overrides.preference) > 0, F.lit(False)),
-         "bad_policy:preference"),
+        (
+            text.preference.isNotNull() & ~F.coalesce(F.size(overrides.preference) > 0, F.lit(False)),
+            "bad_policy:preference",
+        ),
         (text.default_score.isNotNull() & overrides.default_score.isNull(), "bad_policy:default_score"),
         (text.criterion.isNotNull() & ~text.criterion.isin(*CRITERIA), "bad_policy:criterion"),
     ]
@@ -102,8 +111,9 @@ def _strings(values) -> Column:
     return F.array(*[F.lit(v) for v in values])
 
 
-def request_policy(policy: Policy, raw_names: set[str], max_deadline_ms: int, overrides: Column,
-                   request_id: Column) -> Column:
+def request_policy(
+    policy: Policy, raw_names: set[str], max_deadline_ms: int, overrides: Column, request_id: Column
+) -> Column:
     """The policy record of a request (features.records.POLICY_STRUCT), from the configured policy
     and the event's overrides; rules read the columns `typed` (raw fields, named in raw_names) and
     `features`."""
@@ -111,8 +121,11 @@ def request_policy(policy: Policy, raw_names: set[str], max_deadline_ms: int, ov
     own = overrides.preference
     configured = _strings(policy.preference)
     none = F.lit(None).cast("string")
-    rule = (F.when(own.isNull() & (strategy == "rules"), _first_rule(policy.rules, raw_names, lambda r: F.lit(r.name)))
-            if policy.rules else none)
+    rule = (
+        F.when(own.isNull() & (strategy == "rules"), _first_rule(policy.rules, raw_names, lambda r: F.lit(r.name)))
+        if policy.rules
+        else none
+    )
     rule_preference = _first_rule(policy.rules, raw_names, lambda r: _strings(r.preference)) if policy.rules else None
     arm = F.when(own.isNull() & (strategy == "split"), split_arm(policy.split, request_id)) if policy.split else none
     preference = F.when(own.isNotNull(), own)
@@ -121,7 +134,9 @@ def request_policy(policy: Policy, raw_names: set[str], max_deadline_ms: int, ov
     preference = preference.when(arm.isNotNull(), F.concat(F.array(arm), F.filter(configured, lambda p: p != arm)))
     return F.struct(
         strategy.alias("strategy"),
-        F.least(F.coalesce(overrides.deadline_ms, F.lit(policy.deadline_ms)), F.lit(max_deadline_ms)).alias("deadline_ms"),
+        F.least(F.coalesce(overrides.deadline_ms, F.lit(policy.deadline_ms)), F.lit(max_deadline_ms)).alias(
+            "deadline_ms"
+        ),
         preference.otherwise(configured).alias("preference"),
         F.coalesce(overrides.default_score, F.lit(policy.default_score)).alias("default_score"),
         F.when(strategy == "best", F.coalesce(overrides.criterion, F.lit(policy.best.criterion))).alias("criterion"),

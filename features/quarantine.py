@@ -5,6 +5,7 @@ from (topic, partition, offset) and when it was quarantined. The Delta table `qu
 the same, one row per record, for a user to count by reason and to fix and replay
 (`rdv quarantine replay`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection
@@ -41,8 +42,13 @@ PLACE = ("source_topic", "source_partition", "source_offset")
 NOT_FIXED_BY_REPLAY = ("duplicate:request_id", "too_new:event_time", "too_old:event_time")
 
 
-def replayable(quarantine: DataFrame, replayed: DataFrame | None, reasons: list[str] | None = None,
-               since: date | None = None, topics: Collection[str] | None = None) -> DataFrame:
+def replayable(
+    quarantine: DataFrame,
+    replayed: DataFrame | None,
+    reasons: list[str] | None = None,
+    since: date | None = None,
+    topics: Collection[str] | None = None,
+) -> DataFrame:
     """The rows of the quarantine table to send back to their topic: those with a reason that is,
     or starts with, one of reasons (any but NOT_FIXED_BY_REPLAY when None), quarantined on or after
     since, that came from one of topics (rows loaded from a file have no topic to go back to), and
@@ -67,5 +73,9 @@ def replay_messages(rows: DataFrame) -> DataFrame:
     """Quarantine rows as messages to the topic they came from (rdv.raw, or rdv.labels for a label):
     the raw payload as it is in the table (fixed there, or as it arrived), keyed by its request id
     when it has one, with the time it first arrived."""
-    return rows.select(F.col("source_topic").alias("topic"), F.get_json_object("raw", "$.request_id").alias("key"),
-                       F.col("raw").alias("value"), F.unix_millis("source_timestamp").alias("timestamp_ms"))
+    return rows.select(
+        F.col("source_topic").alias("topic"),
+        F.get_json_object("raw", "$.request_id").alias("key"),
+        F.col("raw").alias("value"),
+        F.unix_millis("source_timestamp").alias("timestamp_ms"),
+    )

@@ -5,6 +5,7 @@ rendezvous reads every record without knowing the spec. A reader parses the feat
 it started with: a feature added later is ignored by it until it restarts, and a feature it needs
 that the spec no longer has stops it at start (models/scoring.py), never at scoring.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import DataFrame

@@ -8,6 +8,7 @@ load, and every error names the file and the field. The feature expressions are 
 not at scoring. Spark is imported where a schema or that check needs it: reading the spec, as every
 `rdv` command does, does not load it.
 """
+
 from __future__ import annotations
 
 import re
@@ -86,8 +87,9 @@ class RawField(_Frozen):
     def _checks_fit(self) -> RawField:
         self.checks.fit(self.type)
         if self.personal == "hash" and self.type != "string":
-            raise ValueError(f"personal: hash applies to strings (its pseudonym is one), not to {self.type}; "
-                             "use personal: drop")
+            raise ValueError(
+                f"personal: hash applies to strings (its pseudonym is one), not to {self.type}; use personal: drop"
+            )
         return self
 
 
@@ -149,27 +151,34 @@ class FeatureSpec(_Frozen):
     def _plain_names(cls, fields: dict) -> dict:
         for name in fields:
             if not _NAME.match(name) or name.startswith(INTERNAL_PREFIX):
-                raise ValueError(f"{name!r}: a name is a letter then letters, digits or _, and does not start "
-                                 f"with {INTERNAL_PREFIX!r}")
+                raise ValueError(
+                    f"{name!r}: a name is a letter then letters, digits or _, and does not start "
+                    f"with {INTERNAL_PREFIX!r}"
+                )
         return fields
 
     @model_validator(mode="after")
     def _has_its_keys(self) -> FeatureSpec:
         event_time = self.raw.get("event_time")
         if event_time is None or event_time.type != "timestamp" or not event_time.required:
-            raise ValueError("raw.event_time must be declared as {type: timestamp, required: true}: "
-                             "every decision is made on event time")
+            raise ValueError(
+                "raw.event_time must be declared as {type: timestamp, required: true}: "
+                "every decision is made on event time"
+            )
         request_id = self.raw.get("request_id")
         if request_id is not None and (request_id.type != "string" or request_id.personal):
-            raise ValueError("raw.request_id, when declared, is a string and not personal data: "
-                             "it keys every record")
+            raise ValueError("raw.request_id, when declared, is a string and not personal data: it keys every record")
         if "schema_version" in self.raw:
-            raise ValueError("raw.schema_version is reserved: a raw record's version is checked against "
-                             "schema_version and accepted_versions")
+            raise ValueError(
+                "raw.schema_version is reserved: a raw record's version is checked against "
+                "schema_version and accepted_versions"
+            )
         subject = self.raw.get(self.subject) if self.subject else None
         if self.subject and (subject is None or subject.type != "string" or subject.personal == "drop"):
-            raise ValueError(f"subject: {self.subject!r} must be a raw field of type string that is not "
-                             "`personal: drop` (nothing could find a subject's rows by a field that is dropped)")
+            raise ValueError(
+                f"subject: {self.subject!r} must be a raw field of type string that is not "
+                "`personal: drop` (nothing could find a subject's rows by a field that is dropped)"
+            )
         if self.accepted_versions is not None and any(v < 1 or v > self.schema_version for v in self.accepted_versions):
             raise ValueError(f"accepted_versions: each must be between 1 and schema_version ({self.schema_version})")
         return self

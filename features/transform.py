@@ -11,6 +11,7 @@ plan); `with_arrival_marks` finds the first arrival of each request id (stateful
 plan); `flag_duplicates` and `with_policy` run on each micro-batch, the latter with the policy
 file as it is then (the job builds its columns once per policy version, `policy_columns`).
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, Window
@@ -25,11 +26,25 @@ from rdv.clock import wall_clock
 from rdv.policy import Policy
 
 _JSON, _TYPED, _VISIBLE, _FEATURES, _SOURCE, _FITS, _CORRUPT = (
-    f"{INTERNAL_PREFIX}{n}" for n in ("json", "typed", "visible", "features", "source", "fits", "corrupt"))
+    f"{INTERNAL_PREFIX}{n}" for n in ("json", "typed", "visible", "features", "source", "fits", "corrupt")
+)
 DUPLICATE = "duplicate:request_id"
 # What check_raw gives for each raw record.
-CHECKED = ("request_id", "own_id", "subject", "event_time", "typed", "features", "policy_text",
-           "reason", "value", "topic", "partition", "offset", "timestamp")
+CHECKED = (
+    "request_id",
+    "own_id",
+    "subject",
+    "event_time",
+    "typed",
+    "features",
+    "policy_text",
+    "reason",
+    "value",
+    "topic",
+    "partition",
+    "offset",
+    "timestamp",
+)
 
 
 def _as_text(spec: FeatureSpec) -> StructType:
@@ -60,16 +75,20 @@ def _rules(spec: FeatureSpec) -> list[tuple[Column, str]]:
         # object with a value that is not finite, not a record that is not JSON.
         (json.isNull() | (json[_CORRUPT].isNotNull() & F.get_json_object(parsed_text, "$").isNull()), "not_json"),
         (json[_CORRUPT].isNotNull(), "not_object"),
-        (version.isNotNull() & ~F.coalesce(version.try_cast("int").isin(*spec.versions), F.lit(False)),
-         "unknown_version:schema_version"),
+        (
+            version.isNotNull() & ~F.coalesce(version.try_cast("int").isin(*spec.versions), F.lit(False)),
+            "unknown_version:schema_version",
+        ),
     ]
     rules += [(json[name].isNull(), f"missing:{name}") for name, field in spec.raw.items() if field.required]
     rules += [(json[name].isNotNull() & typed[name].isNull(), f"wrong_type:{name}") for name in spec.raw]
     rules += check_rules(spec, raw=_TYPED, features=_FEATURES)
     # How far event_time is ahead of the record's arrival on rdv.raw (its Kafka timestamp).
     lead_ms = F.unix_millis(typed["event_time"]) - F.unix_millis(F.col(_SOURCE)["timestamp"])
-    rules += [(lead_ms > spec.limits.max_future_ms, "too_new:event_time"),
-              (-lead_ms > spec.limits.max_lateness_ms, "too_old:event_time")]
+    rules += [
+        (lead_ms > spec.limits.max_future_ms, "too_new:event_time"),
+        (-lead_ms > spec.limits.max_lateness_ms, "too_old:event_time"),
+    ]
     return rules
 
 
@@ -93,7 +112,9 @@ def check_raw(raw: DataFrame, spec: FeatureSpec, key: bytes | None = None) -> Da
     typed = F.struct(*[_typed(F.col(_JSON)[name], field.type).alias(name) for name, field in spec.raw.items()])
     visible = protected(F.col(_TYPED), spec, key)
     # The raw fields at the top level, where the feature expressions name them.
-    with_fields = parsed.select("*", typed.alias(_TYPED)).select("*", visible.alias(_VISIBLE)).select("*", f"{_VISIBLE}.*")
+    with_fields = (
+        parsed.select("*", typed.alias(_TYPED)).select("*", visible.alias(_VISIBLE)).select("*", f"{_VISIBLE}.*")
+    )
     features = F.struct(*[F.expr(f.expr).cast(f.type).alias(name) for name, f in spec.features.items()])
     computed = with_fields.select(_SOURCE, _FITS, _JSON, _TYPED, _VISIBLE, features.alias(_FEATURES))
     source = F.col(_SOURCE)
@@ -147,15 +168,26 @@ def with_arrival_marks(checked: DataFrame, dedup_window_ms: int | None) -> DataF
     firsts = (
         keyed.select("request_id", fenced.alias("fenced"))
         .where(_dedup_candidate(F.col("fenced")))
-        .select("request_id", F.struct("fenced.topic", "fenced.partition", "fenced.offset").alias("place"),
-                wall_clock().alias("arrived_at"))
+        .select(
+            "request_id",
+            F.struct("fenced.topic", "fenced.partition", "fenced.offset").alias("place"),
+            wall_clock().alias("arrived_at"),
+        )
         .withWatermark("arrived_at", f"{dedup_window_ms // 2} milliseconds")
         .dropDuplicatesWithinWatermark(["request_id"])
     )
-    marks = firsts.select("request_id", "place", F.lit(True).alias("first_arrival"),
-                          F.lit(None).cast(keyed.schema["row"].dataType).alias("row"))
-    rows = keyed.select("request_id", F.struct("row.topic", "row.partition", "row.offset").alias("place"),
-                        F.lit(None).cast("boolean").alias("first_arrival"), "row")
+    marks = firsts.select(
+        "request_id",
+        "place",
+        F.lit(True).alias("first_arrival"),
+        F.lit(None).cast(keyed.schema["row"].dataType).alias("row"),
+    )
+    rows = keyed.select(
+        "request_id",
+        F.struct("row.topic", "row.partition", "row.offset").alias("place"),
+        F.lit(None).cast("boolean").alias("first_arrival"),
+        "row",
+    )
     return rows.unionByName(marks)
 
 

@@ -7,6 +7,7 @@ Databricks job) or let it repeat itself with --every.
 Usage:
     spark-submit --packages <see README> jobs/compare.py --conf conf [--every "15 minutes"]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -8,6 +8,7 @@ every score of every model in Delta, off the latency path.
 Usage:
     spark-submit --packages <see README> jobs/decide.py --conf conf
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,13 @@ def decisions(spark: SparkSession, config: PipelineConfig, max_offsets: int | No
     # only after every request before it (rdv/heartbeat.py), never comes without them; and one
     # source holds micro-batches back alike (read_topic's `every`), where two would each start
     # micro-batches of their own.
-    messages = read_topic(spark, config, f"{topics.features.name},{topics.heartbeats.name},{topics.scores.name}",
-                          max_offsets=max_offsets, every=config.spark.trigger)
+    messages = read_topic(
+        spark,
+        config,
+        f"{topics.features.name},{topics.heartbeats.name},{topics.scores.name}",
+        max_offsets=max_offsets,
+        every=config.spark.trigger,
+    )
     return answers(messages, topics.scores.name, config.timing)
 
 

@@ -5,6 +5,7 @@ and validates what it archived with Great Expectations, off the latency path, in
 Usage:
     spark-submit --packages <see README> jobs/decoy.py --conf conf
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,7 @@ QUERIES = (QUERY, QUALITY_QUERY)
 
 
 def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
-    archive = archive_rows(read_topic(spark, config, config.kafka.topics.features.name),
-                           config.spec.features_schema())
+    archive = archive_rows(read_topic(spark, config, config.kafka.topics.features.name), config.spec.features_schema())
     return write_table(archive, config, QUERY, "archive", key=("request_id",), since="event_time", first="offset")
 
 
@@ -52,18 +52,40 @@ def build_quality(spark: SparkSession, config: PipelineConfig) -> StreamingQuery
         document = documents / validated_at.strftime("%Y-%m-%d") / f"batch-{batch_id:08d}.json"
         document.parent.mkdir(parents=True, exist_ok=True)
         document.write_text(json.dumps(validation.document, indent=1, default=str))
-        records = [(batch_id, validated_at, validation.suite, rows, validation.success, r["expectation"], r["column"],
-                    r["success"], r["unexpected_count"], r["unexpected_percent"], r["exception"], str(document),
-                    validated_at.date()) for r in expectation_rows(validation)]
+        records = [
+            (
+                batch_id,
+                validated_at,
+                validation.suite,
+                rows,
+                validation.success,
+                r["expectation"],
+                r["column"],
+                r["success"],
+                r["unexpected_count"],
+                r["unexpected_percent"],
+                r["exception"],
+                str(document),
+                validated_at.date(),
+            )
+            for r in expectation_rows(validation)
+        ]
         # Idempotent per micro-batch: a batch run again after a failure is not recorded twice.
-        (spark.createDataFrame(records, DATA_QUALITY_ROW).write.format("delta").mode("append")
-         .option("txnAppId", txn_app_id(spark, QUALITY_QUERY)).option("txnVersion", batch_id).save(table))
+        (
+            spark.createDataFrame(records, DATA_QUALITY_ROW)
+            .write.format("delta")
+            .mode("append")
+            .option("txnAppId", txn_app_id(spark, QUALITY_QUERY))
+            .option("txnVersion", batch_id)
+            .save(table)
+        )
 
     # A commit that rewrites files (rdv forget's deletes) has nothing new to validate, and without
     # skipping it the Delta source would fail at it on every start.
     stream = spark.readStream.format("delta").option("skipChangeCommits", "true").load(config.table("archive"))
-    return for_each_batch(stream, config, QUALITY_QUERY, validate_batch, trigger=config.spark.quality_trigger,
-                          pool=RECORDING_POOL)
+    return for_each_batch(
+        stream, config, QUALITY_QUERY, validate_batch, trigger=config.spark.quality_trigger, pool=RECORDING_POOL
+    )
 
 
 def build_all(spark: SparkSession, config: PipelineConfig) -> list[StreamingQuery]:

@@ -9,6 +9,7 @@ effect within one trigger, without a restart (rdv/policy.py).
 Usage:
     spark-submit --packages <see README> jobs/featurize.py --conf conf
 """
+
 from __future__ import annotations
 
 import argparse

@@ -8,6 +8,7 @@ that locally).
 Usage:
     spark-submit --packages <see README> jobs/pipeline.py --conf conf [--models champion challenger]
 """
+
 from __future__ import annotations
 
 from jobs import decide, featurize, score
@@ -26,8 +27,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argument_parser("Run the features, model and rendezvous jobs in one Spark application.")
     parser.add_argument("--models", nargs="*", help="model configs to run (default: all in conf/models)")
     run_job(
-        "rdv-pipeline", parser,
-        lambda spark, config, args: build_all(spark, config, args.models or sorted(config.models)), argv,
+        "rdv-pipeline",
+        parser,
+        lambda spark, config, args: build_all(spark, config, args.models or sorted(config.models)),
+        argv,
         latency_path=True,
     )
 

@@ -15,6 +15,7 @@ runs it with the decoy in the recording application, at a lower CPU priority tha
 Usage:
     spark-submit --packages <see README> jobs/record.py --conf conf
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,11 @@ def _labels(spark: SparkSession, config: PipelineConfig) -> Recorder:
         try:
             bad = quarantine_records(checked)
             if not bad.isEmpty():
-                publish(bad.select(F.to_json(F.struct(*bad.columns)).alias("value")), config,
-                        config.kafka.topics.quarantine.name)
+                publish(
+                    bad.select(F.to_json(F.struct(*bad.columns)).alias("value")),
+                    config,
+                    config.kafka.topics.quarantine.name,
+                )
             merge_labels(spark, path, latest_per_request(checked))
         finally:
             checked.unpersist()
@@ -68,17 +72,25 @@ def recorders(spark: SparkSession, config: PipelineConfig, messages: DataFrame) 
     table's rows are derived from, so that each table is created before the first batch."""
     topics, grace_ms = config.kafka.topics, config.rendezvous.grace_ms
 
-    def keyed(table: str, rows: Callable[[DataFrame], DataFrame], key: tuple[str, ...], since: str, first: str,
-              partition_by: str = "event_date") -> Recorder:
+    def keyed(
+        table: str,
+        rows: Callable[[DataFrame], DataFrame],
+        key: tuple[str, ...],
+        since: str,
+        first: str,
+        partition_by: str = "event_date",
+    ) -> Recorder:
         target = KeyedTable.create(spark, config, table, rows(messages).schema, key, since, first, QUERY, partition_by)
         return _keyed(target, rows)
 
     return {
         topics.results.name: keyed("results", result_rows, ("request_id",), "event_time", "published_at"),
-        topics.scores.name: keyed("scores", lambda m: score_rows(m, grace_ms), ("request_id", "model"), "event_time",
-                                  "scored_at"),
-        topics.quarantine.name: keyed("quarantine", quarantine_rows, PLACE, "source_timestamp", "quarantined_at",
-                                      partition_by="quarantine_date"),
+        topics.scores.name: keyed(
+            "scores", lambda m: score_rows(m, grace_ms), ("request_id", "model"), "event_time", "scored_at"
+        ),
+        topics.quarantine.name: keyed(
+            "quarantine", quarantine_rows, PLACE, "source_timestamp", "quarantined_at", partition_by="quarantine_date"
+        ),
         topics.labels.name: _labels(spark, config),
     }
 

@@ -11,6 +11,7 @@ run on (rdv/jobrun.py, QueryKeeper); its topics keep every record until it catch
 Usage:
     spark-submit --packages <see README> jobs/recording.py --conf conf
 """
+
 from __future__ import annotations
 
 import argparse

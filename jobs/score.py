@@ -8,6 +8,7 @@ with an error record, and the rest of its micro-batch is scored (see models/cras
 Usage:
     spark-submit --packages <see README> jobs/score.py --conf conf --model champion
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,14 @@ def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> Strea
         return list(inputs or allowed)
 
     try:
-        follower = ModelFollower(model, config.tracking_uri, config.path(config.paths.var) / "models", prepare,
-                                 duration_ms(config.mlflow.alias_check) / 1000, config.alias_marker)
+        follower = ModelFollower(
+            model,
+            config.tracking_uri,
+            config.path(config.paths.var) / "models",
+            prepare,
+            duration_ms(config.mlflow.alias_check) / 1000,
+            config.alias_marker,
+        )
     except ModelNotFound as error:
         raise ConfigError(f"{config_file}: uri: {error}") from None
 
@@ -64,10 +71,16 @@ def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> Strea
         publish_isolating_crashes(
             requests,
             lambda rows: publish(with_scores(rows, udf).select(*scored), config, topic),
-            lambda rows, error: publish(to_messages(failed_scores(rows, serving.model, error)), config, topic))
+            lambda rows, error: publish(to_messages(failed_scores(rows, serving.model, error)), config, topic),
+        )
 
-    messages = read_topic(spark, config, config.kafka.topics.features.name, model.spark.max_offsets_per_trigger,
-                          every=model.spark.trigger or config.spark.trigger)
+    messages = read_topic(
+        spark,
+        config,
+        config.kafka.topics.features.name,
+        model.spark.max_offsets_per_trigger,
+        every=model.spark.trigger or config.spark.trigger,
+    )
     requests = parse_feature_records(messages, config.spec.features_schema()).where(F.col("kind") == "request")
     return for_each_batch(requests, config, f"score-{model.name}", score_batch)
 

@@ -8,6 +8,7 @@ again in halves, down to the single requests that crash it. Each of those gets a
 the error, as a request the model raised on does. For k poison records among n that is about
 2k log2(n) more Spark jobs, and only for the batches that have one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,9 @@ def crashed_a_worker(error: Exception) -> bool:
     return any(mark in text for mark in _CRASH_MARKS[:2]) or ("Python worker" in text and _CRASH_MARKS[2] in text)
 
 
-def publish_isolating_crashes(requests: DataFrame, publish_scores: Callable[[DataFrame], None],
-                              publish_failed: Callable[[DataFrame, str], None]) -> list[str]:
+def publish_isolating_crashes(
+    requests: DataFrame, publish_scores: Callable[[DataFrame], None], publish_failed: Callable[[DataFrame, str], None]
+) -> list[str]:
     """publish_scores(requests); if a worker crashed under it, publish_scores on the halves that do
     not crash and publish_failed on each request that does. Returns those requests' ids."""
     try:
@@ -45,8 +47,12 @@ def publish_isolating_crashes(requests: DataFrame, publish_scores: Callable[[Dat
         crashed = _bisect(requests, ids, publish_scores, publish_failed)
     finally:
         requests.unpersist()
-    log.error("%d request(s) crashed the model's Python worker, published with the error %r: %s", len(crashed),
-              CRASHED, ", ".join(crashed))
+    log.error(
+        "%d request(s) crashed the model's Python worker, published with the error %r: %s",
+        len(crashed),
+        CRASHED,
+        ", ".join(crashed),
+    )
     return crashed
 
 
@@ -55,7 +61,7 @@ def _bisect(requests: DataFrame, ids: list[str], publish_scores, publish_failed)
         publish_failed(requests.where(F.col("request_id") == ids[0]), CRASHED)
         return ids
     crashed = []
-    for half in (ids[:len(ids) // 2], ids[len(ids) // 2:]):
+    for half in (ids[: len(ids) // 2], ids[len(ids) // 2 :]):
         part = requests.where(F.col("request_id").isin(half))
         try:
             publish_scores(part)

@@ -1,4 +1,5 @@
 """The decoy: a model that never answers and only archives its input, exactly as models see it."""
+
 from __future__ import annotations
 
 from pyspark.sql import DataFrame

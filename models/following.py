@@ -10,6 +10,7 @@ made in the registry otherwise applies within alias_check. A version that does
 not fit the job's config (it needs a feature the config does not give it) is refused, loudly,
 and the job keeps scoring with the version it has, rather than failing every batch after.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,8 +55,15 @@ def _stamp(marker: Path) -> int | None:
 
 
 class ModelFollower:
-    def __init__(self, model: ModelConfig, tracking_uri: str, download_root: Path, prepare: Prepare,
-                 check_every_s: float, marker: Path):
+    def __init__(
+        self,
+        model: ModelConfig,
+        tracking_uri: str,
+        download_root: Path,
+        prepare: Prepare,
+        check_every_s: float,
+        marker: Path,
+    ):
         self._config = model
         self._tracking_uri = tracking_uri
         self._download_root = download_root
@@ -80,8 +88,13 @@ class ModelFollower:
         try:
             version = current_version(self._config.uri, self._tracking_uri)
         except (ModelNotFound, MlflowException) as error:
-            log.warning("%s: cannot resolve %s (%s); scoring with version %s", current.name, self._config.uri,
-                        error, current.version)
+            log.warning(
+                "%s: cannot resolve %s (%s); scoring with version %s",
+                current.name,
+                self._config.uri,
+                error,
+                current.version,
+            )
             return self.serving
         if version in (current.version, self._refused):
             return self.serving
@@ -90,10 +103,22 @@ class ModelFollower:
             columns = self._prepare(resolved)
         except (ConfigError, ModelNotFound, MlflowException) as error:
             self._refused = version
-            log.error("%s: refusing version %s of %s and scoring with version %s: %s", current.name, version,
-                      self._config.uri, current.version, error)
+            log.error(
+                "%s: refusing version %s of %s and scoring with version %s: %s",
+                current.name,
+                version,
+                self._config.uri,
+                current.version,
+                error,
+            )
             return self.serving
-        log.info("%s: %s moved from version %s to %s; scoring with %s from this micro-batch on", current.name,
-                 self._config.uri, current.version, resolved.version, resolved.version)
+        log.info(
+            "%s: %s moved from version %s to %s; scoring with %s from this micro-batch on",
+            current.name,
+            self._config.uri,
+            current.version,
+            resolved.version,
+            resolved.version,
+        )
         self.serving = Serving(resolved, columns)
         return self.serving

@@ -5,6 +5,7 @@ executors, so that Python workers never talk to the registry and every score nam
 that produced it. Roles follow MLflow's convention: the registry's `champion` and `challenger`
 aliases say which version plays which part, and `promote` is the one place that moves them.
 """
+
 from __future__ import annotations
 
 import re
@@ -61,7 +62,9 @@ def pin(uri: str, tracking_uri: str) -> Pinned:
             return Pinned(uri, uri.split("/")[1], None)
         if Path(uri).exists():
             return Pinned(uri, "local", None)
-        raise ModelNotFound(f"{uri} is neither models:/NAME@ALIAS, models:/NAME/VERSION, runs:/... nor an existing path")
+        raise ModelNotFound(
+            f"{uri} is neither models:/NAME@ALIAS, models:/NAME/VERSION, runs:/... nor an existing path"
+        )
     name, alias, version = match["name"], match["alias"], match["version"]
     try:
         if alias is not None:

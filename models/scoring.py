@@ -9,6 +9,7 @@ row, and a row that raises, or a prediction that is NaN or infinite, becomes a s
 no score and an error saying why. So a broken challenger neither stops its job nor goes silent,
 and the rendezvous never takes its output for an answer.
 """
+
 from __future__ import annotations
 
 import gc
@@ -69,8 +70,11 @@ def ship(context: SparkContext, model: ResolvedModel) -> None:
     leaves no half archive for its restart to send."""
     archive = model.local_dir.with_name(shipped_name(model))
     if not archive.exists():
-        partial = Path(shutil.make_archive(str(archive.with_name(f".{archive.stem}-{os.getpid()}")), "zip",
-                                           root_dir=model.local_dir))
+        partial = Path(
+            shutil.make_archive(
+                str(archive.with_name(f".{archive.stem}-{os.getpid()}")), "zip", root_dir=model.local_dir
+            )
+        )
         partial.replace(archive)
     context.addArchive(str(archive))
 
@@ -125,8 +129,15 @@ def _row_by_row(model, features: pd.DataFrame, output: Output, threshold: float)
                 raise ValueError(f"returned {len(row)} predictions for one row")
             rows.append(row.assign(error=None))
         except Exception as error:  # noqa: BLE001 - any failure of the model's own code is a result
-            rows.append(pd.DataFrame({"score": [np.nan], "label": pd.array([None], dtype="Int32"),
-                                      "error": [f"raised {type(error).__name__}: {str(error)[:300]}"]}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "score": [np.nan],
+                        "label": pd.array([None], dtype="Int32"),
+                        "error": [f"raised {type(error).__name__}: {str(error)[:300]}"],
+                    }
+                )
+            )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -171,8 +182,12 @@ def with_scores(requests: DataFrame, score_udf) -> DataFrame:
 
 def failed_scores(requests: DataFrame, model: ResolvedModel, error: str) -> DataFrame:
     """Score records without a score, with the error: for requests the model could not be run on."""
-    failed = F.struct(F.lit(None).cast("double").alias("score"), F.lit(None).cast("int").alias("label"),
-                      F.lit(error).alias("error"), F.current_timestamp().alias("scored_at"))
+    failed = F.struct(
+        F.lit(None).cast("double").alias("score"),
+        F.lit(None).cast("int").alias("label"),
+        F.lit(error).alias("error"),
+        F.current_timestamp().alias("scored_at"),
+    )
     return requests.withColumn("s", failed).select(*score_record_columns(model))
 
 

@@ -6,6 +6,7 @@ a persistent metastore (Hive, Unity Catalog, Glue) a registration made once by `
 stays; with the local default's in-memory catalog it lasts for the session, so the notebook,
 `rdv sql` and `rdv report` register the tables again when they start.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,17 @@ from pyspark.sql import SparkSession
 from rdv.config import PipelineConfig
 
 TABLES = (
-    "archive", "scores", "results", "labels", "quarantine", "quarantine_replays", "data_quality",
-    "comparison", "comparison_tests", "comparison_agreement", "drift",
+    "archive",
+    "scores",
+    "results",
+    "labels",
+    "quarantine",
+    "quarantine_replays",
+    "data_quality",
+    "comparison",
+    "comparison_tests",
+    "comparison_agreement",
+    "drift",
 )
 
 
@@ -44,6 +54,8 @@ def register_tables(spark: SparkSession, config: PipelineConfig) -> list[str]:
 
 def _same(location: str, path: str) -> bool:
     """A catalog's location (file:/x/y) and a configured path (/x/y, or a URI) name the same place."""
+
     def plain(text: str) -> str:
         return re.sub(r"^file:/*", "/", text).rstrip("/")
+
     return plain(location) == plain(path)

@@ -4,6 +4,7 @@ Every command takes --conf (default: conf), the directory with pipeline.yaml, fe
 policy.yaml, models/ and profiles/, and --profile: local (the embedded broker and local Spark)
 or profiles/<name>.yaml, such as cluster (docs/deployment.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,18 +74,25 @@ def _status(config, args) -> int:
     if rows:
         print(f"{'query':<20} {'state':<8} {'ready':<5} {'batch':>6} {'rows/s':>8} {'batch ms':>9} {'lag':>7}  updated")
         for r in rows:
-            print(f"{r['query']:<20} {r['state']:<8} {'yes' if r['ready'] else 'no':<5} {r['batch']:>6} "
-                  f"{r['input_rows_per_s']:>8} {r['batch_ms']:>9} {r['lag']:>7}  {r['updated']}")
+            print(
+                f"{r['query']:<20} {r['state']:<8} {'yes' if r['ready'] else 'no':<5} {r['batch']:>6} "
+                f"{r['input_rows_per_s']:>8} {r['batch_ms']:>9} {r['lag']:>7}  {r['updated']}"
+            )
         for r in rows:
             if r["state"] == "restarting":
-                print(f"query {r['query']}: failed {r['failures']} time(s) in a row, its job starts it again at "
-                      f"{r['next_start_at']}: {_first_line(r['exception'])}")
+                print(
+                    f"query {r['query']}: failed {r['failures']} time(s) in a row, its job starts it again at "
+                    f"{r['next_start_at']}: {_first_line(r['exception'])}"
+                )
             elif r["state"] == "failed":
                 print(f"query {r['query']}: failed: {_first_line(r['exception'])}")
         warming = [r["query"] for r in rows if not r["ready"]]
         if jobs:
-            print("pipeline: ready" if not warming else
-                  f"pipeline: warming up ({', '.join(warming)} not past their first micro-batches with records)")
+            print(
+                "pipeline: ready"
+                if not warming
+                else f"pipeline: warming up ({', '.join(warming)} not past their first micro-batches with records)"
+            )
     return 0 if jobs or supervisor else 3
 
 
@@ -105,8 +113,9 @@ def _model(config, args) -> int:
     if args.action == "add":
         if not args.uri:
             raise ConfigError("rdv model add needs --uri")
-        path = add_model_config(config, args.name, args.uri, features=args.features, output=args.output,
-                                role=args.role, force=args.force)
+        path = add_model_config(
+            config, args.name, args.uri, features=args.features, output=args.output, role=args.role, force=args.force
+        )
         print(f"{args.name}: wrote {path}; start its job with `rdv model start {args.name}`")
     elif args.action == "list":
         rows = model_rows(config)
@@ -119,8 +128,10 @@ def _model(config, args) -> int:
     elif args.action == "start":
         runner.start_model(config, args.name)
     elif not runner.stop_job(config, f"score-{args.name}"):
-        print(f"{args.name}: no job of its own is running (a model inside the one-application pipeline "
-              "stops with `rdv down`)")
+        print(
+            f"{args.name}: no job of its own is running (a model inside the one-application pipeline "
+            "stops with `rdv down`)"
+        )
         return 3
     else:
         print(f"{args.name}: stopped")
@@ -138,8 +149,10 @@ def _promote(config, args) -> int:
     if done.previous_champion in (None, done.champion):
         print(f"{name}: version {done.champion} is the champion")
     else:
-        print(f"{name}: version {done.champion} is the champion; version {done.previous_champion}, "
-              f"the previous champion, is the challenger (roll back with `rdv promote {name} {done.previous_champion}`)")
+        print(
+            f"{name}: version {done.champion} is the champion; version {done.previous_champion}, "
+            f"the previous champion, is the challenger (roll back with `rdv promote {name} {done.previous_champion}`)"
+        )
     from models.following import announce_alias_change
 
     announce_alias_change(config.alias_marker)
@@ -161,11 +174,19 @@ def _replay(config, args) -> int:
     from rdv.demo.replay import replay
     from rdv.kafka_security import client_settings
 
-    sent = replay(client_settings(config), config.kafka.topics.raw.name, args.events, args.rate,
-                  seed=args.seed, drift_at=args.drift_at, bad_every=args.bad_every, id_prefix=args.id_prefix,
-                  progress=lambda i, n: print(f"replay: {i}/{n} sent", flush=True),
-                  labels_topic=config.kafka.topics.labels.name if args.label_delay is not None else None,
-                  label_delay_s=args.label_delay or 0.0)
+    sent = replay(
+        client_settings(config),
+        config.kafka.topics.raw.name,
+        args.events,
+        args.rate,
+        seed=args.seed,
+        drift_at=args.drift_at,
+        bad_every=args.bad_every,
+        id_prefix=args.id_prefix,
+        progress=lambda i, n: print(f"replay: {i}/{n} sent", flush=True),
+        labels_topic=config.kafka.topics.labels.name if args.label_delay is not None else None,
+        label_delay_s=args.label_delay or 0.0,
+    )
     print(f"replay: {sent['events']} events, {sent['bad']} bad messages and {sent['labels']} labels sent")
     return 0
 
@@ -176,8 +197,17 @@ def _demo(config, args) -> int:
 
     spark = build_session(config, "rdv-demo")
     try:
-        outcome = run_demo(spark, config, args.events, args.rate, separate=args.separate, bad_every=args.bad_every,
-                           drift_at=args.drift_at, label_delay_s=args.label_delay, warm_up_s=args.warm_up)
+        outcome = run_demo(
+            spark,
+            config,
+            args.events,
+            args.rate,
+            separate=args.separate,
+            bad_every=args.bad_every,
+            drift_at=args.drift_at,
+            label_delay_s=args.label_delay,
+            warm_up_s=args.warm_up,
+        )
     finally:
         spark.stop()
     return 0 if outcome.ok else 1
@@ -191,8 +221,10 @@ def _forget(config, args) -> int:
     if jobs := runner.running_jobs(config):
         # Its deletes can conflict with the recorders' MERGEs, and a vacuum could remove the files
         # of a commit in flight (docs/data-quality.md).
-        raise ConfigError(f"jobs are running ({', '.join(jobs)}), and they read and write the tables it changes: "
-                          "stop them with `rdv down`, forget, then `rdv up` again")
+        raise ConfigError(
+            f"jobs are running ({', '.join(jobs)}), and they read and write the tables it changes: "
+            "stop them with `rdv down`, forget, then `rdv up` again"
+        )
     spark = build_session(config, "rdv-forget")
     try:
         forgotten = forget(spark, config, args.subject_id, vacuum=args.vacuum)
@@ -227,8 +259,10 @@ def _labels(config, args) -> int:
         loaded = backfill_labels(spark, config, args.source, args.format)
     finally:
         spark.stop()
-    print(f"labels: {loaded.rows} rows read from {args.source}: {loaded.inserted} new labels, "
-          f"{loaded.updated} replaced by a newer one, {sum(loaded.quarantined.values())} quarantined")
+    print(
+        f"labels: {loaded.rows} rows read from {args.source}: {loaded.inserted} new labels, "
+        f"{loaded.updated} replaced by a newer one, {sum(loaded.quarantined.values())} quarantined"
+    )
     for reason, count in sorted(loaded.quarantined.items()):
         print(f"  {reason:<24} {count:>8}")
     return 0
@@ -274,21 +308,28 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
 
     kafka = commands.add_parser("kafka", help="the local single-node broker (local profile)")
-    kafka.add_argument("action", choices=["up", "down", "status"], help="start it and create the topics, stop it, or show it")
+    kafka.add_argument(
+        "action", choices=["up", "down", "status"], help="start it and create the topics, stop it, or show it"
+    )
     kafka.set_defaults(run=_kafka)
 
     up = commands.add_parser(
-        "up", help="start the broker (local profile) and every job under a supervisor that restarts a job that dies",
+        "up",
+        help="start the broker (local profile) and every job under a supervisor that restarts a job that dies",
         description="Start the local broker (local profile), then the supervisor, which runs each job as a process "
-                    "of its own and starts a job that dies again after a backoff (the supervisor section of "
-                    "pipeline.yaml); each job resumes from its checkpoints. By default two Spark applications: "
-                    "the latency path (features, models, rendezvous) and the recording (decoy, recorder) at a "
-                    "lower CPU priority. Returns once every query runs; `rdv status` shows each job's restarts "
-                    "and when the pipeline is ready, `rdv down` stops everything. See docs/operations.md.")
+        "of its own and starts a job that dies again after a backoff (the supervisor section of "
+        "pipeline.yaml); each job resumes from its checkpoints. By default two Spark applications: "
+        "the latency path (features, models, rendezvous) and the recording (decoy, recorder) at a "
+        "lower CPU priority. Returns once every query runs; `rdv status` shows each job's restarts "
+        "and when the pipeline is ready, `rdv down` stops everything. See docs/operations.md.",
+    )
     up.add_argument("--separate", action="store_true", help="one spark-submit process per job, as production runs them")
-    up.add_argument("--foreground", action="store_true",
-                    help="stay in the foreground and print each job's starts and exits; Ctrl-C or SIGTERM stops "
-                         "every job and the broker")
+    up.add_argument(
+        "--foreground",
+        action="store_true",
+        help="stay in the foreground and print each job's starts and exits; Ctrl-C or SIGTERM stops "
+        "every job and the broker",
+    )
     up.add_argument("--models", nargs="*", help="model configs to run (default: every file in conf/models)")
     up.set_defaults(run=_up)
 
@@ -296,29 +337,42 @@ def parser() -> argparse.ArgumentParser:
     down.add_argument("--keep-broker", action="store_true", help="leave the local broker running")
     down.set_defaults(run=_down)
 
-    commands.add_parser("status", help="the supervisor, each job's pid and restarts, each query's progress and "
-                                       "consumer lag").set_defaults(run=_status)
+    commands.add_parser(
+        "status", help="the supervisor, each job's pid and restarts, each query's progress and consumer lag"
+    ).set_defaults(run=_status)
 
     model = commands.add_parser("model", help="add, list, start and stop model jobs (one conf/models/<name>.yaml each)")
-    model.add_argument("action", choices=["add", "list", "start", "stop"],
-                       help="add: write the config; list: every model with role, version and whether its job "
-                            "runs (or is dead, with its restarts); start/stop: its spark-submit job, under the "
-                            "supervisor, leaving every other job running")
+    model.add_argument(
+        "action",
+        choices=["add", "list", "start", "stop"],
+        help="add: write the config; list: every model with role, version and whether its job "
+        "runs (or is dead, with its restarts); start/stop: its spark-submit job, under the "
+        "supervisor, leaving every other job running",
+    )
     model.add_argument("name", nargs="?", help="the model's name (add, start, stop)")
     model.add_argument("--uri", help="add: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a path")
     model.add_argument("--features", nargs="*", help="add: canonical features it reads (default: all)")
-    model.add_argument("--output", default="probability", choices=["probability", "label", "regression"],
-                       help="add: what the model returns (default: %(default)s)")
-    model.add_argument("--role", choices=["champion", "challenger", "canary"],
-                       help="add: its role (default: the URI's alias, else challenger)")
+    model.add_argument(
+        "--output",
+        default="probability",
+        choices=["probability", "label", "regression"],
+        help="add: what the model returns (default: %(default)s)",
+    )
+    model.add_argument(
+        "--role",
+        choices=["champion", "challenger", "canary"],
+        help="add: its role (default: the URI's alias, else challenger)",
+    )
     model.add_argument("--force", action="store_true", help="add: replace an existing config")
     model.set_defaults(run=_model)
 
     promote = commands.add_parser(
-        "promote", help="make a registered model version the champion; the previous champion becomes the challenger",
+        "promote",
+        help="make a registered model version the champion; the previous champion becomes the challenger",
         description="Move the registry's @champion alias to VERSION and @challenger to the previous champion. "
-                    "Running model jobs that follow those aliases switch at their next micro-batch; nothing "
-                    "restarts. Roll back by promoting the old version.")
+        "Running model jobs that follow those aliases switch at their next micro-batch; nothing "
+        "restarts. Roll back by promoting the old version.",
+    )
     promote.add_argument("registered_model", help="the model's name in the MLflow registry (e.g. fraud)")
     promote.add_argument("version", help="the version to make the champion")
     promote.set_defaults(run=_promote)
@@ -331,93 +385,137 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--events", type=int, default=1000, help="how many (default: %(default)s)")
     replay.add_argument("--rate", type=float, default=50, help="events per second (default: %(default)s)")
     replay.add_argument("--seed", type=int, default=7)
-    replay.add_argument("--drift-at", type=float, default=0.5,
-                        help="fraction of the events after which fraud follows the new pattern (default: %(default)s)")
+    replay.add_argument(
+        "--drift-at",
+        type=float,
+        default=0.5,
+        help="fraction of the events after which fraud follows the new pattern (default: %(default)s)",
+    )
     replay.add_argument("--bad-every", type=int, default=0, help="add one bad message after every N events (0: none)")
     replay.add_argument("--id-prefix", default="replay", help="request ids are <prefix>-<n> (default: %(default)s)")
-    replay.add_argument("--label-delay", type=float, metavar="SECONDS",
-                        help="also send each event's ground truth to the labels topic this long after it "
-                             "(default: no labels)")
+    replay.add_argument(
+        "--label-delay",
+        type=float,
+        metavar="SECONDS",
+        help="also send each event's ground truth to the labels topic this long after it (default: no labels)",
+    )
     replay.set_defaults(run=_replay)
 
     quarantine = commands.add_parser(
-        "quarantine", help="send quarantined records back to their topic, once fixed or once the spec takes them",
+        "quarantine",
+        help="send quarantined records back to their topic, once fixed or once the spec takes them",
         description="Send the raw payloads in the Delta table `quarantine` (as they are there: fix a record "
-                    "with a Delta UPDATE of its `raw` column first) back to the topic they came from (the raw "
-                    "topic, or the labels topic for a label), where their job checks them again. A record is never replayed twice; duplicate, too_new and too_old records "
-                    "only when asked for by name. See docs/data-quality.md.")
+        "with a Delta UPDATE of its `raw` column first) back to the topic they came from (the raw "
+        "topic, or the labels topic for a label), where their job checks them again. A record is never replayed twice; duplicate, too_new and too_old records "
+        "only when asked for by name. See docs/data-quality.md.",
+    )
     quarantine.add_argument("action", choices=["replay"], help="replay: send them back to their topic")
-    quarantine.add_argument("--reason", nargs="+",
-                            help="only these reasons, whole (below_min:amount) or by rule (below_min) "
-                                 "(default: every reason but duplicate:request_id, too_new:event_time and "
-                                 "too_old:event_time)")
-    quarantine.add_argument("--since", type=date.fromisoformat, help="only records quarantined on or after this day "
-                                                                   "(YYYY-MM-DD)")
+    quarantine.add_argument(
+        "--reason",
+        nargs="+",
+        help="only these reasons, whole (below_min:amount) or by rule (below_min) "
+        "(default: every reason but duplicate:request_id, too_new:event_time and "
+        "too_old:event_time)",
+    )
+    quarantine.add_argument(
+        "--since", type=date.fromisoformat, help="only records quarantined on or after this day (YYYY-MM-DD)"
+    )
     quarantine.add_argument("--dry-run", action="store_true", help="count what would be sent, send nothing")
     quarantine.set_defaults(run=_quarantine)
 
     forget = commands.add_parser(
-        "forget", help="delete every row of one data subject from every Delta table, and report it",
+        "forget",
+        help="delete every row of one data subject from every Delta table, and report it",
         description="Delete a data subject's rows from the Delta tables archive, scores, results, quarantine "
-                    "and labels. SUBJECT_ID is the value of the feature spec's `subject` field as it arrived "
-                    "(with `personal: hash`, the same RDV_PERSONAL_DATA_KEY as the features job must be set). "
-                    "Older table versions keep the rows until a VACUUM: --vacuum runs one at once. Refused "
-                    "while jobs started by `rdv up` run: stop them first. See docs/data-quality.md.")
+        "and labels. SUBJECT_ID is the value of the feature spec's `subject` field as it arrived "
+        "(with `personal: hash`, the same RDV_PERSONAL_DATA_KEY as the features job must be set). "
+        "Older table versions keep the rows until a VACUUM: --vacuum runs one at once. Refused "
+        "while jobs started by `rdv up` run: stop them first. See docs/data-quality.md.",
+    )
     forget.add_argument("subject_id", help="the subject's value of the spec's `subject` field, e.g. a card id")
-    forget.add_argument("--vacuum", action="store_true",
-                        help="then remove the files of older versions now")
+    forget.add_argument("--vacuum", action="store_true", help="then remove the files of older versions now")
     forget.set_defaults(run=_forget)
 
     labels = commands.add_parser(
-        "labels", help="load labels from a file or a table into the Delta table `labels`",
+        "labels",
+        help="load labels from a file or a table into the Delta table `labels`",
         description="Load ground truth (columns request_id, label and optionally labelled_at) into the Delta "
-                    "table `labels`, as the rdv.labels stream does: keyed by request_id, a newer label replaces "
-                    "an older one, loading twice changes nothing, unusable rows go to quarantine with their "
-                    "reason. See docs/analysis.md.")
+        "table `labels`, as the rdv.labels stream does: keyed by request_id, a newer label replaces "
+        "an older one, loading twice changes nothing, unusable rows go to quarantine with their "
+        "reason. See docs/analysis.md.",
+    )
     labels.add_argument("action", choices=["load"], help="load: read SOURCE and merge it into `labels`")
-    labels.add_argument("source", help="a CSV (with a header), JSON lines or Parquet file, a Delta table's "
-                                       "directory, or a table name")
-    labels.add_argument("--format", choices=["csv", "json", "parquet", "delta"],
-                        help="the file's format (default: from its extension)")
+    labels.add_argument(
+        "source", help="a CSV (with a header), JSON lines or Parquet file, a Delta table's directory, or a table name"
+    )
+    labels.add_argument(
+        "--format", choices=["csv", "json", "parquet", "delta"], help="the file's format (default: from its extension)"
+    )
     labels.set_defaults(run=_labels)
 
     compare = commands.add_parser(
-        "compare", help="recompute the comparison tables, the recommendation per challenger and drift",
+        "compare",
+        help="recompute the comparison tables, the recommendation per challenger and drift",
         description="Read scores, results, labels and archive; overwrite the Delta tables comparison, "
-                    "comparison_tests, comparison_agreement and drift (windows, metrics and the recommendation "
-                    "rule are in the compare section of pipeline.yaml); print a summary. See docs/analysis.md.")
+        "comparison_tests, comparison_agreement and drift (windows, metrics and the recommendation "
+        "rule are in the compare section of pipeline.yaml); print a summary. See docs/analysis.md.",
+    )
     compare.add_argument("--every", help="repeat every this long, e.g. '15 minutes' (default: once)")
     compare.set_defaults(run=_compare)
 
-    report = commands.add_parser("report", help="write the comparison as a self-contained HTML report and summarize it",
-                                 description="Read what `rdv compare` wrote and write one HTML file with the "
-                                             "plots embedded; print a short summary.")
+    report = commands.add_parser(
+        "report",
+        help="write the comparison as a self-contained HTML report and summarize it",
+        description="Read what `rdv compare` wrote and write one HTML file with the "
+        "plots embedded; print a short summary.",
+    )
     report.add_argument("--out", type=Path, help="the HTML file (default: var/reports/comparison-<time>.html)")
     report.set_defaults(run=_report)
 
-    sql = commands.add_parser("sql", help="run a Spark SQL query over the pipeline's tables, by name",
-                              description="Every Delta table of the pipeline is registered in the database of "
-                                          "compare.database (default rdv): SELECT * FROM rdv.comparison.")
-    sql.add_argument("query", help="the query, e.g. \"SELECT model, avg(roc_auc) FROM rdv.comparison GROUP BY model\"")
+    sql = commands.add_parser(
+        "sql",
+        help="run a Spark SQL query over the pipeline's tables, by name",
+        description="Every Delta table of the pipeline is registered in the database of "
+        "compare.database (default rdv): SELECT * FROM rdv.comparison.",
+    )
+    sql.add_argument("query", help='the query, e.g. "SELECT model, avg(roc_auc) FROM rdv.comparison GROUP BY model"')
     sql.add_argument("--limit", type=int, default=50, help="rows to show at most (default: %(default)s)")
     sql.set_defaults(run=_sql)
 
-    demo = commands.add_parser("demo", help="train, start everything, replay events and their labels, wait for "
-                                            "every answer, summarize, stop, then compare the models and report")
+    demo = commands.add_parser(
+        "demo",
+        help="train, start everything, replay events and their labels, wait for "
+        "every answer, summarize, stop, then compare the models and report",
+    )
     demo.add_argument("--events", type=int, default=2000, help="events to replay (default: %(default)s)")
     demo.add_argument("--rate", type=float, default=50, help="events per second (default: %(default)s)")
     demo.add_argument("--separate", action="store_true", help="run each job as its own spark-submit process")
-    demo.add_argument("--bad-every", type=int, default=100, help="one bad message after every N events (default: %(default)s)")
-    demo.add_argument("--drift-at", type=float, default=0.5,
-                      help="fraction of the events after which fraud follows the new pattern, "
-                           "which the champion was not trained on (default: %(default)s)")
-    demo.add_argument("--label-delay", type=float, default=5.0, metavar="SECONDS",
-                      help="each event's ground truth reaches the labels topic this long after it "
-                           "(default: %(default)s)")
-    demo.add_argument("--warm-up", type=float, default=120.0, metavar="SECONDS",
-                      help="before the run, send requests of its own until every query of the latency path is "
-                           "ready (past its first micro-batches), for at most this long; 0: none "
-                           "(default: %(default)s)")
+    demo.add_argument(
+        "--bad-every", type=int, default=100, help="one bad message after every N events (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--drift-at",
+        type=float,
+        default=0.5,
+        help="fraction of the events after which fraud follows the new pattern, "
+        "which the champion was not trained on (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--label-delay",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="each event's ground truth reaches the labels topic this long after it (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--warm-up",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="before the run, send requests of its own until every query of the latency path is "
+        "ready (past its first micro-batches), for at most this long; 0: none "
+        "(default: %(default)s)",
+    )
     demo.set_defaults(run=_demo)
     return top
 

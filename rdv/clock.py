@@ -1,5 +1,6 @@
 """The wall clock as a column, for the times a job stamps on what it writes (archived_at,
 quarantined_at, recorded_at) and for the features job's arrival marks."""
+
 from __future__ import annotations
 
 from pyspark.sql import Column

@@ -8,6 +8,7 @@ any working directory.
 Every error names the file and the field, because the person reading it is about to edit that
 file.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -267,7 +268,9 @@ class DriftConfig(_Frozen):
                 if datetime.fromisoformat(start) >= datetime.fromisoformat(end):
                     raise ValueError("starts after it ends")
             except (ValueError, TypeError) as error:
-                raise ValueError(f"{value!r} is neither 'first' nor an interval 'START/END' of ISO times ({error})") from None
+                raise ValueError(
+                    f"{value!r} is neither 'first' nor an interval 'START/END' of ISO times ({error})"
+                ) from None
         return value
 
 
@@ -290,8 +293,10 @@ class CompareConfig(_Frozen):
             if name not in known:
                 raise ValueError(f"metrics: {name!r} is not a {self.task} metric ({', '.join(known)})")
         if self.decisive_metric not in self.metric_names:
-            raise ValueError(f"recommend.metric: {self.decisive_metric!r} is not among the metrics computed "
-                             f"({', '.join(self.metric_names)})")
+            raise ValueError(
+                f"recommend.metric: {self.decisive_metric!r} is not among the metrics computed "
+                f"({', '.join(self.metric_names)})"
+            )
         return self
 
     @property
@@ -427,8 +432,8 @@ class PipelineConfig(_Frozen):
         """The MLflow URI with a relative sqlite path made absolute."""
         prefix = "sqlite:///"
         uri = self.mlflow.tracking_uri
-        if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-            return prefix + str(self.path(uri[len(prefix):]))
+        if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+            return prefix + str(self.path(uri[len(prefix) :]))
         return uri
 
     def model(self, name: str) -> ModelConfig:
@@ -469,8 +474,9 @@ def _read_pipeline(conf_dir: Path, asked: str | None) -> tuple[dict, dict]:
         # started with --profile cluster.
         if name != profiles.LOCAL and (path.exists() or explicit and name != data.get("profile")):
             if not path.exists():
-                raise ConfigError(f"{path}: no such profile (profiles here: "
-                                  f"{', '.join(profiles.known_profiles(conf_dir))})")
+                raise ConfigError(
+                    f"{path}: no such profile (profiles here: {', '.join(profiles.known_profiles(conf_dir))})"
+                )
             settings = profiles.interpolate(_read_yaml(path), path)
             if "profile" in settings:
                 raise ConfigError(f"{path}: profile: a profile is named by its file; remove this field")
@@ -497,18 +503,27 @@ def load_config(conf_dir: Path | str = "conf", profile: str | None = None) -> Pi
     pipeline_file = conf_dir / "pipeline.yaml"
     data, profile_settings = _read_pipeline(conf_dir, profile)
     if "policy" in data:
-        raise ConfigError(f"{pipeline_file}: policy: the policy has its own file now, {conf_dir / 'policy.yaml'}; "
-                          "move the section there (without the 'policy:' key)")
+        raise ConfigError(
+            f"{pipeline_file}: policy: the policy has its own file now, {conf_dir / 'policy.yaml'}; "
+            "move the section there (without the 'policy:' key)"
+        )
     if "schema_version" in (data.get("features") or {}):
-        raise ConfigError(f"{pipeline_file}: features.schema_version: the schema version is declared in "
-                          f"{conf_dir / 'features.yaml'} now; remove it here")
+        raise ConfigError(
+            f"{pipeline_file}: features.schema_version: the schema version is declared in "
+            f"{conf_dir / 'features.yaml'} now; remove it here"
+        )
     models = {p.stem: load_model_config(p) for p in sorted((conf_dir / "models").glob("*.yaml"))}
     try:
         config = PipelineConfig(**data, models=models, conf_dir=conf_dir.resolve())
     except ValidationError as error:
         profile_path = profiles.profile_file(conf_dir, str(data["profile"]))
-        raise ConfigError(explain(pipeline_file, error, lambda loc: profile_path
-                                  if profiles.sets(profile_settings, loc) else pipeline_file)) from None
+        raise ConfigError(
+            explain(
+                pipeline_file,
+                error,
+                lambda loc: profile_path if profiles.sets(profile_settings, loc) else pipeline_file,
+            )
+        ) from None
     try:
         spec = load_feature_spec(config.feature_spec_file)
         policy = load_policy(config.policy_file, config.rendezvous.max_deadline_ms, spec.field_types())

@@ -14,6 +14,7 @@
 Nothing in it depends on this checkout: a job submitted from it imports the project from the
 wheel (or the zip), never from the source tree. docs/deployment.md shows it in use.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,14 @@ from rdv.spark_launch import PACKAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 # The jobs a cluster runs, by the module that is each one's entry point.
-JOBS = {"featurize": "the features job", "score": "a model job (--model NAME)", "decoy": "the decoy",
-        "decide": "the rendezvous job", "record": "the recorder (results, scores, quarantine, labels into Delta)",
-        "compare": "the comparison tables (batch)"}
+JOBS = {
+    "featurize": "the features job",
+    "score": "a model job (--model NAME)",
+    "decoy": "the decoy",
+    "decide": "the rendezvous job",
+    "record": "the recorder (results, scores, quarantine, labels into Delta)",
+    "compare": "the comparison tables (batch)",
+}
 LAUNCHER = '''"""spark-submit's entry file of {what}; its code is the module jobs.{job} of the rendezvous wheel,
 which the driver's Python must import (pip install the wheel, or --py-files rendezvous-{version}.zip)."""
 from jobs.{job} import main
@@ -43,8 +49,21 @@ def build(out: Path, echo=print) -> Path:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     echo(f"dist: building the wheel into {out}")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(out), str(ROOT)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+    )
     # setuptools leaves its build tree beside setup.py; the next build must not pick up stale files.
     shutil.rmtree(ROOT / "build", ignore_errors=True)
     (wheel,) = out.glob("rendezvous-*.whl")
@@ -58,17 +77,25 @@ def build(out: Path, echo=print) -> Path:
     shutil.copytree(ROOT / "conf", out / "conf")
     (out / "packages.txt").write_text(PACKAGES + "\n")
     lock = (ROOT / "requirements.lock").read_text().splitlines()
-    (out / "constraints.txt").write_text("\n".join(
-        ["# The versions the tests ran with: pip install rendezvous-*.whl -c constraints.txt",
-         *[line for line in lock if line and not line.startswith("#")]]) + "\n")
-    echo(f"dist: {wheel.name}, rendezvous-{version}.zip, jobs/ ({', '.join(JOBS)}), conf/, packages.txt, "
-         "constraints.txt")
+    (out / "constraints.txt").write_text(
+        "\n".join(
+            [
+                "# The versions the tests ran with: pip install rendezvous-*.whl -c constraints.txt",
+                *[line for line in lock if line and not line.startswith("#")],
+            ]
+        )
+        + "\n"
+    )
+    echo(
+        f"dist: {wheel.name}, rendezvous-{version}.zip, jobs/ ({', '.join(JOBS)}), conf/, packages.txt, constraints.txt"
+    )
     return wheel
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rdv.dist", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m rdv.dist", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "dist", help="the folder to build (default: dist)")
     build(parser.parse_args(argv).out)
     return 0

@@ -2,6 +2,7 @@
 
 The spelling is also Spark's own, so a configured trigger goes to Spark as written.
 """
+
 from __future__ import annotations
 
 import re

@@ -12,6 +12,7 @@ by default once Delta's retention (7 days) has passed; `vacuum` removes them at 
 only while no job writes the tables. Column statistics in the transaction log never hold these
 columns (rdv/tables.UNINDEXED_COLUMNS), so the log keeps nothing of the subject.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -43,8 +44,10 @@ def subject_value(config: PipelineConfig, subject_id: str) -> str:
     """The subject as the tables hold it: the keyed hash of subject_id when the field is personal."""
     spec = config.spec
     if spec.subject is None:
-        raise ConfigError(f"{config.feature_spec_file}: no `subject` field is declared, so records carry no "
-                          "data subject to forget; name the raw field that identifies one (docs/data-quality.md)")
+        raise ConfigError(
+            f"{config.feature_spec_file}: no `subject` field is declared, so records carry no "
+            "data subject to forget; name the raw field that identifies one (docs/data-quality.md)"
+        )
     if spec.raw[spec.subject].personal != "hash":
         return subject_id
     key = personal_data_key(spec, config.feature_spec_file)
@@ -76,19 +79,26 @@ def forget(spark: SparkSession, config: PipelineConfig, subject_id: str, vacuum:
     the current versions do not use, so that no older version holds the rows either. Vacuum only
     while no job writes the tables: it would remove the files of a commit in flight."""
     subject = subject_value(config, subject_id)
-    tables = {name: DeltaTable.forPath(spark, config.table(name))
-              for name in TABLES if DeltaTable.isDeltaTable(spark, config.table(name))}
+    tables = {
+        name: DeltaTable.forPath(spark, config.table(name))
+        for name in TABLES
+        if DeltaTable.isDeltaTable(spark, config.table(name))
+    }
     # Collected before anything is deleted: the archive and the scores are where the ids are found.
-    request_ids = sorted({
-        row["request_id"]
-        for name in ("archive", "scores") if name in tables
-        for row in tables[name].toDF().where(F.col("subject") == subject).select("request_id").distinct().collect()
-    })
+    request_ids = sorted(
+        {
+            row["request_id"]
+            for name in ("archive", "scores")
+            if name in tables
+            for row in tables[name].toDF().where(F.col("subject") == subject).select("request_id").distinct().collect()
+        }
+    )
     # The values to match come from a source table, not from literals in a condition: a DELETE's
     # condition is written into the transaction log, and would keep the subject there.
     subject_rows = spark.createDataFrame(
         [(request_id, subject, subject_id, json.dumps(subject_id)) for request_id in request_ids or [None]],
-        "request_id string, subject string, raw_value string, quoted_value string")
+        "request_id string, subject string, raw_value string, quoted_value string",
+    )
     deleted: dict[str, int | None] = {name: None for name in TABLES}
     for name, table in tables.items():
         condition = _match(name, table.toDF().columns, config.spec.subject)
@@ -108,8 +118,9 @@ def _vacuum_now(spark: SparkSession, tables) -> None:
     # Delta refuses a retention under its default (7 days) unless told that no writer is running.
     spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
     # Vacuum lists files with this many tasks; Delta's default (10,000) is sized for big clusters.
-    spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism",
-                   spark.conf.get("spark.sql.shuffle.partitions"))
+    spark.conf.set(
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism", spark.conf.get("spark.sql.shuffle.partitions")
+    )
     for table in tables:
         table.vacuum(0.0)
 
@@ -122,7 +133,9 @@ def report(forgotten: Forgotten) -> list[str]:
     if forgotten.vacuumed:
         lines.append("vacuumed: no older table version holds the rows any more")
     else:
-        lines.append("not vacuumed: older table versions hold the rows until a VACUUM after Delta's retention "
-                     "(7 days by default), or `rdv forget --vacuum` with the jobs stopped")
+        lines.append(
+            "not vacuumed: older table versions hold the rows until a VACUUM after Delta's retention "
+            "(7 days by default), or `rdv forget --vacuum` with the jobs stopped"
+        )
     lines.append("Kafka topics keep the subject's messages until their retention.ms (docs/data-quality.md)")
     return lines

@@ -18,6 +18,7 @@ plus two intervals and two triggers: pending_seconds) after the last micro-batch
 rdv.heartbeats, so the models, the decoy and the recorders never run a micro-batch for a
 heartbeat, and an idle pipeline runs none at all (bench/README.md, "Idle").
 """
+
 from __future__ import annotations
 
 import json
@@ -97,8 +98,11 @@ def pending_seconds(config: PipelineConfig) -> float:
     wait (Timing) and the transit until the watermark passes its decision point; then one
     more micro-batch with data, in which the rendezvous emits what the watermark released (it runs
     none without data, rdv/jobrun.py); two heartbeat intervals and two triggers for those."""
-    return (config.timing.watermark_ms
-            + 2 * duration_ms(config.features.heartbeat_interval) + 2 * duration_ms(config.spark.trigger)) / 1000
+    return (
+        config.timing.watermark_ms
+        + 2 * duration_ms(config.features.heartbeat_interval)
+        + 2 * duration_ms(config.spark.trigger)
+    ) / 1000
 
 
 def start_heartbeat(config: PipelineConfig, query: StreamingQuery) -> threading.Thread:

@@ -1,4 +1,5 @@
 """What every job's entry point shares: arguments, config, session, progress files, waiting."""
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,15 @@ LATENCY_PATH_SETTINGS = {
 }
 
 
-def run_job(app_name: str, parser: argparse.ArgumentParser, build: Build, argv: list[str] | None = None,
-            progress_history: bool = False, latency_path: bool = False, restart: Restart | None = None) -> None:
+def run_job(
+    app_name: str,
+    parser: argparse.ArgumentParser,
+    build: Build,
+    argv: list[str] | None = None,
+    progress_history: bool = False,
+    latency_path: bool = False,
+    restart: Restart | None = None,
+) -> None:
     """Parse, load the config once, build the session and the queries, then wait for them, keeping
     their progress on disk (rdv/progress.py; every report too with progress_history). The
     latency path's jobs get LATENCY_PATH_SETTINGS.
@@ -98,8 +106,14 @@ class QueryKeeper:
     from their checkpoints, idempotently (docs/operations.md).
     """
 
-    def __init__(self, spark: SparkSession, config: PipelineConfig, queries: list[StreamingQuery],
-                 progress: ProgressFiles, restart: Restart | None = None):
+    def __init__(
+        self,
+        spark: SparkSession,
+        config: PipelineConfig,
+        queries: list[StreamingQuery],
+        progress: ProgressFiles,
+        restart: Restart | None = None,
+    ):
         self.spark, self.config, self.progress, self.restart = spark, config, progress, restart
         self.live = {query.name: query for query in queries}
         self.settings: SupervisorConfig = config.supervisor
@@ -171,11 +185,15 @@ def _end_now(code: int, message: str | None = None) -> NoReturn:
 def _hint(error: str, checkpoint: str) -> str:
     """What to do about a failure whose cause the user cannot guess from Spark's message."""
     if "SCHEMA_NOT_COMPATIBLE" in error:
-        return (f"\n{checkpoint} holds the state of an earlier version of this query, whose records had "
-                "other fields. Start the query afresh by removing that checkpoint directory: it re-reads "
-                "its topics from the earliest offset still kept.")
+        return (
+            f"\n{checkpoint} holds the state of an earlier version of this query, whose records had "
+            "other fields. Start the query afresh by removing that checkpoint directory: it re-reads "
+            "its topics from the earliest offset still kept."
+        )
     if "have been deleted" in error and "Partitions" in error:
-        return (f"\n{checkpoint} holds the offsets of topics this query no longer reads (an earlier version "
-                "read others, or a topic was deleted). Start the query afresh by removing that checkpoint "
-                "directory (docs/operations.md, \"Resetting a job safely\").")
+        return (
+            f"\n{checkpoint} holds the offsets of topics this query no longer reads (an earlier version "
+            "read others, or a topic was deleted). Start the query afresh by removing that checkpoint "
+            'directory (docs/operations.md, "Resetting a job safely").'
+        )
     return ""

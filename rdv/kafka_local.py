@@ -9,6 +9,7 @@ configured user, with the password from the environment: a client without them i
 what the tests use to show the jobs and the CLI connect as a secured cluster needs. TLS and SCRAM
 need a broker of your own (profile: cluster).
 """
+
 from __future__ import annotations
 
 import os
@@ -69,10 +70,17 @@ class LocalBroker:
         if security.protocol not in ("PLAINTEXT", "SASL_PLAINTEXT") or security.sasl_mechanism not in (None, "PLAIN"):
             raise RuntimeError(
                 f"kafka.security is {security.protocol} {security.sasl_mechanism or ''}: the local broker offers "
-                "PLAINTEXT or SASL_PLAINTEXT with PLAIN (set profile: cluster to use your own broker)")
+                "PLAINTEXT or SASL_PLAINTEXT with PLAIN (set profile: cluster to use your own broker)"
+            )
         var = config.path(config.paths.var)
-        return cls(home=var / "kafka" / port, jar_dir=config.path(config.paths.jars) / "kafka", host="127.0.0.1",
-                   port=int(port), user=credentials(config), client=client_settings(config))
+        return cls(
+            home=var / "kafka" / port,
+            jar_dir=config.path(config.paths.jars) / "kafka",
+            host="127.0.0.1",
+            port=int(port),
+            user=credentials(config),
+            client=client_settings(config),
+        )
 
     @property
     def bootstrap(self) -> str:
@@ -101,19 +109,23 @@ class LocalBroker:
     def _listener(self) -> list[str]:
         """The client listener's settings: PLAINTEXT, or SASL_PLAINTEXT that knows one user."""
         if self.user is None:
-            return [f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.port + 1}",
-                    f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"]
+            return [
+                f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.port + 1}",
+                f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            ]
         username, password = self.user
         # The broker's own connections use the same user: user_<name> lists who may log in.
         login = jaas_config("PLAIN", username, password).rstrip(";") + f' user_{username}="{password}";'
-        return [f"listeners=SASL_PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.port + 1}",
-                f"advertised.listeners=SASL_PLAINTEXT://{self.host}:{self.port}",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
-                "inter.broker.listener.name=SASL_PLAINTEXT",
-                "sasl.enabled.mechanisms=PLAIN",
-                "sasl.mechanism.inter.broker.protocol=PLAIN",
-                f"listener.name.sasl_plaintext.plain.sasl.jaas.config={login}"]
+        return [
+            f"listeners=SASL_PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.port + 1}",
+            f"advertised.listeners=SASL_PLAINTEXT://{self.host}:{self.port}",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "inter.broker.listener.name=SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms=PLAIN",
+            "sasl.mechanism.inter.broker.protocol=PLAIN",
+            f"listener.name.sasl_plaintext.plain.sasl.jaas.config={login}",
+        ]
 
     def _write_config(self) -> Path:
         data = self.home / "data"
@@ -177,8 +189,13 @@ class LocalBroker:
         if not (self.home / "data" / "meta.properties").exists():
             subprocess.run(
                 self._java(
-                    "kafka.tools.StorageTool", "format", "--standalone",
-                    "-t", str(uuid.uuid4()).replace("-", "")[:22], "-c", str(properties),
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--standalone",
+                    "-t",
+                    str(uuid.uuid4()).replace("-", "")[:22],
+                    "-c",
+                    str(properties),
                 ),
                 check=True,
                 capture_output=True,
@@ -200,7 +217,9 @@ class LocalBroker:
                 return process.pid
             time.sleep(0.5)
         self.stop()
-        raise RuntimeError(f"the broker did not answer on {self.bootstrap} within {timeout_s:.0f} s; see {self.log_file}")
+        raise RuntimeError(
+            f"the broker did not answer on {self.bootstrap} within {timeout_s:.0f} s; see {self.log_file}"
+        )
 
     def answers(self) -> bool:
         try:

@@ -6,6 +6,7 @@ section, so a job and the CLI cannot disagree on how to connect. Secrets are rea
 environment variables the section names, when a client is made, and are never written to a file
 by rdv: Spark's Kafka connector redacts `sasl.jaas.config` in what it logs.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,10 @@ def secret(config: PipelineConfig, field: str) -> str:
     name = getattr(config.kafka.security, field)
     value = os.environ.get(name) if name else None
     if not value:
-        raise ConfigError(f"{config.conf_dir / 'pipeline.yaml'}: kafka.security.{field}: the environment variable "
-                          f"{name} is not set (it holds the secret; the file never does)")
+        raise ConfigError(
+            f"{config.conf_dir / 'pipeline.yaml'}: kafka.security.{field}: the environment variable "
+            f"{name} is not set (it holds the secret; the file never does)"
+        )
     return value
 
 
@@ -51,9 +54,13 @@ def spark_options(config: PipelineConfig) -> dict[str, str]:
         options["kafka.sasl.mechanism"] = security.sasl_mechanism or ""
         options["kafka.sasl.jaas.config"] = jaas_config(security.sasl_mechanism or "", *login)
     if security.ca_file is not None:
-        options.update({"kafka.ssl.truststore.type": "PEM", "kafka.ssl.truststore.location": str(config.path(security.ca_file))})
+        options.update(
+            {"kafka.ssl.truststore.type": "PEM", "kafka.ssl.truststore.location": str(config.path(security.ca_file))}
+        )
     if security.keystore_file is not None:
-        options.update({"kafka.ssl.keystore.type": "PEM", "kafka.ssl.keystore.location": str(config.path(security.keystore_file))})
+        options.update(
+            {"kafka.ssl.keystore.type": "PEM", "kafka.ssl.keystore.location": str(config.path(security.keystore_file))}
+        )
         if security.key_password_env:
             options["kafka.ssl.key.password"] = secret(config, "key_password_env")
     return options
@@ -64,8 +71,9 @@ def client_settings(config: PipelineConfig) -> dict:
     security = config.kafka.security
     settings: dict = {"bootstrap_servers": config.kafka.bootstrap_servers, "security_protocol": security.protocol}
     if (login := credentials(config)) is not None:
-        settings.update(sasl_mechanism=security.sasl_mechanism, sasl_plain_username=login[0],
-                        sasl_plain_password=login[1])
+        settings.update(
+            sasl_mechanism=security.sasl_mechanism, sasl_plain_username=login[0], sasl_plain_password=login[1]
+        )
     if security.ca_file is not None:
         settings["ssl_cafile"] = str(config.path(security.ca_file))
     if security.keystore_file is not None:

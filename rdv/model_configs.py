@@ -1,4 +1,5 @@
 """`rdv model add` and `rdv model list`: a model is one file in conf/models, checked before it is written."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,15 @@ from rdv import runner
 from rdv.config import ConfigError, ModelConfig, PipelineConfig
 
 
-def add_model_config(config: PipelineConfig, name: str, uri: str, features: list[str] | None = None,
-                     output: str = "probability", role: str | None = None, force: bool = False) -> Path:
+def add_model_config(
+    config: PipelineConfig,
+    name: str,
+    uri: str,
+    features: list[str] | None = None,
+    output: str = "probability",
+    role: str | None = None,
+    force: bool = False,
+) -> Path:
     """Write conf/models/<name>.yaml after validating it as the model job will: its fields, its
     features, and that the registry (or the file system) has the model."""
     path = config.conf_dir / "models" / f"{name}.yaml"
@@ -66,6 +74,14 @@ def model_rows(config: PipelineConfig) -> list[dict]:
             running = "no"  # never started, stopped, failed, or its process is gone (a stale file)
         if history:
             running += f"; {history}"
-        rows.append({"model": name, "role": model.role, "uri": model.uri, "version": version, "running": running,
-                     "log_tail": (job_state or {}).get("log_tail", [])})
+        rows.append(
+            {
+                "model": name,
+                "role": model.role,
+                "uri": model.uri,
+                "version": version,
+                "running": running,
+                "log_tail": (job_state or {}).get("log_tail", []),
+            }
+        )
     return rows

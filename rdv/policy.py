@@ -8,6 +8,7 @@ whatever the file says by then. The features job re-reads the file before each m
 edit takes effect within one trigger, and an edit that does not validate is refused with the file
 and field named while the last good policy stays in force.
 """
+
 from __future__ import annotations
 
 import logging

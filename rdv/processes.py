@@ -5,6 +5,7 @@ The jobs, the supervisor, the local broker and the tests' standalone cluster are
 this way; a job is stopped as its process group (its pid is its group id, `launch` starts it in a
 session of its own), so that its Spark JVM and Python workers go with it.
 """
+
 from __future__ import annotations
 
 import os

@@ -14,6 +14,7 @@ cluster of a kind and the deployment fills in the rest. Secrets do not go that w
 interpolated value is part of the config, which errors and reports may show. They come only
 through the ``*_env`` fields of ``kafka.security``, read when a client connects.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,11 @@ class ProfileError(ValueError):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """--conf and --profile, as every command and job takes them."""
     parser.add_argument("--conf", default="conf", help="the conf directory (default: %(default)s)")
-    parser.add_argument("--profile", help=f"the profile: local or a file profiles/<name>.yaml in the conf directory "
-                                          f"(default: ${PROFILE_ENV}, else pipeline.yaml's profile, else local)")
+    parser.add_argument(
+        "--profile",
+        help=f"the profile: local or a file profiles/<name>.yaml in the conf directory "
+        f"(default: ${PROFILE_ENV}, else pipeline.yaml's profile, else local)",
+    )
 
 
 def chosen(asked: str | None, default: str | None) -> tuple[str, bool]:
@@ -83,8 +87,10 @@ def interpolate(data, source: Path, field: str = "", environ: dict[str, str] | N
             return environ[name]
         if default is not None:
             return default
-        raise ProfileError(f"{source}: {field or '(top level)'}: the environment variable {name} is not set "
-                           f"(set it, or give a default: ${{{name}:-...}})")
+        raise ProfileError(
+            f"{source}: {field or '(top level)'}: the environment variable {name} is not set "
+            f"(set it, or give a default: ${{{name}:-...}})"
+        )
 
     return _VARIABLE.sub(value, data)
 

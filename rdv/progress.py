@@ -15,6 +15,7 @@ PySpark rebuilds each report from the JVM field by field; in an idle features jo
 of the driver's CPU (bench/README.md, "Tuning"). Polling costs one call and one JSON document per
 query and second.
 """
+
 from __future__ import annotations
 
 import json
@@ -92,15 +93,25 @@ class ProgressFiles:
 
     def restarting(self, name: str, error: str, failures: int, next_start_at: str) -> None:
         """A query that failed and that its job starts again on its own (jobrun.QueryKeeper)."""
-        self._write(name, {**self._last.get(name, {"name": name}), "state": "restarting", "exception": error,
-                           "failures": failures, "next_start_at": next_start_at})
+        self._write(
+            name,
+            {
+                **self._last.get(name, {"name": name}),
+                "state": "restarting",
+                "exception": error,
+                "failures": failures,
+                "next_start_at": next_start_at,
+            },
+        )
 
     def stopped(self, queries: list[StreamingQuery]) -> None:
         """The final state of each query, with its exception if it failed."""
         self.update(queries)
         for query in queries:
             error = query.exception()
-            state = {**self._last.get(query.name, {"name": query.name}),
-                     "state": "failed" if error is not None else "stopped",
-                     "exception": str(error) if error is not None else None}
+            state = {
+                **self._last.get(query.name, {"name": query.name}),
+                "state": "failed" if error is not None else "stopped",
+                "exception": str(error) if error is not None else None,
+            }
             self._write(query.name, state)

@@ -13,6 +13,7 @@ A replayed message keeps the Kafka timestamp of its first arrival, so its event 
 it was then (a replay hours later is not too old for that); the models score it and the decoy
 archives it, and the rendezvous answers it only if its deadline has not passed.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -30,8 +31,13 @@ from rdv.tables import create_table
 REPLAYS_TABLE = "quarantine_replays"
 
 
-def replay_quarantine(spark: SparkSession, config: PipelineConfig, reasons: list[str] | None = None,
-                      since: date | None = None, dry_run: bool = False) -> dict[str, int]:
+def replay_quarantine(
+    spark: SparkSession,
+    config: PipelineConfig,
+    reasons: list[str] | None = None,
+    since: date | None = None,
+    dry_run: bool = False,
+) -> dict[str, int]:
     """Send the replayable rows (features/quarantine.replayable) to their topics and record them;
     the number sent (or, with dry_run, that would be sent) per reason."""
     quarantine_path, replays_path = config.table("quarantine"), config.table(REPLAYS_TABLE)
@@ -40,14 +46,16 @@ def replay_quarantine(spark: SparkSession, config: PipelineConfig, reasons: list
     replayed = spark.read.format("delta").load(replays_path) if DeltaTable.isDeltaTable(spark, replays_path) else None
     # Read once: the rows sent and the rows recorded must be the same, whatever the table does meanwhile.
     topics = (config.kafka.topics.raw.name, config.kafka.topics.labels.name)
-    rows = replayable(spark.read.format("delta").load(quarantine_path), replayed, reasons, since,
-                      topics).localCheckpoint()
+    rows = replayable(
+        spark.read.format("delta").load(quarantine_path), replayed, reasons, since, topics
+    ).localCheckpoint()
     counts = {row["reason"]: row["count"] for row in rows.groupBy("reason").count().collect()}
     if dry_run or not counts:
         return counts
     _send(config, replay_messages(rows))
-    places = rows.select(*PLACE, "reason", F.current_timestamp().alias("replayed_at"),
-                         F.current_date().alias("replay_date"))
+    places = rows.select(
+        *PLACE, "reason", F.current_timestamp().alias("replayed_at"), F.current_date().alias("replay_date")
+    )
     create_table(spark, replays_path, places.schema, "replay_date")
     places.write.format("delta").mode("append").save(replays_path)
     return counts
@@ -57,8 +65,12 @@ def _send(config: PipelineConfig, messages) -> None:
     producer = KafkaProducer(**client_settings(config), acks="all", linger_ms=20)
     try:
         for message in messages.toLocalIterator():
-            producer.send(message["topic"], key=message["key"] and message["key"].encode(),
-                          value=message["value"].encode(), timestamp_ms=message["timestamp_ms"])
+            producer.send(
+                message["topic"],
+                key=message["key"] and message["key"].encode(),
+                value=message["value"].encode(),
+                timestamp_ms=message["timestamp_ms"],
+            )
         producer.flush()
     finally:
         producer.close()

@@ -6,6 +6,7 @@ starts the supervisor, which runs each job as a process of its own, with a log u
 and starts a job that dies again. Each query reports its progress to var/run/progress (see
 rdv.progress), which is what `status` shows with each job's restarts.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -57,9 +58,12 @@ def plan(config: PipelineConfig, models: list[str], separate: bool) -> list[Job]
 def _submit_command(config: PipelineConfig, memory: str = "1g", python_memory: str | None = None) -> list[str]:
     command = [
         str(spark_submit()),
-        "--master", config.spark.master,
-        "--driver-memory", memory,
-        "--executor-memory", memory,
+        "--master",
+        config.spark.master,
+        "--driver-memory",
+        memory,
+        "--executor-memory",
+        memory,
     ]
     # A host without the cached jars (a cluster's edge node) has spark-submit fetch them.
     jars = cached_jars(config)
@@ -94,8 +98,13 @@ def spark_submit() -> Path:
 def model_job(config: PipelineConfig, model: str) -> Job:
     """The spark-submit process of one model job, with the model's own memory settings."""
     settings = config.model(model).spark
-    command = [*_submit_command(config, settings.memory, settings.python_memory), str(JOBS_DIR / "score.py"),
-               *config.conf_args, "--model", model]
+    command = [
+        *_submit_command(config, settings.memory, settings.python_memory),
+        str(JOBS_DIR / "score.py"),
+        *config.conf_args,
+        "--model",
+        model,
+    ]
     return Job(f"score-{model}", command, (f"score-{model}",))
 
 
@@ -140,8 +149,7 @@ def job_status(state: dict) -> str:
     if state.get("running"):
         return f"running, pid {state['pid']}"
     if state.get("failed"):
-        return (f"failed: {state.get('failures_in_window')} failures within supervisor.failure_window, "
-                "not started again")
+        return f"failed: {state.get('failures_in_window')} failures within supervisor.failure_window, not started again"
     if state.get("next_start_at") is not None:
         return f"dead, starting again in {max(state['next_start_at'] - time.time(), 0):.0f} s"
     return "stopped"
@@ -173,8 +181,14 @@ def query_states(config: PipelineConfig) -> dict[str, dict]:
     return states
 
 
-def up(config: PipelineConfig, models: list[str], separate: bool = False, timeout_s: float = 300.0,
-       echo=print, foreground: bool = False) -> dict[str, int]:
+def up(
+    config: PipelineConfig,
+    models: list[str],
+    separate: bool = False,
+    timeout_s: float = 300.0,
+    echo=print,
+    foreground: bool = False,
+) -> dict[str, int]:
     """Start the broker (local profile), the supervisor and through it every job; return the jobs'
     pids once every query is running. In the foreground, then follow the supervisor's log until
     Ctrl-C or SIGTERM stops everything."""
@@ -221,8 +235,14 @@ def start_supervisor(config: PipelineConfig, foreground: bool = False) -> subpro
         process = subprocess.Popen(command, cwd=config.root, stdin=subprocess.DEVNULL)
     else:
         with open(files.log("supervisor"), "ab") as log:
-            process = subprocess.Popen(command, cwd=config.root, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(
+                command,
+                cwd=config.root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
     files.pid.write_text(str(process.pid))
     return process
 
@@ -282,8 +302,9 @@ def stop_job(config: PipelineConfig, name: str) -> bool:
     return True
 
 
-def wait_running(config: PipelineConfig, jobs: list[Job], timeout_s: float, echo,
-                 stop_all_on_failure: bool = True) -> dict[str, int]:
+def wait_running(
+    config: PipelineConfig, jobs: list[Job], timeout_s: float, echo, stop_all_on_failure: bool = True
+) -> dict[str, int]:
     """Wait until every query of jobs reports from the job's current process; the jobs' pids. A job
     that exits while starting fails this with the end of its log, and is taken out of the plan
     (with every other job, when stop_all_on_failure)."""
@@ -302,10 +323,14 @@ def wait_running(config: PipelineConfig, jobs: list[Job], timeout_s: float, echo
                 raise RuntimeError(f"{job.name} exited while starting; the end of its log:\n" + "\n".join(tail))
         pids = {job.name: states.get(job.name, {}).get("pid") for job in jobs}
         progress = query_states(config)
-        if all(progress.get(q, {}).get("state") in ("started", "running") and progress[q].get("pgid") == pids[name]
-               for q, name in expected.items()):
-            echo(f"pipeline: {len(expected)} queries running; each is ready after its first micro-batches "
-                 "with records (`rdv status`)")
+        if all(
+            progress.get(q, {}).get("state") in ("started", "running") and progress[q].get("pgid") == pids[name]
+            for q, name in expected.items()
+        ):
+            echo(
+                f"pipeline: {len(expected)} queries running; each is ready after its first micro-batches "
+                "with records (`rdv status`)"
+            )
             return pids
         time.sleep(1)
     _give_up(config, jobs, stop_all_on_failure)
@@ -355,7 +380,9 @@ def _stop_groups(config: PipelineConfig, jobs: dict[str, int], echo, timeout_s: 
 
 def check_healthy(config: PipelineConfig) -> None:
     """Raise with the query's own error if a query failed, or if no job runs any more."""
-    failed = {name: state.get("exception") for name, state in query_states(config).items() if state.get("state") == "failed"}
+    failed = {
+        name: state.get("exception") for name, state in query_states(config).items() if state.get("state") == "failed"
+    }
     if failed:
         name, error = next(iter(failed.items()))
         raise RuntimeError(f"query {name} failed: {(error or '').splitlines()[0] if error else 'see var/logs'}")
@@ -370,8 +397,7 @@ def warming_queries(config: PipelineConfig, answers_only: bool = False) -> list[
     from jobs import recording  # its query names; the jobs import Spark, `rdv status` does not
 
     skip = set(recording.QUERIES) if answers_only else set()
-    return [name for name, progress in query_states(config).items()
-            if not progress.get("ready") and name not in skip]
+    return [name for name, progress in query_states(config).items() if not progress.get("ready") and name not in skip]
 
 
 def status_rows(config: PipelineConfig) -> list[dict]:
@@ -384,17 +410,19 @@ def status_rows(config: PipelineConfig) -> list[dict]:
         gone = progress.get("state") in LIVE_STATES and not query_running(progress)
         sources = progress.get("sources", [])
         lag = sum(int(float(s.get("metrics", {}).get("maxOffsetsBehindLatest", 0) or 0)) for s in sources)
-        rows.append({
-            "query": name,
-            "state": "gone" if gone else progress.get("state", "?"),
-            "batch": progress.get("batchId", "-"),
-            "input_rows_per_s": round(progress.get("inputRowsPerSecond", 0.0) or 0.0, 1),
-            "batch_ms": progress.get("durationMs", {}).get("triggerExecution", "-"),
-            "ready": bool(progress.get("ready")) and not gone,
-            "lag": lag,
-            "updated": progress.get("timestamp", "-"),
-            "exception": progress.get("exception"),
-            "failures": progress.get("failures"),
-            "next_start_at": progress.get("next_start_at"),
-        })
+        rows.append(
+            {
+                "query": name,
+                "state": "gone" if gone else progress.get("state", "?"),
+                "batch": progress.get("batchId", "-"),
+                "input_rows_per_s": round(progress.get("inputRowsPerSecond", 0.0) or 0.0, 1),
+                "batch_ms": progress.get("durationMs", {}).get("triggerExecution", "-"),
+                "ready": bool(progress.get("ready")) and not gone,
+                "lag": lag,
+                "updated": progress.get("timestamp", "-"),
+                "exception": progress.get("exception"),
+                "failures": progress.get("failures"),
+                "next_start_at": progress.get("next_start_at"),
+            }
+        )
     return rows

@@ -4,6 +4,7 @@ Under spark-submit the master, the packages and the memory come from the command
 left alone; run from plain Python (the local profile, the tests) the session gets the cached
 Kafka and Delta jars from var/jars/spark.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,7 +46,8 @@ def local_storage_settings(config: PipelineConfig) -> dict[str, str]:
     # Global in Spark, so only when every checkpoint is on the local disk.
     if urlparse(str(config.paths.checkpoints)).scheme in ("", "file"):
         settings["spark.sql.streaming.checkpointFileManagerClass"] = (
-            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager")
+            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
+        )
     return settings
 
 
@@ -76,8 +78,7 @@ def build_session(config: PipelineConfig, app_name: str) -> SparkSession:
         # first, the Delta recorders take the rest (rdv/scheduler-pools.xml, rdv/streams.py).
         "spark.scheduler.mode": "FAIR",
         "spark.scheduler.allocation.file": str(SCHEDULER_POOLS),
-        "spark.sql.streaming.stateStore.providerClass":
-            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        "spark.sql.streaming.stateStore.providerClass": "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         TRACK_STATE_ROWS: "false",
         "spark.sql.streaming.metricsEnabled": "true",
@@ -92,12 +93,14 @@ def build_session(config: PipelineConfig, app_name: str) -> SparkSession:
     settings.update(local_storage_settings(config))
     settings.update(config.spark.conf)
     # The user's own options last: a -D given twice takes the last value.
-    java_options = (f"-Dderby.system.home={config.path(config.paths.var)}", f"-Dlog4j2.configurationFile={LOG_CONFIG}",
-                    config.spark.conf.get(DRIVER_JAVA_OPTIONS))
+    java_options = (
+        f"-Dderby.system.home={config.path(config.paths.var)}",
+        f"-Dlog4j2.configurationFile={LOG_CONFIG}",
+        config.spark.conf.get(DRIVER_JAVA_OPTIONS),
+    )
     settings[DRIVER_JAVA_OPTIONS] = " ".join(o for o in java_options if o)
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
-

@@ -5,6 +5,7 @@ The session factory (rdv/spark.py) and the spark-submit commands of `rdv up --se
 (rdv/runner.py) and `make dist` (rdv/dist.py) share them; the latter two run in commands that never
 start Spark themselves.
 """
+
 from __future__ import annotations
 
 from rdv.config import PipelineConfig
@@ -14,10 +15,7 @@ DELTA_VERSION = "4.4.0"
 # The driver JVM's options: the session's own come first, then those of spark.conf.
 DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 # What a cluster user passes to spark-submit instead of the cached jars.
-PACKAGES = (
-    f"org.apache.spark:spark-sql-kafka-0-10_2.13:{SPARK_VERSION},"
-    f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}"
-)
+PACKAGES = f"org.apache.spark:spark-sql-kafka-0-10_2.13:{SPARK_VERSION},io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}"
 
 
 def cached_jars(config: PipelineConfig) -> list[str]:

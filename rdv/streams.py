@@ -1,4 +1,5 @@
 """Kafka sources and sinks of the jobs and their queries' start, configured in one place from the pipeline config."""
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -42,8 +43,9 @@ _QUERY_ID = "sql.streaming.queryId"
 _NEVER_ENOUGH = str(2**62)
 
 
-def read_topic(spark: SparkSession, config: PipelineConfig, topic: str, max_offsets: int | None = None,
-               every: str | None = None) -> DataFrame:
+def read_topic(
+    spark: SparkSession, config: PipelineConfig, topic: str, max_offsets: int | None = None, every: str | None = None
+) -> DataFrame:
     """A topic (or several, comma-separated) as a stream of Kafka rows, from the earliest offset
     on a new checkpoint, so a job started after its producers loses nothing. With `every`, for a
     query triggered POLLED: a micro-batch when records have come and `every` has passed since the
@@ -120,7 +122,11 @@ def txn_app_id(spark: SparkSession, query_name: str) -> str:
 
 
 def for_each_batch(
-    stream: DataFrame, config: PipelineConfig, query_name: str, process, trigger: str = POLLED,
+    stream: DataFrame,
+    config: PipelineConfig,
+    query_name: str,
+    process,
+    trigger: str = POLLED,
     pool: str = LATENCY_POOL,
 ) -> StreamingQuery:
     """Start a query that hands each micro-batch to process(batch, batch_id) on the driver: for

@@ -13,6 +13,7 @@ without taking the other with it:
 
 A job started again resumes from its checkpoints (docs/operations.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -140,9 +141,16 @@ def launch(files: RunFiles, job: Job, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     nice = job.nice
     with open(files.log(job.name), "ab") as log:
-        process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=cwd, env=env, start_new_session=True,
-                                   preexec_fn=(lambda: lower_priority(nice)) if nice else None)
+        process = subprocess.Popen(
+            job.command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            preexec_fn=(lambda: lower_priority(nice)) if nice else None,
+        )
     files.pid_file(job.name).write_text(str(process.pid))
     return process
 
@@ -245,8 +253,10 @@ class Supervisor:
         run.failed_at = [at for at in run.failed_at if now - at < window_s] + [now]
         if len(run.failed_at) >= self.settings.max_failures:
             run.failed, run.log_tail = True, log_tail(self.files.log(run.job.name))
-            self.echo(f"{run.job.name}: exited with {exit_text(code)}, its {len(run.failed_at)}th failure within "
-                      f"{self.settings.failure_window}: not starting it again (log {self.files.log(run.job.name)})")
+            self.echo(
+                f"{run.job.name}: exited with {exit_text(code)}, its {len(run.failed_at)}th failure within "
+                f"{self.settings.failure_window}: not starting it again (log {self.files.log(run.job.name)})"
+            )
             return
         wait = backoff_s(self.settings, run.failures)
         run.next_start = now + wait
@@ -292,7 +302,8 @@ class Supervisor:
                 "restarts": run.restarts,
                 "last_exit": run.last_exit,
                 "last_exit_at": run.last_exit_at,
-                "next_start_at": None if running or run.failed or self.stopping.is_set()
+                "next_start_at": None
+                if running or run.failed or self.stopping.is_set()
                 else wall + max(run.next_start - now, 0),
                 "failed": run.failed,
                 "failures_in_window": len(run.failed_at),
@@ -316,7 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m rdv.supervisor",
         description="Run the jobs of var/run/plan.json, start a job that dies again after a backoff, and "
-                    "stop them all on SIGTERM or Ctrl-C. `rdv up` starts it; see docs/operations.md.")
+        "stop them all on SIGTERM or Ctrl-C. `rdv up` starts it; see docs/operations.md.",
+    )
     profiles.add_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -1,5 +1,6 @@
 """The Delta tables the jobs record into: created once, with statistics that skip no personal
 data, and each key recorded once though the topics they record are written at least once."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,10 +24,19 @@ def create_table(spark: SparkSession, path: str, schema: StructType, partition_b
     """Create a Delta table for rows of schema unless it exists, with statistics (for data skipping)
     on its top-level columns of the types Delta can skip on (numbers, strings, dates, timestamps),
     never on UNINDEXED_COLUMNS nor on the partition column (Delta refuses it there)."""
-    indexed = [f.name for f in schema.fields
-               if f.name not in (*UNINDEXED_COLUMNS, partition_by) and isinstance(f.dataType, _SKIPPABLE)]
-    (DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy(partition_by)
-     .property("delta.dataSkippingStatsColumns", ",".join(indexed)).execute())
+    indexed = [
+        f.name
+        for f in schema.fields
+        if f.name not in (*UNINDEXED_COLUMNS, partition_by) and isinstance(f.dataType, _SKIPPABLE)
+    ]
+    (
+        DeltaTable.createIfNotExists(spark)
+        .location(path)
+        .addColumns(schema)
+        .partitionedBy(partition_by)
+        .property("delta.dataSkippingStatsColumns", ",".join(indexed))
+        .execute()
+    )
 
 
 @dataclass(frozen=True)
@@ -49,8 +59,18 @@ class KeyedTable:
     query: str  # the name of the query that records into it
 
     @classmethod
-    def create(cls, spark: SparkSession, config: PipelineConfig, table: str, schema: StructType, key: tuple[str, ...],
-               since: str, first: str, query: str, partition_by: str = "event_date") -> KeyedTable:
+    def create(
+        cls,
+        spark: SparkSession,
+        config: PipelineConfig,
+        table: str,
+        schema: StructType,
+        key: tuple[str, ...],
+        since: str,
+        first: str,
+        query: str,
+        partition_by: str = "event_date",
+    ) -> KeyedTable:
         create_table(spark, config.table(table), schema, partition_by)
         return cls(config.table(table), key, since, first, query)
 
@@ -65,34 +85,60 @@ class KeyedTable:
         spark, keyed, since = rows.sparkSession, self._keyed(), self.since
         rows = rows.persist()
         try:
-            counts = rows.agg(F.count(F.when(keyed, 1)).alias("keyed"), F.count(F.when(~keyed, 1)).alias("unkeyed"),
-                              F.min(F.unix_micros(since)).alias("low"), F.max(F.unix_micros(since)).alias("high")).first()
+            counts = rows.agg(
+                F.count(F.when(keyed, 1)).alias("keyed"),
+                F.count(F.when(~keyed, 1)).alias("unkeyed"),
+                F.min(F.unix_micros(since)).alias("low"),
+                F.max(F.unix_micros(since)).alias("high"),
+            ).first()
             if counts["keyed"]:
                 earliest = Window.partitionBy(*self.key).orderBy(F.col(self.first).asc_nulls_last())
                 unique = rows.where(keyed).withColumn("_n", F.row_number().over(earliest)).where("_n = 1").drop("_n")
                 condition = " AND ".join(f"t.`{c}` = s.`{c}`" for c in self.key)
                 if counts["low"] is not None:
-                    condition += (f" AND t.`{since}` >= timestamp_micros({counts['low']})"
-                                  f" AND t.`{since}` <= timestamp_micros({counts['high']})")
-                (DeltaTable.forPath(spark, self.path).alias("t")
-                 .merge(unique.alias("s"), condition)
-                 .whenNotMatchedInsertAll()
-                 # A column added to a record (a new field of the score record, say) is added to the table.
-                 .withSchemaEvolution()
-                 .execute())
+                    condition += (
+                        f" AND t.`{since}` >= timestamp_micros({counts['low']})"
+                        f" AND t.`{since}` <= timestamp_micros({counts['high']})"
+                    )
+                (
+                    DeltaTable.forPath(spark, self.path)
+                    .alias("t")
+                    .merge(unique.alias("s"), condition)
+                    .whenNotMatchedInsertAll()
+                    # A column added to a record (a new field of the score record, say) is added to the table.
+                    .withSchemaEvolution()
+                    .execute()
+                )
             if counts["unkeyed"]:
                 # Idempotent per batch instead: the same batch run again is not appended twice.
-                (rows.where(~keyed).write.format("delta").mode("append").option("mergeSchema", "true")
-                 .option("txnAppId", txn_app_id(spark, self.query)).option("txnVersion", batch_id).save(self.path))
+                (
+                    rows.where(~keyed)
+                    .write.format("delta")
+                    .mode("append")
+                    .option("mergeSchema", "true")
+                    .option("txnAppId", txn_app_id(spark, self.query))
+                    .option("txnVersion", batch_id)
+                    .save(self.path)
+                )
         finally:
             rows.unpersist()
 
 
-def write_table(rows: DataFrame, config: PipelineConfig, query_name: str, table: str, key: tuple[str, ...],
-                since: str, first: str, partition_by: str = "event_date") -> StreamingQuery:
+def write_table(
+    rows: DataFrame,
+    config: PipelineConfig,
+    query_name: str,
+    table: str,
+    key: tuple[str, ...],
+    since: str,
+    first: str,
+    partition_by: str = "event_date",
+) -> StreamingQuery:
     """Start a query recording a stream's rows into a KeyedTable, on the table trigger (a Delta
     commit per micro-batch is the cost, and nobody waits for these rows)."""
-    target = KeyedTable.create(rows.sparkSession, config, table, rows.schema, key, since, first, query_name,
-                               partition_by)
-    return for_each_batch(rows, config, query_name, target.record, trigger=config.spark.table_trigger,
-                          pool=RECORDING_POOL)
+    target = KeyedTable.create(
+        rows.sparkSession, config, table, rows.schema, key, since, first, query_name, partition_by
+    )
+    return for_each_batch(
+        rows, config, query_name, target.record, trigger=config.spark.table_trigger, pool=RECORDING_POOL
+    )

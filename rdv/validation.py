@@ -1,4 +1,5 @@
 """Validation errors of the configuration files, as the person about to edit them reads them."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -22,6 +22,7 @@ same. The wall clock only says when a decision is published: the watermark lets 
 `transit` to reach the rendezvous before a request that waits for it is decided.
 See docs/rendezvous.md for the timeline and every edge case.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
@@ -149,8 +150,15 @@ def rendezvous_rows(messages: DataFrame, scores_topic: str, timing: Timing) -> D
     )
     flat = parsed.select(
         F.when(F.col("is_score"), F.lit("score")).otherwise(F.col("request.kind")).alias("kind"),
-        *[F.coalesce(F.col(f"score.{c}"), F.col(f"request.{c}")).alias(c) for c in ("request_id", "event_time", "policy")],
-        *[F.col(f"score.{c}").alias(c) for c in SCORE_RECORD.fieldNames() if c not in ("request_id", "event_time", "policy")],
+        *[
+            F.coalesce(F.col(f"score.{c}"), F.col(f"request.{c}")).alias(c)
+            for c in ("request_id", "event_time", "policy")
+        ],
+        *[
+            F.col(f"score.{c}").alias(c)
+            for c in SCORE_RECORD.fieldNames()
+            if c not in ("request_id", "event_time", "policy")
+        ],
         "arrival",
     ).where(F.col("kind").isin("request", "heartbeat", "score"))
     ranked = rank_scores(flat, timing.grace_ms)

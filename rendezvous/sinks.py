@@ -4,6 +4,7 @@ Answers go to Kafka first, on the latency path; these rows are recorded from the
 on a slower trigger (rdv.tables.KeyedTable: each key once, though Kafka may hold a re-sent copy).
 So the tables hold what consumers saw, and a Delta commit never delays an answer.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import DataFrame

@@ -5,6 +5,7 @@ The broker listens on its own port (not the demo's), keeps its data under the ru
 directory, and is stopped by its pid when the run ends. Each test gets its own topics,
 checkpoints and tables through its own config.
 """
+
 from __future__ import annotations
 
 import os

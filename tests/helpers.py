@@ -1,4 +1,5 @@
 """Test configs: the project's own conf with per-test topics, paths and broker port."""
+
 from __future__ import annotations
 
 import shutil
@@ -18,9 +19,14 @@ TEST_BROKER_PORT = 19092
 TEST_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC"
 
 
-def write_conf(root: Path, port: int = TEST_BROKER_PORT, models: tuple[str, ...] = ("champion", "challenger"),
-               profile_override: str | None = None, spec: Path = REPO / "conf" / "features.yaml",
-               **pipeline_overrides) -> Path:
+def write_conf(
+    root: Path,
+    port: int = TEST_BROKER_PORT,
+    models: tuple[str, ...] = ("champion", "challenger"),
+    profile_override: str | None = None,
+    spec: Path = REPO / "conf" / "features.yaml",
+    **pipeline_overrides,
+) -> Path:
     """A conf directory under root (var/ beside it) whose topics are unique to this call, with
     the feature spec `spec`, the shipped policy (updated by a `policy` override) and the shipped
     model configs named in models (the canary only where a test asks for it: one more model job is

@@ -1,5 +1,6 @@
 """A Spark standalone cluster of local processes: one master and its workers, started from the
 installed pyspark distribution on 127.0.0.1, stopped by pid."""
+
 from __future__ import annotations
 
 import json
@@ -39,22 +40,41 @@ class StandaloneCluster:
         return f"spark://127.0.0.1:{self.port}"
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",
-                "SPARK_DAEMON_MEMORY": "256m", "SPARK_LOG_DIR": str(self.work / "logs"),
-                # The workers' own JVMs are small; their executors get the jobs' memory.
-                "SPARK_WORKER_OPTS": "-Dspark.worker.cleanup.enabled=false"}
+        return {
+            **os.environ,
+            "SPARK_HOME": str(SPARK_HOME),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "SPARK_DAEMON_MEMORY": "256m",
+            "SPARK_LOG_DIR": str(self.work / "logs"),
+            # The workers' own JVMs are small; their executors get the jobs' memory.
+            "SPARK_WORKER_OPTS": "-Dspark.worker.cleanup.enabled=false",
+        }
 
     def start(self, timeout_s: float = 120) -> StandaloneCluster:
         self.work.mkdir(parents=True, exist_ok=True)
-        self._spawn("master", MASTER_CLASS, "--host", "127.0.0.1", "--port", str(self.port),
-                    "--webui-port", str(self.ui_port))
+        self._spawn(
+            "master", MASTER_CLASS, "--host", "127.0.0.1", "--port", str(self.port), "--webui-port", str(self.ui_port)
+        )
         self._wait(lambda state: True, timeout_s, "the master to start")
         for i in range(self.workers):
-            self._spawn(f"worker-{i}", WORKER_CLASS, self.url, "--host", "127.0.0.1", "--cores", str(self.cores),
-                        "--memory", self.memory, "--webui-port", str(free_port()),
-                        "--work-dir", str(self.work / f"worker-{i}"))
-        self._wait(lambda state: state.get("aliveworkers") == self.workers, timeout_s,
-                   f"{self.workers} workers to register")
+            self._spawn(
+                f"worker-{i}",
+                WORKER_CLASS,
+                self.url,
+                "--host",
+                "127.0.0.1",
+                "--cores",
+                str(self.cores),
+                "--memory",
+                self.memory,
+                "--webui-port",
+                str(free_port()),
+                "--work-dir",
+                str(self.work / f"worker-{i}"),
+            )
+        self._wait(
+            lambda state: state.get("aliveworkers") == self.workers, timeout_s, f"{self.workers} workers to register"
+        )
         return self
 
     def state(self) -> dict:
@@ -70,9 +90,16 @@ class StandaloneCluster:
 
     def _spawn(self, name: str, main_class: str, *args: str) -> None:
         log = open(self.work / f"{name}.log", "ab")
-        self.processes.append(subprocess.Popen(
-            [str(SPARK_HOME / "bin" / "spark-class"), main_class, *args], env=self.environment(),
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
+        self.processes.append(
+            subprocess.Popen(
+                [str(SPARK_HOME / "bin" / "spark-class"), main_class, *args],
+                env=self.environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
 
     def _wait(self, ready, timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s

@@ -8,6 +8,7 @@ monitor sees before any label arrives. A model trained before the drift (the dem
 degrades after it; one that has seen the new pattern (the challenger) holds up better.
 Generation is vectorised and seeded, so a run is reproducible.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,9 @@ _CATEGORY_SHARE_BEFORE = np.full(len(_CATEGORIES), 1 / len(_CATEGORIES))
 _CATEGORY_SHARE_AFTER = np.array([0.1, 0.08, 0.1, 0.2, 0.15, 0.3, 0.07])
 
 
-def generate_events(n: int, seed: int = 7, drift_at: float = 0.5, start: datetime | None = None,
-                    spacing_ms: float = 20.0) -> pd.DataFrame:
+def generate_events(
+    n: int, seed: int = 7, drift_at: float = 0.5, start: datetime | None = None, spacing_ms: float = 20.0
+) -> pd.DataFrame:
     """n raw events (the rdv.raw fields) plus their ground truth is_fraud; events at index
     drift_at * n and later follow the drifted pattern."""
     rng = np.random.default_rng(seed)
@@ -99,10 +101,16 @@ def _plain(value):
 BAD_MESSAGES = (
     ("not_json", "this is not json"),
     ("not_object", "[1, 2, 3]"),
-    ("missing:amount", '{"event_time": "2026-01-01T00:00:00Z", "card_id": "c", "merchant_category": "grocery",'
-     ' "country": "DE", "home_country": "DE", "distance_km": 1.0, "card_present": true, "txn_count_24h": 1,'
-     ' "avg_amount_30d": 10.0}'),
-    ("wrong_type:amount", '{"event_time": "2026-01-01T00:00:00Z", "card_id": "c", "amount": "lots",'
-     ' "merchant_category": "grocery", "country": "DE", "home_country": "DE", "distance_km": 1.0,'
-     ' "card_present": true, "txn_count_24h": 1, "avg_amount_30d": 10.0}'),
+    (
+        "missing:amount",
+        '{"event_time": "2026-01-01T00:00:00Z", "card_id": "c", "merchant_category": "grocery",'
+        ' "country": "DE", "home_country": "DE", "distance_km": 1.0, "card_present": true, "txn_count_24h": 1,'
+        ' "avg_amount_30d": 10.0}',
+    ),
+    (
+        "wrong_type:amount",
+        '{"event_time": "2026-01-01T00:00:00Z", "card_id": "c", "amount": "lots",'
+        ' "merchant_category": "grocery", "country": "DE", "home_country": "DE", "distance_km": 1.0,'
+        ' "card_present": true, "txn_count_24h": 1, "avg_amount_30d": 10.0}',
+    ),
 )

@@ -1,5 +1,6 @@
 """Replaying generated events into rdv.raw at a given rate, as any Kafka producer would, and their
 ground truth into rdv.labels some time later, as the business would confirm it."""
+
 from __future__ import annotations
 
 import json

@@ -7,6 +7,7 @@ rate and their labels a few seconds later, waits until every request is archived
 every model, answered and labelled, prints a summary, stops what it started, then compares the models (`rdv compare`) and writes the
 report (`rdv report`). The Delta tables stay under var/ for the notebook.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -36,9 +37,19 @@ class DemoOutcome:
     report: Path | None = None  # the HTML report of the comparison
 
 
-def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: float, separate: bool = False,
-             bad_every: int = 100, drift_at: float = 0.5, label_delay_s: float = 5.0, compare_models: bool = True,
-             warm_up_s: float = 120.0, echo=print) -> DemoOutcome:
+def run_demo(
+    spark: SparkSession,
+    config: PipelineConfig,
+    events: int,
+    rate: float,
+    separate: bool = False,
+    bad_every: int = 100,
+    drift_at: float = 0.5,
+    label_delay_s: float = 5.0,
+    compare_models: bool = True,
+    warm_up_s: float = 120.0,
+    echo=print,
+) -> DemoOutcome:
     """With compare_models, the run ends with `rdv compare` and `rdv report` over the tables; with
     warm_up_s > 0, the run's events wait until the pipeline is ready, at most that long."""
     models = sorted(config.models)
@@ -54,12 +65,21 @@ def run_demo(spark: SparkSession, config: PipelineConfig, events: int, rate: flo
             warm_up(config, run_id, rate, warm_up_s, echo)
         echo(f"replay: {events} events at {rate:g}/s into {config.kafka.topics.raw.name} (run {run_id})")
         sent = replay(
-            client_settings(config), config.kafka.topics.raw.name, events, rate, id_prefix=run_id,
-            drift_at=drift_at, bad_every=bad_every, progress=lambda i, n: echo(f"replay: {i}/{n} sent"),
-            labels_topic=config.kafka.topics.labels.name, label_delay_s=label_delay_s,
+            client_settings(config),
+            config.kafka.topics.raw.name,
+            events,
+            rate,
+            id_prefix=run_id,
+            drift_at=drift_at,
+            bad_every=bad_every,
+            progress=lambda i, n: echo(f"replay: {i}/{n} sent"),
+            labels_topic=config.kafka.topics.labels.name,
+            label_delay_s=label_delay_s,
         )
-        echo(f"replay: done, {sent['events']} events, {sent['bad']} bad messages (for the quarantine) "
-             f"and {sent['labels']} labels, each {label_delay_s:g} s after its event")
+        echo(
+            f"replay: done, {sent['events']} events, {sent['bad']} bad messages (for the quarantine) "
+            f"and {sent['labels']} labels, each {label_delay_s:g} s after its event"
+        )
         _wait_for_everything(spark, config, run_id, events, models, timeout_s=180 + events / rate, echo=echo)
         text, ok = summarize(spark, config, run_id, events, models, started)
         echo("\n" + text)
@@ -96,8 +116,15 @@ def warm_up(config: PipelineConfig, run_id: str, rate: float, timeout_s: float, 
         if warming != said:
             echo(f"warm-up: {sent} requests sent, {elapsed:.0f} s; waiting for {', '.join(warming)}")
             said = warming
-        sent += replay(client_settings(config), config.kafka.topics.raw.name, max(int(rate * WARM_UP_ROUND_S), 1),
-                       rate, seed=round_, drift_at=1.0, id_prefix=f"warm-up-{run_id}-{round_}")["events"]
+        sent += replay(
+            client_settings(config),
+            config.kafka.topics.raw.name,
+            max(int(rate * WARM_UP_ROUND_S), 1),
+            rate,
+            seed=round_,
+            drift_at=1.0,
+            id_prefix=f"warm-up-{run_id}-{round_}",
+        )["events"]
 
 
 def _wait_for_everything(spark, config, run_id, events, models, timeout_s, echo) -> None:
@@ -110,8 +137,10 @@ def _wait_for_everything(spark, config, run_id, events, models, timeout_s, echo)
         if counts != last:
             deadline, last = time.monotonic() + timeout_s, counts
         scored = ", ".join(f"{m} {counts.scores.get(m, 0)}" for m in models)
-        echo(f"waiting: archived {counts.archive}/{events}, answered {counts.answered}/{events}, scored: {scored}, "
-             f"labelled {counts.labels}/{events}")
+        echo(
+            f"waiting: archived {counts.archive}/{events}, answered {counts.answered}/{events}, scored: {scored}, "
+            f"labelled {counts.labels}/{events}"
+        )
         if counts.complete(events, models, labels=events):
             return
         time.sleep(5)

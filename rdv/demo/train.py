@@ -3,6 +3,7 @@
 Training features come from the features job's own transform (features.transform.check_raw) run
 over the generated raw events, so the models see exactly what they will be served.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,8 +37,10 @@ def training_frame(spark: SparkSession, config: PipelineConfig, n: int, seed: in
     """Canonical features and labels of n generated events, computed by the features job's transform
     (each event arriving when it happened)."""
     events = generate_events(n, seed=seed, drift_at=drift_at)
-    rows = [(value, "training", 0, i, time.to_pydatetime())
-            for i, (value, time) in enumerate(zip(raw_json(events), pd.to_datetime(events["event_time"])))]
+    rows = [
+        (value, "training", 0, i, time.to_pydatetime())
+        for i, (value, time) in enumerate(zip(raw_json(events), pd.to_datetime(events["event_time"])))
+    ]
     # In slices of 2,000 events (about 800 KB): a task carries its slice, and Spark warns above 1 MB.
     slices = spark.sparkContext.parallelize(rows, len(rows) // 2_000 + 1)
     raw = spark.createDataFrame(slices, "value string, topic string, partition int, offset long, timestamp timestamp")
@@ -70,8 +73,9 @@ def _log_and_register(client: MlflowClient, model, columns: list[str], frame, ru
         client.get_registered_model(REGISTERED_MODEL)
     except mlflow.exceptions.MlflowException:
         client.create_registered_model(REGISTERED_MODEL)
-    version = client.create_model_version(REGISTERED_MODEL, info.model_uri, run_id=run.info.run_id,
-                                          model_id=info.model_id)
+    version = client.create_model_version(
+        REGISTERED_MODEL, info.model_uri, run_id=run.info.run_id, model_id=info.model_id
+    )
     return str(version.version)
 
 
@@ -84,7 +88,9 @@ def demo_models_registered(config: PipelineConfig) -> bool:
     return {"champion", "challenger"} <= set(aliases)
 
 
-def train_demo_models(spark: SparkSession, config: PipelineConfig, rows: int = 20_000, seed: int = 11) -> dict[str, str]:
+def train_demo_models(
+    spark: SparkSession, config: PipelineConfig, rows: int = 20_000, seed: int = 11
+) -> dict[str, str]:
     """Train, evaluate before and after the drift, register; returns alias -> version."""
     mlflow.set_tracking_uri(config.tracking_uri)
     mlflow.set_registry_uri(config.tracking_uri)
@@ -99,10 +105,12 @@ def train_demo_models(spark: SparkSession, config: PipelineConfig, rows: int = 2
     old = frame[position < int(rows * TRAINING_DRIFT_AT)]
     everything = list(config.spec.features)
     champion = LogisticRegression(max_iter=500).fit(old[CHAMPION_FEATURES], old["is_fraud"])
-    challenger = HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(frame[everything], frame["is_fraud"])
+    challenger = HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(
+        frame[everything], frame["is_fraud"]
+    )
 
     test = training_frame(spark, config, 6_000, seed + 1, drift_at=0.5)
-    halves = (test.iloc[: len(test) // 2], test.iloc[len(test) // 2:])
+    halves = (test.iloc[: len(test) // 2], test.iloc[len(test) // 2 :])
     for name, model, columns in (("champion", champion, CHAMPION_FEATURES), ("challenger", challenger, everything)):
         aucs = [roc_auc_score(h["is_fraud"], model.predict_proba(h[columns])[:, 1]) for h in halves]
         log.info("%s: ROC AUC %.3f before the drift, %.3f after", name, *aucs)

@@ -1,4 +1,5 @@
 """Driving a running pipeline from an end-to-end test: send a batch of requests, wait for them."""
+
 from __future__ import annotations
 
 import time
@@ -46,30 +47,52 @@ def counts_so_far(spark, config: PipelineConfig, prefix: str, events: int) -> Ru
     return RunCounts(answered=answered) if answered < events else count_run(spark, config, prefix)
 
 
-def send_and_wait(spark, config: PipelineConfig, prefix: str, events: int, models: list[str], rate: float = 10,
-                  seed: int = 7, timeout_s: float = 300) -> None:
+def send_and_wait(
+    spark,
+    config: PipelineConfig,
+    prefix: str,
+    events: int,
+    models: list[str],
+    rate: float = 10,
+    seed: int = 7,
+    timeout_s: float = 300,
+) -> None:
     """Replay events whose request ids start with prefix, then wait_for_requests."""
     replay(client_settings(config), config.kafka.topics.raw.name, events, rate, seed=seed, id_prefix=prefix)
     wait_for_requests(spark, config, prefix, events, models, timeout_s)
 
 
-def wait_for_requests(spark, config: PipelineConfig, prefix: str, events: int, models: list[str],
-                      timeout_s: float = 300, healthy: bool = True) -> None:
+def wait_for_requests(
+    spark,
+    config: PipelineConfig,
+    prefix: str,
+    events: int,
+    models: list[str],
+    timeout_s: float = 300,
+    healthy: bool = True,
+) -> None:
     """Wait until every request whose id starts with prefix is archived, answered and scored by
     every named model, or fail with what is missing once timeout_s passed without a new record (a
     loaded machine is slow, a stuck pipeline makes no progress). With healthy, a failed query fails
     this at once; without, it is the supervisor's to start again."""
-    wait_while_progressing(lambda: counts_so_far(spark, config, prefix, events),
-                           lambda counts: counts.complete(events, models), timeout_s,
-                           lambda counts: f"{prefix}: no new record for {timeout_s:.0f} s: {counts}",
-                           check=(lambda: check_healthy(config)) if healthy else None)
+    wait_while_progressing(
+        lambda: counts_so_far(spark, config, prefix, events),
+        lambda counts: counts.complete(events, models),
+        timeout_s,
+        lambda counts: f"{prefix}: no new record for {timeout_s:.0f} s: {counts}",
+        check=(lambda: check_healthy(config)) if healthy else None,
+    )
 
 
 def wait_for_table_rows(spark, config: PipelineConfig, table: str, expected: int, timeout_s: float = 300) -> None:
     """Wait until a Delta table holds expected rows, or fail once timeout_s passed without a new one."""
     path = config.table(table)
-    wait_while_progressing(lambda: spark.read.format("delta").load(path).count(), lambda rows: rows >= expected,
-                           timeout_s, lambda rows: f"{table}: {rows} of {expected} rows, none new for {timeout_s:.0f} s")
+    wait_while_progressing(
+        lambda: spark.read.format("delta").load(path).count(),
+        lambda rows: rows >= expected,
+        timeout_s,
+        lambda rows: f"{table}: {rows} of {expected} rows, none new for {timeout_s:.0f} s",
+    )
 
 
 def warm_up(spark, config: PipelineConfig, models: list[str]) -> None:
@@ -82,18 +105,25 @@ def table_rows(spark, config: PipelineConfig, table: str, prefix: str) -> pd.Dat
     return run_rows(spark, config, table, prefix).toPandas()
 
 
-def replay_decisions(spark, config: PipelineConfig, checkpoint: Path, keys: set[bytes],
-                     timeout_s: float = 120) -> dict[bytes, bytes]:
+def replay_decisions(
+    spark, config: PipelineConfig, checkpoint: Path, keys: set[bytes], timeout_s: float = 120
+) -> dict[bytes, bytes]:
     """The rendezvous's decisions computed again from the topics as they are, from a fresh
     checkpoint and the whole backlog at once: result message key -> value, once every key in keys
     is decided (or the timeout passed)."""
     name = f"replay_{checkpoint.parent.name}_{checkpoint.name}".replace("-", "_")
-    query = (to_messages(decisions(spark, config)).writeStream.format("memory").queryName(name)
-             .option("checkpointLocation", str(checkpoint)).start())
+    query = (
+        to_messages(decisions(spark, config))
+        .writeStream.format("memory")
+        .queryName(name)
+        .option("checkpointLocation", str(checkpoint))
+        .start()
+    )
     try:
         deadline = time.monotonic() + timeout_s
-        while (replayed := {row.key.encode(): row.value.encode() for row in spark.table(name).collect()}
-               ).keys() < keys and time.monotonic() < deadline:
+        while (
+            replayed := {row.key.encode(): row.value.encode() for row in spark.table(name).collect()}
+        ).keys() < keys and time.monotonic() < deadline:
             time.sleep(2)  # the backlog's batch, then the batch without data in which the watermark decides
     finally:
         query.stop()

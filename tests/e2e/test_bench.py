@@ -1,6 +1,7 @@
 """A smoke run of `make bench`, so that the benchmark cannot rot: two scenarios at a small load for
 seconds, through a broker of its own, the real jobs and Delta. Nothing here depends on how fast
 the machine is: the test checks that every figure is there and that no request was lost."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,30 @@ RATE, SECONDS = 100, 6
 
 def test_a_smoke_run_writes_every_figure_of_every_scenario(tmp_path, registry):
     out = tmp_path / "results"
-    command = [sys.executable, "-m", "bench.run", "--scenarios", "limit", "rendezvous-1+1", "--rates", str(RATE),
-               "--step-seconds", str(SECONDS), "--warm-up-seconds", "4", "--drain-seconds", "120",
-               "--tag", "smoke", "--out", str(out), "--port", "19292", "--registry", registry]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "--scenarios",
+        "limit",
+        "rendezvous-1+1",
+        "--rates",
+        str(RATE),
+        "--step-seconds",
+        str(SECONDS),
+        "--warm-up-seconds",
+        "4",
+        "--drain-seconds",
+        "120",
+        "--tag",
+        "smoke",
+        "--out",
+        str(out),
+        "--port",
+        "19292",
+        "--registry",
+        registry,
+    ]
     run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
 
@@ -44,4 +66,6 @@ def test_a_smoke_run_writes_every_figure_of_every_scenario(tmp_path, registry):
     assert {p.name.split("-smoke-")[1] for p in out.glob("*.png")} == {"throughput.png", "latency.png", "cpu.png"}
     summary = run.stdout.strip().splitlines()[-2:]
     for line, name in zip(summary, ("limit", "rendezvous-1+1")):
-        assert re.fullmatch(rf"{re.escape(name)}: \d+ requests/s sustained, p99 (\d+\.\d\d s|n/a) at 1000 requests/s", line)
+        assert re.fullmatch(
+            rf"{re.escape(name)}: \d+ requests/s sustained, p99 (\d+\.\d\d s|n/a) at 1000 requests/s", line
+        )

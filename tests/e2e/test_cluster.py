@@ -7,6 +7,7 @@ the Delta tables on a path every worker shares, and the cluster chosen by a prof
 request archived, answered exactly once, scored once by every model) holds on the cluster too. It is
 also the suite's test of the demo as separate spark-submit processes (test_faults and test_soak run
 them under `rdv up`)."""
+
 from __future__ import annotations
 
 import os
@@ -39,13 +40,23 @@ def installed(tmp_path_factory):
     env = work / "env"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
     python = env / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     (env.joinpath(site) / "project-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed", str(wheel)],
-                   check=True)
-    where = subprocess.run([str(python), "-c", "import jobs, rdv; print(rdv.__file__, jobs.__file__)"],
-                           check=True, capture_output=True, text=True, cwd=work).stdout.split()
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed", str(wheel)], check=True
+    )
+    where = subprocess.run(
+        [str(python), "-c", "import jobs, rdv; print(rdv.__file__, jobs.__file__)"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=work,
+    ).stdout.split()
     assert all(path.startswith(str(env)) for path in where), where
     return python
 
@@ -62,25 +73,58 @@ def standalone_profile(cluster: StandaloneCluster) -> dict:
     return {
         "kafka": {"topics": {"features": {"partitions": 4}}},
         "paths": {"tables": "${RDV_SHARED}/delta", "checkpoints": "${RDV_SHARED}/checkpoints"},
-        "spark": {"master": cluster.url, "conf": {
-            # One core per job: without a limit, the first job would take every core of the cluster.
-            "spark.cores.max": "1", "spark.executor.cores": "1",
-            "spark.executor.extraJavaOptions": TEST_JAVA_OPTIONS}},
+        "spark": {
+            "master": cluster.url,
+            "conf": {
+                # One core per job: without a limit, the first job would take every core of the cluster.
+                "spark.cores.max": "1",
+                "spark.executor.cores": "1",
+                "spark.executor.extraJavaOptions": TEST_JAVA_OPTIONS,
+            },
+        },
     }
 
 
-def test_the_demo_runs_on_a_standalone_cluster_from_the_built_package(spark, tmp_path, broker, registry,
-                                                                       installed, cluster, monkeypatch):
+def test_the_demo_runs_on_a_standalone_cluster_from_the_built_package(
+    spark, tmp_path, broker, registry, installed, cluster, monkeypatch
+):
     conf = write_conf(tmp_path, mlflow={"tracking_uri": registry})
     (conf / "profiles").mkdir()
     (conf / "profiles" / "standalone.yaml").write_text(yaml.safe_dump(standalone_profile(cluster)))
     shared = tmp_path / "shared"
-    env = {**os.environ, "RDV_SHARED": str(shared), "PYSPARK_PYTHON": str(installed),
-           "PYSPARK_DRIVER_PYTHON": str(installed), "SPARK_LOCAL_IP": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "RDV_SHARED": str(shared),
+        "PYSPARK_PYTHON": str(installed),
+        "PYSPARK_DRIVER_PYTHON": str(installed),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
     demo = subprocess.run(
-        [str(installed), "-m", "rdv.cli", "--conf", str(conf), "--profile", "standalone", "demo", "--separate",
-         "--events", str(EVENTS), "--rate", str(RATE), "--bad-every", str(BAD_EVERY), "--label-delay", "1"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
+        [
+            str(installed),
+            "-m",
+            "rdv.cli",
+            "--conf",
+            str(conf),
+            "--profile",
+            "standalone",
+            "demo",
+            "--separate",
+            "--events",
+            str(EVENTS),
+            "--rate",
+            str(RATE),
+            "--bad-every",
+            str(BAD_EVERY),
+            "--label-delay",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
     assert "every request answered exactly once, scored by every model and archived: yes" in demo.stdout, demo.stdout
     assert f"quarantined        {EVENTS // BAD_EVERY}" in demo.stdout

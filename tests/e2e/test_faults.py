@@ -9,6 +9,7 @@ whose model jobs were killed is still answered in time when they come back: the 
 the champion's, as preferred, whatever the faults' timing, and a replay of the topics decides them
 the same.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,10 +60,15 @@ def kill_each_job_once(config, schedule: dict[str, float], started: float, kille
 @pytest.fixture(scope="module")
 def run(spark, tmp_path_factory, registry):
     root = tmp_path_factory.mktemp("faults")
-    config = make_config(root, port=PORT, profile_override="cluster", mlflow={"tracking_uri": registry},
-                         policy={"deadline_ms": DEADLINE_MS},
-                         rendezvous={"max_deadline_ms": DEADLINE_MS, "grace": "2 seconds"},
-                         supervisor={"backoff": "2 seconds", "max_backoff": "10 seconds"})
+    config = make_config(
+        root,
+        port=PORT,
+        profile_override="cluster",
+        mlflow={"tracking_uri": registry},
+        policy={"deadline_ms": DEADLINE_MS},
+        rendezvous={"max_deadline_ms": DEADLINE_MS, "grace": "2 seconds"},
+        supervisor={"backoff": "2 seconds", "max_backoff": "10 seconds"},
+    )
     broker = LocalBroker.from_config(config)
     broker.start()
     try:
@@ -73,23 +79,45 @@ def run(spark, tmp_path_factory, registry):
             rng = random.Random(SEED)
             schedule = {job: rng.uniform(2, EVENTS / RATE - 2) for job in JOBS}
             killed: dict[str, int] = {}
-            killer = threading.Thread(target=kill_each_job_once,
-                                      args=(config, schedule, time.monotonic(), killed), daemon=True)
+            killer = threading.Thread(
+                target=kill_each_job_once, args=(config, schedule, time.monotonic(), killed), daemon=True
+            )
             killer.start()
-            replay(client_settings(config), config.kafka.topics.raw.name, EVENTS, RATE, seed=11,
-                   bad_every=BAD_EVERY, id_prefix="killed")
+            replay(
+                client_settings(config),
+                config.kafka.topics.raw.name,
+                EVENTS,
+                RATE,
+                seed=11,
+                bad_every=BAD_EVERY,
+                id_prefix="killed",
+            )
             killer.join(timeout=60)
             # No health check: a query that fails while the broker is away is the supervisor's.
             wait_for_requests(spark, config, "killed", EVENTS, MODELS, timeout_s=600, healthy=False)
 
             # The broker stopped while the first half of the phase is still on its way through.
-            replay(client_settings(config), config.kafka.topics.raw.name, EVENTS // 2, RATE, seed=12,
-                   bad_every=BAD_EVERY, id_prefix="broker")
+            replay(
+                client_settings(config),
+                config.kafka.topics.raw.name,
+                EVENTS // 2,
+                RATE,
+                seed=12,
+                bad_every=BAD_EVERY,
+                id_prefix="broker",
+            )
             broker.stop()
             time.sleep(OUTAGE_S)
             broker.start()
-            replay(client_settings(config), config.kafka.topics.raw.name, EVENTS - EVENTS // 2, RATE,
-                   seed=13, bad_every=BAD_EVERY, id_prefix="broker-2")
+            replay(
+                client_settings(config),
+                config.kafka.topics.raw.name,
+                EVENTS - EVENTS // 2,
+                RATE,
+                seed=13,
+                bad_every=BAD_EVERY,
+                id_prefix="broker-2",
+            )
             wait_for_requests(spark, config, "broker", EVENTS, MODELS, timeout_s=600, healthy=False)
             # The last bad message comes after the last event, and the features job may publish it
             # after the requests it answered: the recorder has it once it is in the table.
@@ -97,15 +125,26 @@ def run(spark, tmp_path_factory, registry):
             states = runner.job_states(config)
         finally:
             runner.down(config, stop_broker=False)
-        tables = {table: pd.concat([table_rows(spark, config, table, p) for p in PHASES])
-                  for table in ("archive", "results", "scores")}
+        tables = {
+            table: pd.concat([table_rows(spark, config, table, p) for p in PHASES])
+            for table in ("archive", "results", "scores")
+        }
         quarantine = spark.read.format("delta").load(config.table("quarantine")).toPandas()
-        live = [(key, value) for key, value in consume_bytes(config.kafka.bootstrap_servers,
-                                                             config.kafka.topics.results.name)
-                if key.decode().startswith(PHASES)]
+        live = [
+            (key, value)
+            for key, value in consume_bytes(config.kafka.bootstrap_servers, config.kafka.topics.results.name)
+            if key.decode().startswith(PHASES)
+        ]
         replayed = replay_decisions(spark, config, root / "replay-checkpoint", {key for key, _ in live})
-        yield {"config": config, "states": states, "killed": killed, "tables": tables, "quarantine": quarantine,
-               "live": live, "replayed": replayed}
+        yield {
+            "config": config,
+            "states": states,
+            "killed": killed,
+            "tables": tables,
+            "quarantine": quarantine,
+            "live": live,
+            "replayed": replayed,
+        }
     finally:
         broker.stop()
 

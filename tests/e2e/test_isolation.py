@@ -5,6 +5,7 @@ One pipeline runs all four faulty challengers next to the champion (the slow and
 as spark-submit jobs of their own, as production runs models), and each case is asserted on
 what it left in the tables.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,9 +43,14 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(spark, tmp_path_factory, broker, registry) -> Run:
-    config = make_config(tmp_path_factory.mktemp("isolation"), models=("champion",), profile_override="cluster",
-                         mlflow={"tracking_uri": registry}, policy={"deadline_ms": DEADLINE_MS},
-                         rendezvous={"max_deadline_ms": DEADLINE_MS, "grace": "3 seconds"})
+    config = make_config(
+        tmp_path_factory.mktemp("isolation"),
+        models=("champion",),
+        profile_override="cluster",
+        mlflow={"tracking_uri": registry},
+        policy={"deadline_ms": DEADLINE_MS},
+        rendezvous={"max_deadline_ms": DEADLINE_MS, "grace": "3 seconds"},
+    )
     for fault, settings in (("raises", {}), ("nan", {}), ("slow", {"sleep_s": SLOW_S})):
         version = register_code_model(registry, f"faulty-{fault}", "faulty.py", {"fault": fault, **settings})
         add_model_config(config, fault, f"models:/faulty-{fault}/{version}", role="challenger")
@@ -67,10 +73,16 @@ def run(spark, tmp_path_factory, broker, registry) -> Run:
         features = pd.DataFrame([json.loads(m)["features"] for m in archive["message"]], index=archive["request_id"])
         compare(spark, config, echo=lambda *_: None)
         comparison = spark.read.format("delta").load(config.table("comparison")).toPandas()
-        yield Run(config, *[pd.concat([table_rows(spark, config, table, prefix) for prefix in PHASES])
-                            for table in ("results", "scores")], features,
-                  {row["model"]: row for row in model_rows(load_config(config.conf_dir))},  # as `rdv model list` reads it
-                  comparison.groupby("model")["requests"].sum())
+        yield Run(
+            config,
+            *[
+                pd.concat([table_rows(spark, config, table, prefix) for prefix in PHASES])
+                for table in ("results", "scores")
+            ],
+            features,
+            {row["model"]: row for row in model_rows(load_config(config.conf_dir))},  # as `rdv model list` reads it
+            comparison.groupby("model")["requests"].sum(),
+        )
     finally:
         runner.down(config)
 

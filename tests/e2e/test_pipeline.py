@@ -1,5 +1,6 @@
 """The whole pipeline as users run it: `rdv up` processes, events and late labels through the broker,
 the summary, the comparison of the models, the report, and the notebook on the tables it left."""
+
 from __future__ import annotations
 
 import os
@@ -19,9 +20,15 @@ EVENTS, DRIFT_AT = 1600, 0.5
 
 def pipeline_config(tmp_path, registry, models=("champion", "challenger"), deadline_ms=8000, **sections):
     # profile cluster: the session's broker is "theirs", so `rdv up` and `rdv down` leave it alone.
-    return make_config(tmp_path, models=models, profile_override="cluster", mlflow={"tracking_uri": registry},
-                       policy={"deadline_ms": deadline_ms},
-                       rendezvous={"max_deadline_ms": deadline_ms, "grace": "2 seconds"}, **sections)
+    return make_config(
+        tmp_path,
+        models=models,
+        profile_override="cluster",
+        mlflow={"tracking_uri": registry},
+        policy={"deadline_ms": deadline_ms},
+        rendezvous={"max_deadline_ms": deadline_ms, "grace": "2 seconds"},
+        **sections,
+    )
 
 
 def read(spark, config, table: str) -> pd.DataFrame:
@@ -29,10 +36,12 @@ def read(spark, config, table: str) -> pd.DataFrame:
 
 
 def test_a_seeded_demo_shows_the_champion_falling_after_the_drift_and_says_promote(spark, tmp_path, broker, registry):
-    config = pipeline_config(tmp_path, registry, models=("champion", "challenger", "canary"),
-                             compare={"window": "8 seconds"})
-    outcome = run_demo(spark, config, events=EVENTS, rate=50, separate=False, bad_every=400, drift_at=DRIFT_AT,
-                       label_delay_s=3)
+    config = pipeline_config(
+        tmp_path, registry, models=("champion", "challenger", "canary"), compare={"window": "8 seconds"}
+    )
+    outcome = run_demo(
+        spark, config, events=EVENTS, rate=50, separate=False, bad_every=400, drift_at=DRIFT_AT, label_delay_s=3
+    )
     assert outcome.ok, outcome.summary
     assert "every request answered exactly once, scored by every model and archived: yes" in outcome.summary
     assert "quarantined        4" in outcome.summary  # one bad message after every 400 events
@@ -60,15 +69,21 @@ def test_a_seeded_demo_shows_the_champion_falling_after_the_drift_and_says_promo
     flagged = drift[drift["flagged"] & (drift["window_start"] >= drift_time)]
     assert {"card_present", "category_risk"} <= set(flagged["name"]), drift[drift["flagged"]]
     assert not drift[drift["window_end"] <= drift_time]["flagged"].any(), drift[drift["flagged"]]
-    assert {"score:canary", "score:champion", "score:challenger"} <= {f"{k}:{n}" for k, n in zip(drift["kind"], drift["name"])}
+    assert {"score:canary", "score:champion", "score:challenger"} <= {
+        f"{k}:{n}" for k, n in zip(drift["kind"], drift["name"])
+    }
 
     register_tables(spark, config)
     assert spark.sql("SELECT recommendation FROM rdv.comparison_tests").first()[0] == "promote"
 
     # `rdv report` as a user runs it: one HTML file with its plots inside, and a summary.
     out = tmp_path / "report.html"
-    report = subprocess.run([sys.executable, "-m", "rdv.cli", "--conf", str(config.conf_dir), "report", "--out", str(out)],
-                            capture_output=True, text=True, timeout=300)
+    report = subprocess.run(
+        [sys.executable, "-m", "rdv.cli", "--conf", str(config.conf_dir), "report", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert report.returncode == 0, report.stderr
     assert "challenger vs champion on roc_auc" in report.stdout and "-> PROMOTE" in report.stdout
     assert "drift: flagged" in report.stdout and f"report: {out}" in report.stdout
@@ -80,16 +95,21 @@ def test_a_seeded_demo_shows_the_champion_falling_after_the_drift_and_says_promo
     env = {"RDV_CONF": str(config.conf_dir), "RDV_RUN": outcome.run_id}
     os.environ.update(env)  # the kernel inherits the parameters from the environment
     try:
-        NotebookClient(notebook, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+        NotebookClient(
+            notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}
+        ).execute()
     finally:
         for key in env:
             os.environ.pop(key)
-    outputs = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                        for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
+    outputs = "\n".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.outputs
+    )
     assert f"{EVENTS} requests archived, {EVENTS} answered, {3 * EVENTS} scores, {EVENTS} labels" in outputs
     assert "challenger vs champion: PROMOTE" in outputs
-    images = sum("image/png" in o.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
-                 for o in cell.outputs)
+    images = sum(
+        "image/png" in o.get("data", {}) for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs
+    )
     assert images == 4, "a plot is missing"
-

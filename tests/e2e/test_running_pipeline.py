@@ -12,6 +12,7 @@ alone or with the others, sees the same run, and the replay covers every policy,
 model set of it. Starting the pipeline and its first micro-batches cost one and a half minutes on
 two cores, which each test would otherwise pay again.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ MODELS = ["champion", "challenger"]
 @dataclass
 class Story:
     """What the run left, step by step."""
+
     config: PipelineConfig
     pids: dict[str, int]  # the jobs as `rdv up` started them: the same processes all along
     old: str = ""  # the champion's version at the start, and the challenger's
@@ -84,8 +86,10 @@ def promotions(spark, story: Story, registry: str) -> None:
         # Every request sent after the command returns is in a micro-batch that starts after it:
         # `rdv promote` touches the marker each model job looks at before each micro-batch.
         story.promote_exits.append(cli.main(["--conf", str(config.conf_dir), "promote", "fraud", story.new]))
-        story.aliases_after_promote = (current_version("models:/fraud@champion", registry),
-                                       current_version("models:/fraud@challenger", registry))
+        story.aliases_after_promote = (
+            current_version("models:/fraud@champion", registry),
+            current_version("models:/fraud@challenger", registry),
+        )
         send_and_wait(spark, config, "promoted", 30, MODELS, seed=8)
         # And the rollback.
         story.promote_exits.append(cli.main(["--conf", str(config.conf_dir), "promote", "fraud", story.old]))
@@ -108,8 +112,9 @@ def a_model_added(spark, story: Story) -> None:
     story.after_start = count_run(spark, config, "after-start")
     story.running["second started"] = runner.running_jobs(config)
     scores = spark.read.format("delta").load(config.table("scores")).where(F.col("model") == "second")
-    story.second_scored_as = {(r.role, r.model_version)
-                              for r in scores.select("role", "model_version").distinct().collect()}
+    story.second_scored_as = {
+        (r.role, r.model_version) for r in scores.select("role", "model_version").distinct().collect()
+    }
     story.challenger_version = next(r["version"] for r in model_rows(config) if r["model"] == "challenger")
     story.second_stopped = runner.stop_job(config, "score-second")
     story.running["second stopped"] = runner.running_jobs(config)
@@ -142,8 +147,13 @@ def story(spark, tmp_path_factory, broker, registry) -> Story:
         # Every request of the run, each as the live rendezvous published it; then the same topics,
         # a fresh checkpoint and the whole backlog at once.
         run.live_results = consume_bytes(config.kafka.bootstrap_servers, config.kafka.topics.results.name)
-        run.replayed = replay_decisions(spark, config, tmp_path_factory.mktemp("replay") / "checkpoint",
-                                        {key for key, _ in run.live_results}, timeout_s=300)
+        run.replayed = replay_decisions(
+            spark,
+            config,
+            tmp_path_factory.mktemp("replay") / "checkpoint",
+            {key for key, _ in run.live_results},
+            timeout_s=300,
+        )
         yield run
     finally:
         runner.down(config)
@@ -176,7 +186,8 @@ def test_a_model_added_while_the_pipeline_runs_scores_the_requests_after_its_sta
 def test_policies_change_without_restarts_and_split_exposes_each_request_to_one_model(story):
     preferred = story.results["preferred"]
     assert set(zip(preferred["strategy"], preferred["model"], preferred["reason"])) == {
-        ("preferred", "champion", "preferred")}
+        ("preferred", "champion", "preferred")
+    }
     split = story.results["split"]
     assert (split["strategy"] == "split").all() and (split["reason"] == "preferred").all()
     assert (split["model"] == split["arm"]).all()  # the arm answers, in time
@@ -194,8 +205,16 @@ def test_a_replay_decides_every_request_of_the_run_as_the_live_run_did(story):
     assert len(live_ids) == len(set(live_ids))  # each request answered once on the topic
     steps = ("warm-up", "before", "promoted", "rolled-back", "after-start", "preferred", "split", "first")
     answered = {prefix: sum(key.startswith(prefix.encode()) for key in live_ids) for prefix in steps}
-    assert answered == {"warm-up": 10, "before": 30, "promoted": 30, "rolled-back": 30, "after-start": 60,
-                        "preferred": 30, "split": 60, "first": 20}, answered
+    assert answered == {
+        "warm-up": 10,
+        "before": 30,
+        "promoted": 30,
+        "rolled-back": 30,
+        "after-start": 60,
+        "preferred": 30,
+        "split": 60,
+        "first": 20,
+    }, answered
     assert {key: story.replayed.get(key) for key, _ in story.live_results} == dict(story.live_results)
 
 

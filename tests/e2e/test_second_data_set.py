@@ -2,6 +2,7 @@
 predict a trip's minutes. The whole pipeline runs on it with no code change; then `rdv forget`
 removes one rider from every table, older versions included.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -62,10 +63,18 @@ class Rides:
 
 
 def _ride(n: int, **changes) -> str:
-    ride = {"request_id": f"rides-{n}", "event_time": datetime.now(UTC).isoformat(),
-            "schema_version": 2, "rider_id": RIDERS[n % len(RIDERS)], "phone": PHONE,
-            "pickup_zone": 1 + n % 5, "dropoff_zone": 1 + n % 3, "trip_km": 0.5 + n,
-            "passengers": 1 + n % 4, "vehicle": ("standard", "xl", "lux")[n % 3]}
+    ride = {
+        "request_id": f"rides-{n}",
+        "event_time": datetime.now(UTC).isoformat(),
+        "schema_version": 2,
+        "rider_id": RIDERS[n % len(RIDERS)],
+        "phone": PHONE,
+        "pickup_zone": 1 + n % 5,
+        "dropoff_zone": 1 + n % 3,
+        "trip_km": 0.5 + n,
+        "passengers": 1 + n % 4,
+        "vehicle": ("standard", "xl", "lux")[n % 3],
+    }
     return json.dumps({**ride, **changes})
 
 
@@ -88,12 +97,22 @@ def _register_models(tracking_uri: str) -> None:
 
 
 def _rides_config(root: Path, registry: str) -> PipelineConfig:
-    conf = write_conf(root, models=(), spec=SPEC, profile_override="cluster", mlflow={"tracking_uri": registry},
-                      policy={"strategy": "rules", "deadline_ms": DEADLINE_MS, "rules": [
-                          {"name": "short-trips", "when": {"trip_km": {"lt": 2}},
-                           "preference": ["challenger", "champion"]}]},
-                      rendezvous={"max_deadline_ms": DEADLINE_MS, "grace": "2 seconds"},
-                      spark={"quality_trigger": "5 seconds"})
+    conf = write_conf(
+        root,
+        models=(),
+        spec=SPEC,
+        profile_override="cluster",
+        mlflow={"tracking_uri": registry},
+        policy={
+            "strategy": "rules",
+            "deadline_ms": DEADLINE_MS,
+            "rules": [
+                {"name": "short-trips", "when": {"trip_km": {"lt": 2}}, "preference": ["challenger", "champion"]}
+            ],
+        },
+        rendezvous={"max_deadline_ms": DEADLINE_MS, "grace": "2 seconds"},
+        spark={"quality_trigger": "5 seconds"},
+    )
     for role in ("champion", "challenger"):
         (conf / "models" / f"{role}.yaml").write_text(f"uri: models:/trips@{role}\noutput: regression\n")
     return load_config(conf)
@@ -116,7 +135,9 @@ def rides(spark, broker, registry, tmp_path_factory):
         while (quarantined := len(_table(spark, config, "quarantine"))) < len(BAD) + 1:
             assert time.monotonic() < deadline, f"rides: {quarantined} of {len(BAD) + 1} bad records in quarantine"
             time.sleep(POLL_S)
-        while (validated := _table(spark, config, "data_quality").drop_duplicates("batch_id")["rows"].sum()) < RIDES + 3:
+        while (
+            validated := _table(spark, config, "data_quality").drop_duplicates("batch_id")["rows"].sum()
+        ) < RIDES + 3:
             assert time.monotonic() < deadline, f"rides: {validated} of {RIDES + 3} feature records validated"
             time.sleep(POLL_S)
         message = io.StringIO()
@@ -125,8 +146,11 @@ def rides(spark, broker, registry, tmp_path_factory):
         forget_while_running = (status, message.getvalue())
     finally:
         runner.down(config)
-    yield Rides(config, *[_table(spark, config, name) for name in ("archive", "scores", "results", "quarantine",
-                                                                "data_quality")], forget_while_running)
+    yield Rides(
+        config,
+        *[_table(spark, config, name) for name in ("archive", "scores", "results", "quarantine", "data_quality")],
+        forget_while_running,
+    )
 
 
 def _send_and_wait(spark, config: PipelineConfig, prefix: str, messages: list[str], requests: int) -> None:
@@ -184,7 +208,8 @@ def test_a_second_data_set_runs_end_to_end_from_its_spec_alone(rides):
             assert answer["reason"] == "fallback", (request_id, answer.to_dict())  # a late score within the grace
 
     reasons = rides.quarantine.set_index(
-        rides.quarantine["raw"].map(lambda raw: raw.startswith("{\"request_id\"") and json.loads(raw)["request_id"]))
+        rides.quarantine["raw"].map(lambda raw: raw.startswith('{"request_id"') and json.loads(raw)["request_id"])
+    )
     assert {key: reasons.loc[key, "reason"] for key in BAD} == BAD
     assert rides.quarantine.loc[rides.quarantine["raw"] == NOT_JSON, "reason"].tolist() == ["not_json"]
 
@@ -214,15 +239,25 @@ def test_rdv_forget_leaves_nothing_of_the_subject_in_any_table_or_older_version(
     minutes.write_text("request_id,label\n" + "".join(f"{r},10.0\n" for r in rides.archive["request_id"]))
     assert backfill_labels(spark, config, str(minutes)).inserted == len(rides.archive)
 
-    forgetting = subprocess.run([sys.executable, "-m", "rdv.cli", "--conf", str(config.conf_dir), "forget", FORGOTTEN,
-                                 "--vacuum"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    forgetting = subprocess.run(
+        [sys.executable, "-m", "rdv.cli", "--conf", str(config.conf_dir), "forget", FORGOTTEN, "--vacuum"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert forgetting.returncode == 0, forgetting.stderr[-3000:]
     report = forgetting.stdout
     mine_in_quarantine = 3  # the bad vehicle, the bad version and the message that is not JSON
-    for line in (f"{len(mine)} requests of this subject", f"archive     {len(mine)} rows deleted",
-                 f"scores      {2 * len(mine)} rows deleted", f"results     {len(mine)} rows deleted",
-                 f"quarantine  {mine_in_quarantine} rows deleted", f"labels      {len(mine)} rows deleted",
-                 "vacuumed: no older table version holds the rows any more"):
+    for line in (
+        f"{len(mine)} requests of this subject",
+        f"archive     {len(mine)} rows deleted",
+        f"scores      {2 * len(mine)} rows deleted",
+        f"results     {len(mine)} rows deleted",
+        f"quarantine  {mine_in_quarantine} rows deleted",
+        f"labels      {len(mine)} rows deleted",
+        "vacuumed: no older table version holds the rows any more",
+    ):
         assert line in report, report
 
     for name in TABLES:
@@ -243,7 +278,9 @@ def test_rdv_forget_leaves_nothing_of_the_subject_in_any_table_or_older_version(
                 content = file.read_bytes()
                 assert FORGOTTEN.encode() not in content and subject.encode() not in content, file
     others = spark.read.format("delta").load(config.table("archive")).toPandas()
-    assert len(others) == len(rides.archive) - len(mine) and set(others["subject"]) == {_pseudonym(r) for r in RIDERS[1:]}
+    assert len(others) == len(rides.archive) - len(mine) and set(others["subject"]) == {
+        _pseudonym(r) for r in RIDERS[1:]
+    }
 
 
 def _assert_none_of_theirs(rows: pd.DataFrame, subject: str, request_ids: set[str], where: str) -> None:

@@ -10,6 +10,7 @@ request answered; with eviction it holds the last seconds' worth, whether it ove
 catching up and fell again (most runs) or stayed flat at that level (a CI run whose jobs were
 still behind at the end: 875 rows in the join for 1,900 answers). It judges no RSS, so its jobs
 grow their heaps as the shipped conf's do."""
+
 from __future__ import annotations
 
 from bench.soak import Verdict, run, table
@@ -18,8 +19,17 @@ RATE = 20
 
 
 def test_a_short_soak_evicts_state_and_answers_the_load(tmp_path, registry):
-    report = run(minutes=3, rate=RATE, every_s=10, port=19195, work=tmp_path, warm_up_s=45,
-                 spec_limits={"dedup_window": "20 seconds"}, registry=registry, heap_at_start=False)
+    report = run(
+        minutes=3,
+        rate=RATE,
+        every_s=10,
+        port=19195,
+        work=tmp_path,
+        warm_up_s=45,
+        spec_limits={"dedup_window": "20 seconds"},
+        registry=registry,
+        heap_at_start=False,
+    )
     results = [Verdict(**v) for v in report["verdicts"]]
     print(table(results))
     assert report["restarts"] == {}
@@ -43,4 +53,4 @@ def series(report: dict, figure: str) -> list[float]:
 
 def fell(values: list[float]) -> bool:
     """Whether the values fell by five seconds of traffic at least once."""
-    return any(later <= earlier - RATE * 5 for k, earlier in enumerate(values) for later in values[k + 1:])
+    return any(later <= earlier - RATE * 5 for k, earlier in enumerate(values) for later in values[k + 1 :])

@@ -1,4 +1,5 @@
 """A corpus of raw records with every way a record can be bad, and how many of each must come out."""
+
 from __future__ import annotations
 
 import json
@@ -56,4 +57,3 @@ def corpus(good_count: int, seed: int = 5) -> tuple[list[str], Counter]:
     messages = [json.dumps(record) for record in good] + [message for _, message in bad]
     expected = Counter({None: len(good)}) + Counter(reason for reason, _ in bad)
     return messages, expected
-

@@ -1,4 +1,5 @@
 """Helpers of the integration tests: fresh events, and waits that fail naming what they waited for."""
+
 from __future__ import annotations
 
 import json

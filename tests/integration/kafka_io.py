@@ -1,4 +1,5 @@
 """Reading and writing the test's topics with a plain Kafka client, as any user would."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,13 @@ def produce(bootstrap: str, topic: str, values: list[str]) -> None:
 
 def consume_bytes(bootstrap: str, topic: str, idle_ms: int = 3000) -> list[tuple[bytes | None, bytes]]:
     """Every message on the topic so far, as (key, value) bytes exactly as stored."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=idle_ms)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=idle_ms,
+    )
     try:
         return [(m.key, m.value) for m in consumer]
     finally:

@@ -1,5 +1,6 @@
 """A job run from plain Python (`rdv up` without --separate) whose Spark driver dies under it: the JVM
 is the job's child there, and a Python process that outlived it would never be started again."""
+
 from __future__ import annotations
 
 import os
@@ -27,16 +28,22 @@ def test_a_job_whose_driver_jvm_is_killed_exits_and_the_supervisor_starts_it_aga
     try:
         first = runner.wait_running(config, jobs, timeout_s=240, echo=lambda *_: None)["features"]
         os.kill(jvm_of(first), signal.SIGKILL)
-        state = eventually(lambda: (s := read_state(files)["features"])["last_exit"] is not None and s,
-                           60, poll_s=0.5)
+        state = eventually(lambda: (s := read_state(files)["features"])["last_exit"] is not None and s, 60, poll_s=0.5)
         assert state["last_exit"] == 1
         assert "lost its Spark driver" in files.log("features").read_text(errors="replace")
-        again = eventually(lambda: (s := read_state(files)["features"])["running"] and s["restarts"] == 1
-                           and s["pid"], 60, poll_s=0.5)
+        again = eventually(
+            lambda: (s := read_state(files)["features"])["running"] and s["restarts"] == 1 and s["pid"], 60, poll_s=0.5
+        )
         assert again != first
-        eventually(lambda: all((q := runner.query_states(config).get(name, {})).get("pgid") == again
-                               and q.get("state") in ("started", "running") for name in featurize.QUERIES),
-                   240, poll_s=1)
+        eventually(
+            lambda: all(
+                (q := runner.query_states(config).get(name, {})).get("pgid") == again
+                and q.get("state") in ("started", "running")
+                for name in featurize.QUERIES
+            ),
+            240,
+            poll_s=1,
+        )
     finally:
         runner.down(config, stop_broker=False, echo=lambda *_: None)
     assert supervisor.wait(timeout=60) is not None

@@ -1,6 +1,7 @@
 """`rdv forget` and the jobs that read what it changes: the data-quality query reads `archive` as a
 stream, and forget's deletes rewrite archive files. Started again after them, as
 docs/data-quality.md says (`rdv down`, `rdv forget`, `rdv up`), it goes on past their commit."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,11 @@ def run_until_validated(spark, config, events: list[str], validated: int) -> Non
     queries = [*featurize.build_all(spark, config), *decoy.build_all(spark, config)]
     try:
         produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events)
-        wait_for(lambda: validated_rows(spark, config) if all(q.isActive for q in queries) else -1,
-                 lambda rows: rows >= validated or rows < 0, f"{validated} archive rows validated")
+        wait_for(
+            lambda: validated_rows(spark, config) if all(q.isActive for q in queries) else -1,
+            lambda rows: rows >= validated or rows < 0,
+            f"{validated} archive rows validated",
+        )
         failed = [f"{q.name}: {q.exception()}" for q in queries if not q.isActive]
         assert not failed, failed
     finally:
@@ -35,8 +39,11 @@ def run_until_validated(spark, config, events: list[str], validated: int) -> Non
 
 
 def test_the_data_quality_query_goes_on_past_a_forget(spark, broker, registry, tmp_path):
-    config = make_config(tmp_path, mlflow={"tracking_uri": registry},
-                         spark={"table_trigger": "2 seconds", "quality_trigger": "2 seconds"})
+    config = make_config(
+        tmp_path,
+        mlflow={"tracking_uri": registry},
+        spark={"table_trigger": "2 seconds", "quality_trigger": "2 seconds"},
+    )
     ensure_topics(client_settings(config), pipeline_topics(config))
     first = fresh_events(10, seed=11)
     run_until_validated(spark, config, first, 10)

@@ -1,5 +1,6 @@
 """The rendezvous's clock through the real broker: a heartbeat on rdv.heartbeats never overtakes a
 request, and only the rendezvous reads it (rdv/heartbeat.py)."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,13 @@ from tests.integration.helpers import stop_all, wait_for
 
 def records_with_times(bootstrap: str, topic: str) -> list[tuple[dict, int]]:
     """(record, Kafka timestamp in ms) of every message on the topic so far."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=2000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=2000,
+    )
     try:
         return [(json.loads(m.value), m.timestamp) for m in consumer]
     finally:
@@ -43,14 +49,18 @@ def test_a_heartbeat_is_published_only_after_every_request_that_arrived_before_i
             time.sleep(0.05)
         producer.flush()
         ids = {json.loads(e)["request_id"] for e in events}
-        features = wait_for(lambda: records_with_times(bootstrap, topics.features.name),
-                            lambda found: {r["request_id"] for r, _ in found} >= ids,
-                            "every request on rdv.features")
+        features = wait_for(
+            lambda: records_with_times(bootstrap, topics.features.name),
+            lambda found: {r["request_id"] for r, _ in found} >= ids,
+            "every request on rdv.features",
+        )
         # Heartbeats go on while a request may wait, and come after the last micro-batch.
         sent_last = max(t for _, t in records_with_times(bootstrap, topics.raw.name))
-        beats = wait_for(lambda: records_with_times(bootstrap, topics.heartbeats.name),
-                         lambda found: any(millis(b["event_time"]) > sent_last for b, _ in found),
-                         "a heartbeat after the last event sent")
+        beats = wait_for(
+            lambda: records_with_times(bootstrap, topics.heartbeats.name),
+            lambda found: any(millis(b["event_time"]) > sent_last for b, _ in found),
+            "a heartbeat after the last event sent",
+        )
     finally:
         producer.close()
         stop_all([query])

@@ -1,4 +1,5 @@
 """The jobs against the real broker, real Delta tables and a real MLflow registry, in one session."""
+
 from __future__ import annotations
 
 import json
@@ -33,17 +34,27 @@ def test_the_features_job_accounts_for_every_raw_record_and_replays_a_fixed_one(
 
     def outcomes() -> Counter:
         requests = [r for r in consume(bootstrap, topics.features.name, idle_ms=1000) if r["kind"] == "request"]
-        return Counter({None: len(requests)}) + Counter(q["reason"] for q in consume(bootstrap, topics.quarantine.name,
-                                                                                      idle_ms=1000))
+        return Counter({None: len(requests)}) + Counter(
+            q["reason"] for q in consume(bootstrap, topics.quarantine.name, idle_ms=1000)
+        )
+
     try:
         # The queries run on their own triggers, as in production: wait for the outputs.
-        wait_for(outcomes, lambda counts: counts.total() >= len(messages), "every raw record as a feature or quarantine record")
-        wait_for(lambda: delta_count(spark, config.table("quarantine")), lambda n: n >= len(messages) - expected[None],
-                 "every bad record in the quarantine table")
+        wait_for(
+            outcomes,
+            lambda counts: counts.total() >= len(messages),
+            "every raw record as a feature or quarantine record",
+        )
+        wait_for(
+            lambda: delta_count(spark, config.table("quarantine")),
+            lambda n: n >= len(messages) - expected[None],
+            "every bad record in the quarantine table",
+        )
         assert outcomes() == expected
         table = spark.read.format("delta").load(config.table("quarantine"))
         assert Counter({r.reason: r["count"] for r in table.groupBy("reason").count().collect()}) == expected - Counter(
-            {None: expected[None]})
+            {None: expected[None]}
+        )
         # Each raw payload is kept untouched, with where it came from.
         rows = table.collect()
         assert {r.raw for r in rows} <= set(messages)
@@ -52,23 +63,32 @@ def test_the_features_job_accounts_for_every_raw_record_and_replays_a_fixed_one(
         records = consume(bootstrap, topics.features.name, idle_ms=1000)
         assert {r["kind"] for r in records} == {"request"}
         assert {r["policy"]["deadline_ms"] for r in records} == {config.policy.deadline_ms}
-        beats = wait_for(lambda: consume(bootstrap, topics.heartbeats.name, idle_ms=1000), lambda found: len(found) > 0,
-                         "a heartbeat on rdv.heartbeats")
+        beats = wait_for(
+            lambda: consume(bootstrap, topics.heartbeats.name, idle_ms=1000),
+            lambda found: len(found) > 0,
+            "a heartbeat on rdv.heartbeats",
+        )
         assert {tuple(sorted(b)) for b in beats} == {("event_time", "kind", "schema_version")}
 
         # `rdv quarantine replay`: the negative amount fixed where it lies comes back as a feature
         # record, though its event time is minutes old now: it keeps the time it first arrived.
         DeltaTable.forPath(spark, config.table("quarantine")).update(
-            "reason = 'below_min:amount'", {"raw": F.regexp_replace("raw", '"amount": -12.5', '"amount": 12.5')})
+            "reason = 'below_min:amount'", {"raw": F.regexp_replace("raw", '"amount": -12.5', '"amount": 12.5')}
+        )
         not_replayed = ("duplicate:request_id", "too_old:event_time", "too_new:event_time")
         assert replay_quarantine(spark, config, dry_run=True) == {
-            reason: n for reason, n in expected.items() if reason is not None and reason not in not_replayed}
+            reason: n for reason, n in expected.items() if reason is not None and reason not in not_replayed
+        }
         assert replay_quarantine(spark, config, ["below_min"]) == {"below_min:amount": 1}
         assert replay_quarantine(spark, config, ["below_min"]) == {}  # never twice
 
         def replayed() -> list[dict]:
-            return [r for r in consume(bootstrap, topics.features.name, idle_ms=1000)
-                    if r.get("request_id") == "bad-negative"]
+            return [
+                r
+                for r in consume(bootstrap, topics.features.name, idle_ms=1000)
+                if r.get("request_id") == "bad-negative"
+            ]
+
         fixed = wait_for(replayed, lambda found: len(found) > 0, "the replayed record on rdv.features")
         assert len(fixed) == 1 and fixed[0]["features"]["log_amount"] == pytest.approx(math.log(13.5))
     finally:
@@ -77,7 +97,9 @@ def test_the_features_job_accounts_for_every_raw_record_and_replays_a_fixed_one(
 
 def test_a_model_job_fails_at_start_on_an_unknown_feature(spark, tmp_path, registry, broker):
     config = make_config(tmp_path, mlflow={"tracking_uri": registry})
-    (config.conf_dir / "models" / "typo.yaml").write_text("uri: models:/fraud@champion\nfeatures: [log_amount, amout]\n")
+    (config.conf_dir / "models" / "typo.yaml").write_text(
+        "uri: models:/fraud@champion\nfeatures: [log_amount, amout]\n"
+    )
     with pytest.raises(ConfigError, match=r"models/typo.yaml: features: amout not in the feature spec .*features.yaml"):
         score.build(spark, load_config(config.conf_dir), "typo")
 
@@ -106,16 +128,26 @@ def test_a_model_job_fails_at_start_when_its_features_lack_a_model_input(spark, 
 @pytest.fixture
 def fast_config(tmp_path, broker, registry):
     """Short deadlines, so deferred answers come within seconds of the heartbeats."""
-    config = make_config(tmp_path, mlflow={"tracking_uri": registry}, policy={"deadline_ms": 3000},
-                         rendezvous={"max_deadline_ms": 3000, "grace": "1 second"})
+    config = make_config(
+        tmp_path,
+        mlflow={"tracking_uri": registry},
+        policy={"deadline_ms": 3000},
+        rendezvous={"max_deadline_ms": 3000, "grace": "1 second"},
+    )
     ensure_topics(client_settings(config), pipeline_topics(config))
     return config
 
 
 def test_the_pipeline_in_one_application_answers_each_request_once_and_keeps_every_score(spark, fast_config):
     config = fast_config
-    queries = [featurize.build(spark, config), score.build(spark, config, "champion"), score.build(spark, config, "challenger"),
-               decoy.build(spark, config), *decide.build(spark, config), record.build(spark, config)]
+    queries = [
+        featurize.build(spark, config),
+        score.build(spark, config, "champion"),
+        score.build(spark, config, "challenger"),
+        decoy.build(spark, config),
+        *decide.build(spark, config),
+        record.build(spark, config),
+    ]
     try:
         # Stamped now, once every query has started: an event older than limits.max_lateness on
         # arrival would be quarantined as too old.
@@ -123,9 +155,14 @@ def test_the_pipeline_in_one_application_answers_each_request_once_and_keeps_eve
         ids = sorted(json.loads(e)["request_id"] for e in events)
         produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events)
         # The queries run on their own triggers, as in production.
-        results = wait_for(lambda: consume(config.kafka.bootstrap_servers, config.kafka.topics.results.name,
-                                           idle_ms=1000), lambda r: len(r) >= len(ids), "an answer per request")
-        wait_for(lambda: delta_count(spark, config.table("archive")), lambda n: n >= len(ids), "every request in the archive")
+        results = wait_for(
+            lambda: consume(config.kafka.bootstrap_servers, config.kafka.topics.results.name, idle_ms=1000),
+            lambda r: len(r) >= len(ids),
+            "an answer per request",
+        )
+        wait_for(
+            lambda: delta_count(spark, config.table("archive")), lambda n: n >= len(ids), "every request in the archive"
+        )
         for query in queries:  # the recorder catches up with rdv.results and rdv.scores
             if query.name == record.QUERY:
                 query.processAllAvailable()
@@ -138,16 +175,30 @@ def test_the_pipeline_in_one_application_answers_each_request_once_and_keeps_eve
         if r["reason"] == "preferred":
             assert r["role"] == "champion" and r["in_time"] is True
 
-    versions = {a: str(v.version) for a, v in (
-        ("champion", MlflowClient(registry_uri=config.tracking_uri).get_model_version_by_alias("fraud", "champion")),
-        ("challenger", MlflowClient(registry_uri=config.tracking_uri).get_model_version_by_alias("fraud", "challenger")),
-    )}
+    versions = {
+        a: str(v.version)
+        for a, v in (
+            (
+                "champion",
+                MlflowClient(registry_uri=config.tracking_uri).get_model_version_by_alias("fraud", "champion"),
+            ),
+            (
+                "challenger",
+                MlflowClient(registry_uri=config.tracking_uri).get_model_version_by_alias("fraud", "challenger"),
+            ),
+        )
+    }
     scores = spark.read.format("delta").load(config.table("scores"))
-    per_model = {(r.model, r.model_version, r.role): (r.n, r.d) for r in
-                 scores.groupBy("model", "model_version", "role").agg(
-                     F.count("*").alias("n"), F.countDistinct("request_id").alias("d")).collect()}
-    assert per_model == {("champion", versions["champion"], "champion"): (30, 30),
-                         ("challenger", versions["challenger"], "challenger"): (30, 30)}
+    per_model = {
+        (r.model, r.model_version, r.role): (r.n, r.d)
+        for r in scores.groupBy("model", "model_version", "role")
+        .agg(F.count("*").alias("n"), F.countDistinct("request_id").alias("d"))
+        .collect()
+    }
+    assert per_model == {
+        ("champion", versions["champion"], "champion"): (30, 30),
+        ("challenger", versions["challenger"], "challenger"): (30, 30),
+    }
     assert scores.where(F.col("error").isNotNull() | (F.col("registered_model") != "fraud")).count() == 0
 
     stored = spark.read.format("delta").load(config.table("results"))
@@ -156,8 +207,11 @@ def test_the_pipeline_in_one_application_answers_each_request_once_and_keeps_eve
 
     archive = spark.read.format("delta").load(config.table("archive"))
     assert sorted(r.request_id for r in archive.select("request_id").collect()) == ids
-    features_messages = {r["request_id"]: r for r in consume(config.kafka.bootstrap_servers,
-                                                                config.kafka.topics.features.name) if r["kind"] == "request"}
+    features_messages = {
+        r["request_id"]: r
+        for r in consume(config.kafka.bootstrap_servers, config.kafka.topics.features.name)
+        if r["kind"] == "request"
+    }
     for row in archive.select("request_id", "message").collect():
         assert json.loads(row.message) == features_messages[row.request_id]
 

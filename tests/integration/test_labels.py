@@ -1,5 +1,6 @@
 """Ground truth through the real broker and Delta: the recorder's labels, a replay
 of the topic, a backfill from a file, and the unusable records in quarantine."""
+
 from __future__ import annotations
 
 import json
@@ -33,16 +34,14 @@ def test_streamed_labels_are_kept_once_per_request_and_bad_ones_quarantined(spar
     assert labels_in(spark, config) == {**{f"r{i}": float(i % 2) for i in range(20)}, "r0": 1.0}  # r0 corrected
     quarantined = consume(bootstrap, topics.quarantine.name, idle_ms=1000)
     assert sorted((q["reason"], q["raw"], q["source_topic"]) for q in quarantined) == [
-        ("not_json", "label: 1", topics.labels.name), ("wrong_type:label", bad[0], topics.labels.name)]
+        ("not_json", "label: 1", topics.labels.name),
+        ("wrong_type:label", bad[0], topics.labels.name),
+    ]
 
 
 def test_a_backfill_from_a_file_merges_like_the_stream_and_quarantines_what_it_cannot_use(spark, config, tmp_path):
     csv = tmp_path / "confirmed.csv"
-    csv.write_text("request_id,label,labelled_at\n"
-                   "a,1,2026-03-01T00:00:00Z\n"
-                   "b,0,\n"
-                   ",1,\n"
-                   "c,maybe,\n")
+    csv.write_text("request_id,label,labelled_at\na,1,2026-03-01T00:00:00Z\nb,0,\n,1,\nc,maybe,\n")
     first = backfill_labels(spark, config, str(csv))
     assert (first.rows, first.inserted, first.updated) == (4, 2, 0)
     assert first.quarantined == {"missing:request_id": 1, "wrong_type:label": 1}

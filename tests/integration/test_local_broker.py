@@ -1,4 +1,5 @@
 """The local broker: real, idempotent, reachable by any Kafka client, stopped by its pid."""
+
 from __future__ import annotations
 
 import socket
@@ -28,8 +29,12 @@ def test_any_client_can_write_and_read(config):
     producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap_servers)
     producer.send(topic, key=b"r-1", value=b'{"ok": true}').get(timeout=30)
     producer.close()
-    consumer = KafkaConsumer(topic, bootstrap_servers=config.kafka.bootstrap_servers,
-                             auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=config.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+    )
     values = [m.value for m in consumer]
     consumer.close()
     assert values == [b'{"ok": true}']

@@ -1,5 +1,6 @@
 """A request that crashes the model's Python worker does not stop the model's job: it gets a score
 record with the error, the rest of its micro-batch is scored, and so is everything after it."""
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,18 @@ def test_a_request_that_crashes_the_python_worker_gets_an_error_record_and_the_j
     produce(bootstrap, topics.raw.name, [json.dumps(e) for e in events])
 
     def scored(wanted: list[str]) -> dict[str, dict]:
-        return {s["request_id"]: s for s in consume(bootstrap, topics.scores.name, idle_ms=1000)
-                if s["request_id"] in wanted}
+        return {
+            s["request_id"]: s
+            for s in consume(bootstrap, topics.scores.name, idle_ms=1000)
+            if s["request_id"] in wanted
+        }
 
     queries = featurize.build_all(spark, config)
     model_job = score.build(spark, config, "crash")
     try:
-        scores = wait_for(lambda: scored(ids), lambda s: len(s) == len(ids), "a record per request of the crashing batch")
+        scores = wait_for(
+            lambda: scored(ids), lambda s: len(s) == len(ids), "a record per request of the crashing batch"
+        )
         assert model_job.isActive
         # And the next requests, in a micro-batch of their own, are scored as usual.
         later = fresh_events(3, seed=6)

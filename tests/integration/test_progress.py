@@ -1,5 +1,6 @@
 """Progress files of real streaming queries: the last report for `rdv status`, every report for the
 benchmark, and the final state with the failure."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,11 @@ from rdv.progress import ProgressFiles
 
 def _rate_query(spark, tmp_path, name, process=None):
     stream = spark.readStream.format("rate").option("rowsPerSecond", 5).load()
-    writer = (stream.writeStream.queryName(name).option("checkpointLocation", str(tmp_path / name))
-              .trigger(processingTime="200 milliseconds"))
+    writer = (
+        stream.writeStream.queryName(name)
+        .option("checkpointLocation", str(tmp_path / name))
+        .trigger(processingTime="200 milliseconds")
+    )
     writer = writer.foreachBatch(process) if process else writer.format("noop")
     return writer.start()
 

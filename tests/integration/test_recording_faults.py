@@ -1,6 +1,7 @@
 """A table that cannot be written while events flow, through the real broker, Spark and Delta: the
 answers keep coming, the failed recording query alone is started again after a backoff, and once
 the table is back it catches up with nothing lost or duplicated (docs/operations.md)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -28,10 +29,14 @@ from tests.integration.kafka_io import consume, produce
 @pytest.fixture
 def config(tmp_path, broker, registry):
     """Short deadlines, so deferred answers come within seconds; restarts after 1 s, 4 s at most."""
-    config = make_config(tmp_path, mlflow={"tracking_uri": registry}, policy={"deadline_ms": 3000},
-                         rendezvous={"max_deadline_ms": 3000, "grace": "1 second"},
-                         spark={"table_trigger": "2 seconds"},
-                         supervisor={"backoff": "1 second", "max_backoff": "4 seconds"})
+    config = make_config(
+        tmp_path,
+        mlflow={"tracking_uri": registry},
+        policy={"deadline_ms": 3000},
+        rendezvous={"max_deadline_ms": 3000, "grace": "1 second"},
+        spark={"table_trigger": "2 seconds"},
+        supervisor={"backoff": "1 second", "max_backoff": "4 seconds"},
+    )
     ensure_topics(client_settings(config), pipeline_topics(config))
     return config
 
@@ -68,24 +73,35 @@ def test_an_unwritable_table_stops_neither_the_answers_nor_the_other_recorders_a
         during = fresh_events(20, seed=22)
         produce(bootstrap, topics.raw.name, during)
         wait_for(answered, lambda found: found >= request_ids(before + during), "an answer to every request")
-        state = wait_for(lambda: query_states(config).get(RECORD_QUERY, {}),
-                         lambda s: s.get("state") == "restarting", "the recorder failed and waiting to start again")
+        state = wait_for(
+            lambda: query_states(config).get(RECORD_QUERY, {}),
+            lambda s: s.get("state") == "restarting",
+            "the recorder failed and waiting to start again",
+        )
         assert state["failures"] >= 1 and state["exception"]
         status = io.StringIO()
         with contextlib.redirect_stdout(status):
             cli.main(["--conf", str(config.conf_dir), "status"])
         assert f"query {RECORD_QUERY}: failed " in status.getvalue() and "its job starts it again at" in (
-            status.getvalue()), status.getvalue()
+            status.getvalue()
+        ), status.getvalue()
         # The decoy, in the same application, archives on.
         wait_for(lambda: recorded("archive"), lambda n: n >= len(before + during), "every request in the archive")
         assert keeping.is_alive()
 
         results_table.unlink()
         shutil.move(f"{results_table}.away", results_table)
-        wait_for(lambda: recorded("results"), lambda n: n >= len(before + during),
-                 "the results table caught up", timeout_s=180)
-        wait_for(lambda: query_states(config).get(RECORD_QUERY, {}),
-                 lambda s: s.get("state") == "running", "the recorder running again")
+        wait_for(
+            lambda: recorded("results"),
+            lambda n: n >= len(before + during),
+            "the results table caught up",
+            timeout_s=180,
+        )
+        wait_for(
+            lambda: query_states(config).get(RECORD_QUERY, {}),
+            lambda s: s.get("state") == "running",
+            "the recorder running again",
+        )
     finally:
         stopping.set()
         keeping.join(timeout=120)

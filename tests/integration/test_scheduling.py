@@ -1,5 +1,6 @@
 """Where the pipeline's queries run in the session: their scheduler pools, the settings for tables
 and checkpoints on a local disk, and the driver's log configuration."""
+
 from __future__ import annotations
 
 import time
@@ -20,10 +21,21 @@ def test_each_query_runs_its_jobs_in_its_pool_and_the_latency_pool_goes_first(sp
     seen: dict[str, set[str]] = {"answers": set(), "records": set()}
     stream = spark.readStream.format("rate").option("rowsPerSecond", 5).load()
     queries = [
-        for_each_batch(stream, config, "answers", lambda b, _: seen["answers"].update(_pools_of_tasks(b)),
-                       trigger="200 milliseconds"),
-        for_each_batch(stream, config, "records", lambda b, _: seen["records"].update(_pools_of_tasks(b)),
-                       trigger="200 milliseconds", pool=RECORDING_POOL),
+        for_each_batch(
+            stream,
+            config,
+            "answers",
+            lambda b, _: seen["answers"].update(_pools_of_tasks(b)),
+            trigger="200 milliseconds",
+        ),
+        for_each_batch(
+            stream,
+            config,
+            "records",
+            lambda b, _: seen["records"].update(_pools_of_tasks(b)),
+            trigger="200 milliseconds",
+            pool=RECORDING_POOL,
+        ),
     ]
     try:
         # The property is set for the start only: jobs of this thread are in no pool.
@@ -71,6 +83,8 @@ def test_a_driver_rdv_starts_logs_with_its_configuration_which_drops_warnings_no
         return str(jvm.org.apache.logging.log4j.LogManager.getLogger(logger).getLevel())
 
     # Still so after the session's setLogLevel("WARN").
-    assert (level("org.apache.hadoop.util.NativeCodeLoader"), level("org.apache.spark.util.SparkStringUtils"),
-            level("org.apache.spark.sql.execution.streaming")) == ("ERROR", "ERROR", "WARN")
-
+    assert (
+        level("org.apache.hadoop.util.NativeCodeLoader"),
+        level("org.apache.spark.util.SparkStringUtils"),
+        level("org.apache.spark.sql.execution.streaming"),
+    ) == ("ERROR", "ERROR", "WARN")

@@ -2,6 +2,7 @@
 request that arrives late, with its own 200 ms deadline, while other traffic and the heartbeats
 move the rendezvous's watermark, still gets exactly one answer (docs/rendezvous.md, "Deadlines
 shorter than the lateness")."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,9 @@ def stamp(at: datetime) -> str:
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def test_a_late_request_with_a_deadline_shorter_than_the_lateness_gets_exactly_one_answer(spark, tmp_path, broker,
-                                                                                          registry):
+def test_a_late_request_with_a_deadline_shorter_than_the_lateness_gets_exactly_one_answer(
+    spark, tmp_path, broker, registry
+):
     conf = write_conf(tmp_path, mlflow={"tracking_uri": registry})
     data = yaml.safe_load((conf / "pipeline.yaml").read_text())
     for topic in ("raw", "features", "heartbeats"):  # requests and heartbeats on two partitions each
@@ -61,9 +63,12 @@ def test_a_late_request_with_a_deadline_shorter_than_the_lateness_gets_exactly_o
             time.sleep(0.1)
         producer.flush()
         # The fresh requests, on the shipped 10 s deadline, are decided after every late one.
-        results = wait_for(lambda: consume(config.kafka.bootstrap_servers, topics.results.name, idle_ms=1000),
-                           lambda found: {r["request_id"] for r in found} >= set(fresh),
-                           "an answer to every fresh request", timeout_s=180)
+        results = wait_for(
+            lambda: consume(config.kafka.bootstrap_servers, topics.results.name, idle_ms=1000),
+            lambda found: {r["request_id"] for r in found} >= set(fresh),
+            "an answer to every fresh request",
+            timeout_s=180,
+        )
     finally:
         producer.close()
         stop_all(queries)
@@ -72,8 +77,14 @@ def test_a_late_request_with_a_deadline_shorter_than_the_lateness_gets_exactly_o
     assert published >= set(late), "a late request was quarantined: the test's lateness is past limits.max_lateness"
     answers = Counter(r["request_id"] for r in results)
     unanswered = [i for i in late if answers[i] == 0]
-    assert not unanswered, f"{len(unanswered)} of {len(late)} late requests with a {SHORT_DEADLINE_MS} ms deadline got no answer"
+    assert not unanswered, (
+        f"{len(unanswered)} of {len(late)} late requests with a {SHORT_DEADLINE_MS} ms deadline got no answer"
+    )
     assert all(answers[i] == 1 for i in late + fresh), {i: n for i, n in answers.items() if n != 1}
     for result in results:
         if result["request_id"] in late:
-            assert (result["reason"], result["deadline_ms"], result.get("in_time")) == ("default", SHORT_DEADLINE_MS, None)
+            assert (result["reason"], result["deadline_ms"], result.get("in_time")) == (
+                "default",
+                SHORT_DEADLINE_MS,
+                None,
+            )

@@ -1,6 +1,7 @@
 """The supervisor with real processes: plain Python programs stand in for the jobs, so that each
 kill, exit and restart takes milliseconds, not a Spark start-up (tests/e2e/test_faults.py does it
 with the real jobs)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -21,12 +22,20 @@ from rdv.processes import alive, terminate
 from rdv.supervisor import Job, read_state, write_plan
 from tests.helpers import eventually, make_config
 
-SETTINGS = {"backoff": "1 second", "max_backoff": "2 seconds", "healthy_after": "1 minute", "stop_timeout": "3 seconds",
-            "max_failures": 100}
+SETTINGS = {
+    "backoff": "1 second",
+    "max_backoff": "2 seconds",
+    "healthy_after": "1 minute",
+    "stop_timeout": "3 seconds",
+    "max_failures": 100,
+}
 SLEEPER = [sys.executable, "-c", "import time\nwhile True: time.sleep(0.1)"]
 # Ignores SIGTERM, as a job stuck in a Delta commit would for a while.
-STUBBORN = [sys.executable, "-c", "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                                  "while True: time.sleep(0.1)"]
+STUBBORN = [
+    sys.executable,
+    "-c",
+    "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(0.1)",
+]
 
 
 @pytest.fixture
@@ -67,8 +76,12 @@ def test_terminate_kills_only_what_ignores_sigterm_and_all_that_is_left_of_a_gro
     polite, stubborn = (subprocess.Popen(command, start_new_session=True) for command in (SLEEPER, STUBBORN))
     # A group whose leader is gone: a shell that left a sleeper behind, as a Python driver can
     # outlive spark-submit's JVM.
-    orphaning = subprocess.Popen(["sh", "-c", f"{subprocess.list2cmdline(SLEEPER)} & echo $!"], text=True,
-                                 stdout=subprocess.PIPE, start_new_session=True)
+    orphaning = subprocess.Popen(
+        ["sh", "-c", f"{subprocess.list2cmdline(SLEEPER)} & echo $!"],
+        text=True,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     orphan = int(orphaning.stdout.readline())
     orphaning.wait()
     time.sleep(0.5)  # the stubborn one has set its handler
@@ -104,8 +117,9 @@ def test_a_model_job_whose_model_cannot_load_is_given_up_on_and_shown_as_failed(
     """A fault that lasts: the model's version is not in the registry, so every start of its real
     job fails. After max_failures within failure_window the supervisor starts it no more, the other
     jobs keep running, and `rdv status` and `rdv model list` say so, with the end of its log."""
-    config = make_config(tmp_path, models=(), mlflow={"tracking_uri": registry},
-                         supervisor={**SETTINGS, "max_failures": 2})
+    config = make_config(
+        tmp_path, models=(), mlflow={"tracking_uri": registry}, supervisor={**SETTINGS, "max_failures": 2}
+    )
     add_model_config(config, "broken", "models:/fraud@challenger")
     # Gone from the registry after it was configured (add checks that the version exists).
     (config.conf_dir / "models" / "broken.yaml").write_text("uri: models:/fraud/999\nrole: challenger\n")
@@ -114,8 +128,9 @@ def test_a_model_job_whose_model_cannot_load_is_given_up_on_and_shown_as_failed(
     write_plan(files, [Job("sleeper", SLEEPER, ()), runner.model_job(config, "broken")])
     supervisor = runner.start_supervisor(config)
     try:
-        state = eventually(lambda: (s := read_state(files).get("score-broken", {})).get("failed") and s,
-                           timeout_s=300, poll_s=1)
+        state = eventually(
+            lambda: (s := read_state(files).get("score-broken", {})).get("failed") and s, timeout_s=300, poll_s=1
+        )
         assert (state["restarts"], state["failures_in_window"], state["running"]) == (1, 2, False)
         assert state["next_start_at"] is None
         assert any("999" in line for line in state["log_tail"]), state["log_tail"]
@@ -129,7 +144,8 @@ def test_a_model_job_whose_model_cannot_load_is_given_up_on_and_shown_as_failed(
         with contextlib.redirect_stdout(status):
             cli.main(["--conf", str(config.conf_dir), "status"])
         assert "job score-broken: failed: 2 failures within supervisor.failure_window, not started again" in (
-            status.getvalue()), status.getvalue()
+            status.getvalue()
+        ), status.getvalue()
         assert f"  its log ({files.log('score-broken')}) ends:" in status.getvalue()
         [broken] = [row for row in model_rows(config) if row["model"] == "broken"]
         assert broken["running"].startswith("no, failed: 2 failures"), broken
@@ -147,8 +163,9 @@ def test_a_recording_job_runs_below_the_others_in_its_session_too(tmp_path):
     supervisor = runner.start_supervisor(config)
     try:
         pids = eventually(lambda: len(jobs := runner.running_jobs(config)) == 2 and jobs)
-        own = {name: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
-               for name, pid in pids.items()}
+        own = {
+            name: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16]) for name, pid in pids.items()
+        }
         assert own["recorder"] - own["sleeper"] == 10, own
         groups = {name: Path(f"/proc/{pid}/autogroup") for name, pid in pids.items()}
         if all(group.exists() for group in groups.values()):
@@ -185,7 +202,11 @@ def test_the_supervisor_refuses_a_bad_config_naming_the_field(tmp_path):
     config = make_config(tmp_path)
     pipeline = config.conf_dir / "pipeline.yaml"
     pipeline.write_text(pipeline.read_text() + "\nsupervisor: {backoff: soon}\n")
-    done = subprocess.run([sys.executable, "-m", "rdv.supervisor", "--conf", str(config.conf_dir)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "rdv.supervisor", "--conf", str(config.conf_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "pipeline.yaml" in done.stderr and "supervisor.backoff" in done.stderr

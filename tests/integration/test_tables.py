@@ -5,6 +5,7 @@ killed between its Delta commit and its checkpoint runs its last batch again. Bo
 real: the topic gets re-sent copies, and the recorder's last checkpoint commit is removed, as a
 kill -9 at that moment leaves it.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,22 @@ EVENT_TIME = "2026-12-01T10:00:00.000Z"
 
 
 def score(request_id: str, model: str, scored_at: str, value: float) -> str:
-    return json.dumps({"request_id": request_id, "model": model, "registered_model": "fraud", "model_version": "1",
-                       "role": "champion", "score": value, "label": int(value > 0.5), "error": None,
-                       "scored_at": scored_at, "subject": "s", "event_time": EVENT_TIME,
-                       "policy": {"strategy": "champion", "deadline_ms": 500}})
+    return json.dumps(
+        {
+            "request_id": request_id,
+            "model": model,
+            "registered_model": "fraud",
+            "model_version": "1",
+            "role": "champion",
+            "score": value,
+            "label": int(value > 0.5),
+            "error": None,
+            "scored_at": scored_at,
+            "subject": "s",
+            "event_time": EVENT_TIME,
+            "policy": {"strategy": "champion", "deadline_ms": 500},
+        }
+    )
 
 
 def record_scores(spark, config) -> None:
@@ -42,29 +55,44 @@ def table_rows(spark, config) -> dict[tuple[str, str], tuple]:
 
 def test_re_sent_records_are_recorded_once_and_the_first_copy_is_kept(spark, config):
     topic = config.kafka.topics.scores.name
-    produce(config.kafka.bootstrap_servers, topic, [
-        score("r1", "champion", "2026-12-01T10:00:00.200Z", 0.1),
-        score("r1", "champion", "2026-12-01T10:00:00.900Z", 0.9),  # re-sent within the same batch
-        score("r1", "challenger", "2026-12-01T10:00:00.300Z", 0.3),
-        score("r2", "champion", "2026-12-01T10:00:00.400Z", 0.4),
-    ])
+    produce(
+        config.kafka.bootstrap_servers,
+        topic,
+        [
+            score("r1", "champion", "2026-12-01T10:00:00.200Z", 0.1),
+            score("r1", "champion", "2026-12-01T10:00:00.900Z", 0.9),  # re-sent within the same batch
+            score("r1", "challenger", "2026-12-01T10:00:00.300Z", 0.3),
+            score("r2", "champion", "2026-12-01T10:00:00.400Z", 0.4),
+        ],
+    )
     record_scores(spark, config)
     # A model job killed after its Kafka write sends its batch again, scored again later.
-    produce(config.kafka.bootstrap_servers, topic, [
-        score("r2", "champion", "2026-12-01T10:00:01.400Z", 0.8),
-        score("r3", "champion", "2026-12-01T10:00:01.500Z", 0.5),
-    ])
+    produce(
+        config.kafka.bootstrap_servers,
+        topic,
+        [
+            score("r2", "champion", "2026-12-01T10:00:01.400Z", 0.8),
+            score("r3", "champion", "2026-12-01T10:00:01.500Z", 0.5),
+        ],
+    )
     record_scores(spark, config)
 
     rows = table_rows(spark, config)
     assert {key: value for key, (value, _) in rows.items()} == {
-        ("r1", "champion"): 0.1, ("r1", "challenger"): 0.3, ("r2", "champion"): 0.4, ("r3", "champion"): 0.5}
+        ("r1", "champion"): 0.1,
+        ("r1", "challenger"): 0.3,
+        ("r2", "champion"): 0.4,
+        ("r3", "champion"): 0.5,
+    }
 
 
 def test_a_batch_run_again_after_its_delta_commit_inserts_nothing_twice(spark, config):
     topic = config.kafka.topics.scores.name
-    produce(config.kafka.bootstrap_servers, topic, [score(f"r{i}", "champion", "2026-12-01T10:00:00.500Z", i / 10)
-                                                    for i in range(5)])
+    produce(
+        config.kafka.bootstrap_servers,
+        topic,
+        [score(f"r{i}", "champion", "2026-12-01T10:00:00.500Z", i / 10) for i in range(5)],
+    )
     record_scores(spark, config)
     before = table_rows(spark, config)
     assert len(before) == 5
@@ -91,15 +119,17 @@ def test_a_recorder_reset_as_the_docs_say_records_what_comes_after(spark, config
     batch ids start at 0 again; rows appended once per batch (those without a whole key) must not
     be taken for the batches of the old checkpoint."""
     topic = config.kafka.topics.scores.name
-    produce(config.kafka.bootstrap_servers, topic, [score("r1", "champion", "2026-12-01T10:00:00.200Z", 0.1),
-                                                    unkeyed(0.2)])
+    produce(
+        config.kafka.bootstrap_servers, topic, [score("r1", "champion", "2026-12-01T10:00:00.200Z", 0.1), unkeyed(0.2)]
+    )
     record_scores(spark, config)
     checkpoint = Path(config.checkpoint(record.QUERY))
     assert (checkpoint / "commits" / "0").exists()
     shutil.rmtree(checkpoint)
 
-    produce(config.kafka.bootstrap_servers, topic, [score("r2", "champion", "2026-12-01T10:00:01.200Z", 0.7),
-                                                    unkeyed(0.8)])
+    produce(
+        config.kafka.bootstrap_servers, topic, [score("r2", "champion", "2026-12-01T10:00:01.200Z", 0.7), unkeyed(0.8)]
+    )
     record_scores(spark, config)
 
     rows = spark.read.format("delta").load(config.table("scores")).collect()

@@ -1,4 +1,5 @@
 """Any MLflow pyfunc model scores through the same job: scikit-learn, LightGBM and a custom PythonModel."""
+
 from __future__ import annotations
 
 import mlflow
@@ -23,26 +24,34 @@ def test_scikit_learn_lightgbm_and_a_custom_python_model_score_every_request_as_
         "lightgbm": register_lightgbm(config.tracking_uri, "toolkit-lightgbm", frame, frame["is_fraud"]),
         "custom": register_code_model(config.tracking_uri, "toolkit-custom", "amount_rule.py"),
     }
-    uris = {**URIS, "lightgbm": f"models:/toolkit-lightgbm/{versions['lightgbm']}",
-            "custom": f"models:/toolkit-custom/{versions['custom']}"}
+    uris = {
+        **URIS,
+        "lightgbm": f"models:/toolkit-lightgbm/{versions['lightgbm']}",
+        "custom": f"models:/toolkit-custom/{versions['custom']}",
+    }
     for name in ("lightgbm", "custom"):
         add_model_config(config, name, uris[name], role="challenger")
     config = load_config(config.conf_dir)
-    pinned = {name: (p.registered_model, p.version) for name, p in
-              ((name, pin(uri, config.tracking_uri)) for name, uri in uris.items())}
+    pinned = {
+        name: (p.registered_model, p.version)
+        for name, p in ((name, pin(uri, config.tracking_uri)) for name, uri in uris.items())
+    }
 
     queries = [featurize.build(spark, config), *[score.build(spark, config, name) for name in uris]]
     try:
         events = fresh_events(20, seed=4)  # stamped once the queries run, so none arrives too old
         produce(config.kafka.bootstrap_servers, config.kafka.topics.raw.name, events)
-        scores = wait_for(lambda: consume(config.kafka.bootstrap_servers, config.kafka.topics.scores.name,
-                                          idle_ms=1000), lambda s: len(s) >= 3 * len(events),
-                          "a score per request of each toolkit's model")
+        scores = wait_for(
+            lambda: consume(config.kafka.bootstrap_servers, config.kafka.topics.scores.name, idle_ms=1000),
+            lambda s: len(s) >= 3 * len(events),
+            "a score per request of each toolkit's model",
+        )
     finally:
         stop_all(queries)
 
-    requests = [r for r in consume(config.kafka.bootstrap_servers, config.kafka.topics.features.name)
-                if r["kind"] == "request"]
+    requests = [
+        r for r in consume(config.kafka.bootstrap_servers, config.kafka.topics.features.name) if r["kind"] == "request"
+    ]
     features = pd.DataFrame([r["features"] for r in requests], index=[r["request_id"] for r in requests])
     assert len(scores) == 3 * len(events)
     for name, uri in uris.items():

@@ -1,4 +1,5 @@
 """The benchmark's arithmetic: lag at batch ends, the refining load, the marginal cost and the goals."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,11 @@ from bench.setup import _set
 
 
 def _report(started: str, seconds: float, read_up_to: dict) -> dict:
-    return {"timestamp": started, "durationMs": {"triggerExecution": int(seconds * 1000)},
-            "sources": [{"endOffset": read_up_to}]}
+    return {
+        "timestamp": started,
+        "durationMs": {"triggerExecution": int(seconds * 1000)},
+        "sources": [{"endOffset": read_up_to}],
+    }
 
 
 def test_residual_lag_is_what_arrived_by_a_batch_end_minus_what_it_read():
@@ -20,16 +24,21 @@ def test_residual_lag_is_what_arrived_by_a_batch_end_minus_what_it_read():
     t0 = 1767225600.0
     times = np.array([t0, t0 + 10])
     arrived = {"rdv.features": np.array([0.0, 1000.0])}
-    reports = [_report("2026-01-01T00:00:02.000Z", 1.0, {"rdv.features": {"0": 100, "1": 100}}),
-               _report("2026-01-01T00:00:04.000Z", 2.0, {"rdv.features": {"0": 200, "1": 150}})]
+    reports = [
+        _report("2026-01-01T00:00:02.000Z", 1.0, {"rdv.features": {"0": 100, "1": 100}}),
+        _report("2026-01-01T00:00:04.000Z", 2.0, {"rdv.features": {"0": 200, "1": 150}}),
+    ]
     points = residual_lags(reports, times, arrived)
     assert points == [pytest.approx((t0 + 3, 300 - 200, 300)), pytest.approx((t0 + 6, 600 - 350, 600))]
 
 
 def test_residual_lag_skips_batches_of_other_sources():
     times, arrived = np.array([0.0, 1.0]), {"rdv.raw": np.array([0.0, 1.0])}
-    delta_source = {"timestamp": "2026-01-01T00:00:00Z", "durationMs": {"triggerExecution": 5},
-                    "sources": [{"endOffset": {"sourceVersion": 1, "reservoirVersion": 3}}]}
+    delta_source = {
+        "timestamp": "2026-01-01T00:00:00Z",
+        "durationMs": {"triggerExecution": 5},
+        "sources": [{"endOffset": {"sourceVersion": 1, "reservoirVersion": 3}}],
+    }
     assert residual_lags([delta_source], times, arrived) == []
 
 
@@ -40,9 +49,15 @@ def test_lags_sum_every_partition_of_every_topic_a_query_reads():
 
 
 def _step(rate, bounded=True, processed=None, cpu=1.0, p99=1.0, by_reason=None):
-    return {"offered_rps": rate, "bounded": bounded, "processed_rps": processed or rate, "cpu_s_per_1k": cpu,
-            "latency_s": {"p50": p99 / 2, "p95": p99, "p99": p99, "count": 10}, "latency_by_reason_s": by_reason or {},
-            "drain_s": 5.0}
+    return {
+        "offered_rps": rate,
+        "bounded": bounded,
+        "processed_rps": processed or rate,
+        "cpu_s_per_1k": cpu,
+        "latency_s": {"p50": p99 / 2, "p95": p99, "p99": p99, "count": 10},
+        "latency_by_reason_s": by_reason or {},
+        "drain_s": 5.0,
+    }
 
 
 def test_refinement_tries_95_percent_of_the_overloaded_throughput_in_steps_of_250():
@@ -53,14 +68,22 @@ def test_refinement_tries_95_percent_of_the_overloaded_throughput_in_steps_of_25
 
 
 def _results(**cpu_at_1000):
-    scenarios = [{"scenario": name.replace("_", "-").replace("plus", "+"), "sustained_rps": 5000, "capacity_rps": 6000.0,
-                  "steps": [_step(1000, cpu=cpu)]} for name, cpu in cpu_at_1000.items()]
+    scenarios = [
+        {
+            "scenario": name.replace("_", "-").replace("plus", "+"),
+            "sustained_rps": 5000,
+            "capacity_rps": 6000.0,
+            "steps": [_step(1000, cpu=cpu)],
+        }
+        for name, cpu in cpu_at_1000.items()
+    ]
     return {"settings": {"fixed_loads": [1000, 5000], "deadline_ms": 10_000}, "scenarios": scenarios}
 
 
 def test_marginal_cost_of_a_challenger_is_the_mean_step_over_champion_only():
-    results = _results(champion_only=2.0, rendezvous_1plus1=3.0, rendezvous_1plus2=3.4, rendezvous_1plus3=4.0,
-                       duplicate_pipelines=4.2)
+    results = _results(
+        champion_only=2.0, rendezvous_1plus1=3.0, rendezvous_1plus2=3.4, rendezvous_1plus3=4.0, duplicate_pipelines=4.2
+    )
     costs = marginal_costs(results, 1000)
     assert costs["challenger_cpu_s_per_1k"] == pytest.approx(0.5)
     assert costs["challenger_share"] == pytest.approx(0.25)
@@ -72,8 +95,13 @@ def test_marginal_cost_is_not_taken_from_a_load_a_scenario_did_not_sustain():
     results["scenarios"][2]["steps"][0]["bounded"] = False  # saturated: its CPU is the machine's, not its cost
     assert marginal_costs(results, 1000)["challenger_share"] is None
     verdict = [(met, got) for goal, met, got in goals(results) if "challenger costs" in goal]
-    assert verdict == [(False, "not measurable: rendezvous-1+2 did not sustain 1,000/s, so their CPU is the "
-                               "machine's limit, not their cost")]
+    assert verdict == [
+        (
+            False,
+            "not measurable: rendezvous-1+2 did not sustain 1,000/s, so their CPU is the "
+            "machine's limit, not their cost",
+        )
+    ]
 
 
 def test_goals_say_which_hold_and_by_how_much_the_others_miss():
@@ -81,7 +109,9 @@ def test_goals_say_which_hold_and_by_how_much_the_others_miss():
     target = results["scenarios"][2]
     target["sustained_rps"] = 4000
     target["steps"][0]["latency_by_reason_s"] = {"preferred": {"p99": 1.2}, "fallback": {"p99": 11.5}}
-    (sustained, met_s, got_s), (preferred, met_p, _), (fallback, met_f, got_f), (marginal, met_m, got_m) = goals(results)
+    (sustained, met_s, got_s), (preferred, met_p, _), (fallback, met_f, got_f), (marginal, met_m, got_m) = goals(
+        results
+    )
     assert (met_s, met_p, met_f, met_m) == (False, True, False, False)
     assert "4,000 requests/s sustained" in got_s and "20% short" in got_s
     assert "(11 s)" in fallback and got_f == "11.50 s"
@@ -98,5 +128,7 @@ def test_set_reaches_nested_settings_and_keeps_the_dots_of_spark_keys():
     _set(data, "spark.trigger", "500 milliseconds")
     _set(data, "spark.conf.spark.sql.shuffle.partitions", "4")
     _set(data, "kafka.producer.linger.ms", "5")
-    assert data == {"spark": {"trigger": "500 milliseconds", "conf": {"spark.sql.shuffle.partitions": "4"}},
-                    "kafka": {"producer": {"linger.ms": "5"}}}
+    assert data == {
+        "spark": {"trigger": "500 milliseconds", "conf": {"spark.sql.shuffle.partitions": "4"}},
+        "kafka": {"producer": {"linger.ms": "5"}},
+    }

@@ -1,5 +1,6 @@
 """What an `rdv` command loads: `rdv status` reads files and asks the local broker's pid, so it
 loads neither Spark nor SciPy (a second, not a JVM's worth of imports, on every call)."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,13 @@ print(json.dumps({"code": code, "packages": sorted({name.split(".")[0] for name 
 
 def test_rdv_status_with_nothing_running_imports_neither_spark_nor_scipy(tmp_path):
     conf = write_conf(tmp_path)
-    done = subprocess.run([sys.executable, "-c", PROBE, "--conf", str(conf), "status"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "--conf", str(conf), "status"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert "supervisor: not running" in lines, done.stdout

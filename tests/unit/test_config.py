@@ -1,4 +1,5 @@
 """Loading the config: the shipped conf is valid, and every mistake names its file and field."""
+
 from __future__ import annotations
 
 import shutil
@@ -19,7 +20,10 @@ def conf(tmp_path):
 def test_the_shipped_conf_loads_with_its_models_and_roles():
     config = load_config(REPO / "conf")
     assert {name: m.role for name, m in config.models.items()} == {
-        "champion": "champion", "challenger": "challenger", "canary": "canary"}
+        "champion": "champion",
+        "challenger": "challenger",
+        "canary": "canary",
+    }
     assert config.kafka.topics.raw.name == "rdv.raw"
     assert (config.policy.strategy, config.policy.preference) == ("preferred", ("champion", "challenger"))
     assert (config.rendezvous.grace_ms, config.rendezvous.transit_ms) == (1000, 3000)
@@ -29,39 +33,82 @@ def test_the_shipped_conf_loads_with_its_models_and_roles():
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (("pipeline.yaml", "partitions: 1", "partitions: one"), "pipeline.yaml: kafka.topics.raw.partitions: Input should be a valid integer"),
-        (("pipeline.yaml", "trigger: 1500 milliseconds", "trigger: soon"), "pipeline.yaml: spark.trigger: Value error, 'soon' is not a duration"),
-        (("policy.yaml", "deadline_ms: 10000", "deadline_ms: 99000"),
-         "policy.yaml: deadline_ms: 99000 exceeds rendezvous.max_deadline_ms (15000) of pipeline.yaml"),
-        (("policy.yaml", "strategy: preferred", "strategy: fastest"), "policy.yaml: strategy: Input should be 'preferred'"),
-        (("policy.yaml", "amount: {lt: 100}", "amount: {lt: cheap}"),
-         "policy.yaml: rules.0.when: Value error, amount.lt: 'cheap' does not fit the field's type double"),
-        (("policy.yaml", "amount: {lt: 100}", "amuont: {lt: 100}"), "policy.yaml: rules.0.when: Value error, unknown field 'amuont'"),
+        (
+            ("pipeline.yaml", "partitions: 1", "partitions: one"),
+            "pipeline.yaml: kafka.topics.raw.partitions: Input should be a valid integer",
+        ),
+        (
+            ("pipeline.yaml", "trigger: 1500 milliseconds", "trigger: soon"),
+            "pipeline.yaml: spark.trigger: Value error, 'soon' is not a duration",
+        ),
+        (
+            ("policy.yaml", "deadline_ms: 10000", "deadline_ms: 99000"),
+            "policy.yaml: deadline_ms: 99000 exceeds rendezvous.max_deadline_ms (15000) of pipeline.yaml",
+        ),
+        (
+            ("policy.yaml", "strategy: preferred", "strategy: fastest"),
+            "policy.yaml: strategy: Input should be 'preferred'",
+        ),
+        (
+            ("policy.yaml", "amount: {lt: 100}", "amount: {lt: cheap}"),
+            "policy.yaml: rules.0.when: Value error, amount.lt: 'cheap' does not fit the field's type double",
+        ),
+        (
+            ("policy.yaml", "amount: {lt: 100}", "amuont: {lt: 100}"),
+            "policy.yaml: rules.0.when: Value error, unknown field 'amuont'",
+        ),
         (("policy.yaml", "amount: {lt: 100}", "amount: {below: 100}"), "unknown operator 'below'; use one of eq, ne"),
-        (("policy.yaml", "{champion: 90, challenger: 10}", "{champion: 90, challenger: 20}"),
-         "policy.yaml: split.shares: Value error, the shares add up to 110, not 100"),
+        (
+            ("policy.yaml", "{champion: 90, challenger: 10}", "{champion: 90, challenger: 20}"),
+            "policy.yaml: split.shares: Value error, the shares add up to 110, not 100",
+        ),
         (("policy.yaml", "criterion: confidence", "criterion: vibes"), "policy.yaml: best.criterion: Input should be"),
-        (("pipeline.yaml", "rendezvous:", "policy: {deadline_ms: 5}\nrendezvous:"),
-         "pipeline.yaml: policy: the policy has its own file now"),
+        (
+            ("pipeline.yaml", "rendezvous:", "policy: {deadline_ms: 5}\nrendezvous:"),
+            "pipeline.yaml: policy: the policy has its own file now",
+        ),
         (("pipeline.yaml", "profile: local", "profile: local\nprofil: typo"), "pipeline.yaml: profil: unknown field"),
-        (("models/challenger.yaml", "output: probability", "output: probabilty"), "models/challenger.yaml: output: Input should be 'probability'"),
+        (
+            ("models/challenger.yaml", "output: probability", "output: probabilty"),
+            "models/challenger.yaml: output: Input should be 'probability'",
+        ),
         (("models/challenger.yaml", "uri:", "ur:"), "models/challenger.yaml: uri: Field required"),
-        (("models/canary.yaml", "output: probability", "output: probability\nspark: {memory: lots}"),
-         "models/canary.yaml: spark.memory: String should match pattern"),
-        (("policy.yaml", "preference: [champion, challenger]  #", "preference: [champion, canary]  #"),
-         "policy.yaml: preference: Value error, a canary or the decoy is never served"),
-        (("pipeline.yaml", "heartbeat_interval:", "schema_version: 1\n  heartbeat_interval:"),
-         "pipeline.yaml: features.schema_version: the schema version is declared in"),
-        (("features.yaml", "card_id:           {type: string", "card_id:           {type: strng"),
-         "features.yaml: raw.card_id.type: Input should be"),
-        (("pipeline.yaml", "# metrics: [accuracy", "metrics: [mae, accuracy"),
-         "pipeline.yaml: compare: Value error, metrics: 'mae' is not a classification metric"),
-        (("pipeline.yaml", "metric: roc_auc  ", "metric: rmse  "),
-         "pipeline.yaml: compare: Value error, recommend.metric: 'rmse' is not among the metrics computed"),
-        (("pipeline.yaml", "window: 10 seconds", "window: a while"), "pipeline.yaml: compare.window: Value error, 'a while'"),
-        (("pipeline.yaml", "reference: first", "reference: last week"),
-         "pipeline.yaml: compare.drift.reference: Value error, 'last week' is neither 'first' nor an interval"),
-        (("pipeline.yaml", "confidence: 0.95", "confidence: 95"), "pipeline.yaml: compare.recommend.confidence: Input should be less than 1"),
+        (
+            ("models/canary.yaml", "output: probability", "output: probability\nspark: {memory: lots}"),
+            "models/canary.yaml: spark.memory: String should match pattern",
+        ),
+        (
+            ("policy.yaml", "preference: [champion, challenger]  #", "preference: [champion, canary]  #"),
+            "policy.yaml: preference: Value error, a canary or the decoy is never served",
+        ),
+        (
+            ("pipeline.yaml", "heartbeat_interval:", "schema_version: 1\n  heartbeat_interval:"),
+            "pipeline.yaml: features.schema_version: the schema version is declared in",
+        ),
+        (
+            ("features.yaml", "card_id:           {type: string", "card_id:           {type: strng"),
+            "features.yaml: raw.card_id.type: Input should be",
+        ),
+        (
+            ("pipeline.yaml", "# metrics: [accuracy", "metrics: [mae, accuracy"),
+            "pipeline.yaml: compare: Value error, metrics: 'mae' is not a classification metric",
+        ),
+        (
+            ("pipeline.yaml", "metric: roc_auc  ", "metric: rmse  "),
+            "pipeline.yaml: compare: Value error, recommend.metric: 'rmse' is not among the metrics computed",
+        ),
+        (
+            ("pipeline.yaml", "window: 10 seconds", "window: a while"),
+            "pipeline.yaml: compare.window: Value error, 'a while'",
+        ),
+        (
+            ("pipeline.yaml", "reference: first", "reference: last week"),
+            "pipeline.yaml: compare.drift.reference: Value error, 'last week' is neither 'first' nor an interval",
+        ),
+        (
+            ("pipeline.yaml", "confidence: 0.95", "confidence: 95"),
+            "pipeline.yaml: compare.recommend.confidence: Input should be less than 1",
+        ),
     ],
 )
 def test_a_bad_config_fails_at_load_naming_the_file_and_field(conf, edit, message):
@@ -99,7 +146,9 @@ def test_a_conf_without_a_feature_spec_is_refused_naming_the_file(conf):
 
 
 def test_an_unknown_model_is_named_with_the_configured_ones():
-    with pytest.raises(ConfigError, match=r"models/nope.yaml: no such model config \(configured: canary, challenger, champion\)"):
+    with pytest.raises(
+        ConfigError, match=r"models/nope.yaml: no such model config \(configured: canary, challenger, champion\)"
+    ):
         load_config(REPO / "conf").model("nope")
 
 

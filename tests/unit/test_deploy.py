@@ -1,6 +1,7 @@
 """The example deployment files in deploy/ say what the code does: every job they submit exists
 in `make dist`'s jobs/, under its own application name, with arguments its parser takes, a model
 the conf has, and the Spark packages and version the project runs with."""
+
 from __future__ import annotations
 
 import importlib
@@ -36,8 +37,13 @@ def submitted(script: Path, dist_dir: Path, *arguments: str) -> list[str]:
     printer = home / "bin" / "spark-submit"
     printer.write_text('#!/usr/bin/env bash\nprintf "%s\\0" "$@"\n')
     printer.chmod(0o755)
-    run = subprocess.run(["bash", str(script), *arguments], check=True, capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin", "SPARK_HOME": str(home), "RDV_DIST": str(dist_dir)})
+    run = subprocess.run(
+        ["bash", str(script), *arguments],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "SPARK_HOME": str(home), "RDV_DIST": str(dist_dir)},
+    )
     return run.stdout.split("\0")[:-1]
 
 
@@ -62,7 +68,7 @@ def test_every_spark_submit_script_submits_a_job_of_the_dist(built):
             continue
         command = submitted(script, built, *(["champion"] if script.name == "score.sh" else []))
         (entry_at,) = [i for i, a in enumerate(command) if a.startswith(f"{built}/jobs/")]
-        entry, arguments = Path(command[entry_at]).name, command[entry_at + 1:]
+        entry, arguments = Path(command[entry_at]).name, command[entry_at + 1 :]
         check_job(option(command, "--name"), entry, arguments)
         assert option(command, "--packages") == PACKAGES, script.name
         assert option(command, "--deploy-mode") == "client"

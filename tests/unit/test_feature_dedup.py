@@ -1,4 +1,5 @@
 """Deduplication of request ids in the features job's stream, on a file source standing in for rdv.raw."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,12 @@ def features_stream(spark, tmp_path):
             out.extend(rows)
             plans.append(query._jsq.explainInternal(False))  # the streaming plan of this micro-batch
 
-    query = (with_arrival_marks(checked, WINDOW_MS).writeStream.foreachBatch(batch)
-             .option("checkpointLocation", str(tmp_path / "ck")).start())
+    query = (
+        with_arrival_marks(checked, WINDOW_MS)
+        .writeStream.foreachBatch(batch)
+        .option("checkpointLocation", str(tmp_path / "ck"))
+        .start()
+    )
 
     class Stream:
         def send(self, *events):
@@ -38,8 +43,17 @@ def features_stream(spark, tmp_path):
             lines = []
             for event in events:
                 event = {**event, "event_time": arrived.isoformat()}
-                lines.append(json.dumps({"value": json.dumps(event), "topic": "rdv.raw", "partition": 0,
-                                         "offset": next(offsets), "timestamp": arrived.isoformat()}))
+                lines.append(
+                    json.dumps(
+                        {
+                            "value": json.dumps(event),
+                            "topic": "rdv.raw",
+                            "partition": 0,
+                            "offset": next(offsets),
+                            "timestamp": arrived.isoformat(),
+                        }
+                    )
+                )
             (source / f"{len(list(source.iterdir())):04d}.json").write_text("\n".join(lines) + "\n")
             query.processAllAvailable()
 
@@ -55,14 +69,26 @@ def features_stream(spark, tmp_path):
 
 def test_a_request_id_seen_again_within_the_window_is_a_duplicate(features_stream):
     no_id = {k: v for k, v in GOOD.items() if k != "request_id"}
-    features_stream.send({**GOOD, "request_id": "a"}, {**GOOD, "request_id": "a"},  # twice in one batch
-                         {**GOOD, "request_id": "b", "amount": -1.0},  # bad: not a first arrival
-                         no_id, no_id)  # no id of their own: never duplicates
-    features_stream.send({**GOOD, "request_id": "b"},  # b fixed, replayed: its first good arrival
-                         {**GOOD, "request_id": "a"})  # a, a batch later
+    features_stream.send(
+        {**GOOD, "request_id": "a"},
+        {**GOOD, "request_id": "a"},  # twice in one batch
+        {**GOOD, "request_id": "b", "amount": -1.0},  # bad: not a first arrival
+        no_id,
+        no_id,
+    )  # no id of their own: never duplicates
+    features_stream.send(
+        {**GOOD, "request_id": "b"},  # b fixed, replayed: its first good arrival
+        {**GOOD, "request_id": "a"},
+    )  # a, a batch later
     assert features_stream.reasons() == [
-        ("a", None), ("a", "duplicate:request_id"), ("b", "below_min:amount"), ("rq-0-3", None), ("rq-0-4", None),
-        ("b", None), ("a", "duplicate:request_id")]
+        ("a", None),
+        ("a", "duplicate:request_id"),
+        ("b", "below_min:amount"),
+        ("rq-0-3", None),
+        ("rq-0-4", None),
+        ("b", None),
+        ("a", "duplicate:request_id"),
+    ]
     # Both branches read the one shuffle of the parsed records: the source is scanned once.
     assert features_stream.last_plan().count("ReusedExchange") == 1
 
@@ -73,4 +99,3 @@ def test_an_id_is_new_again_once_the_window_has_passed(features_stream):
     features_stream.send({**GOOD, "request_id": "c"})  # moves the watermark past a's first arrival
     features_stream.send({**GOOD, "request_id": "a"})
     assert features_stream.reasons() == [("a", None), ("c", None), ("a", None)]
-

@@ -1,4 +1,5 @@
 """The features transform on static DataFrames: exact records out, every bad record with its reason."""
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,10 @@ ARRIVED = datetime(2026, 3, 1, 2, 30, 1)
 
 
 def raw_frame(spark, values, topic="rdv.raw", arrived=ARRIVED):
-    return spark.createDataFrame([(v, topic, 0, i, arrived) for i, v in enumerate(values)],
-                                 "value string, topic string, partition int, offset long, timestamp timestamp")
+    return spark.createDataFrame(
+        [(v, topic, 0, i, arrived) for i, v in enumerate(values)],
+        "value string, topic string, partition int, offset long, timestamp timestamp",
+    )
 
 
 KEY = b"a test key, not a secret"
@@ -54,7 +57,11 @@ def without(field):
 
 
 def test_a_good_event_becomes_exact_canonical_features(spark):
-    row = featurize(raw_frame(spark, [json.dumps(GOOD)])).select("request_id", "event_time", "features.*", "reason").first()
+    row = (
+        featurize(raw_frame(spark, [json.dumps(GOOD)]))
+        .select("request_id", "event_time", "features.*", "reason")
+        .first()
+    )
     assert row.request_id == "r-1"
     assert row.event_time == datetime(2026, 3, 1, 2, 30, 0, 250000)
     assert row.reason is None
@@ -90,10 +97,27 @@ def test_bad_records_are_kept_with_the_first_rule_they_break(spark):
         json.dumps(GOOD),
     ]
     actual = featurize(raw_frame(spark, values)).select("offset", "reason", "value")
-    reasons = ["not_json", "not_object", "too_large", "unknown_version:schema_version", "unknown_version:schema_version",
-               "missing:amount", "wrong_type:amount", "wrong_type:event_time", "below_min:amount", "not_finite:amount",
-               "not_finite:distance_km", "no_match:country", "too_new:event_time", "too_old:event_time",
-               "below_min:amount", "bad_policy:deadline_ms", "bad_policy", None, None]
+    reasons = [
+        "not_json",
+        "not_object",
+        "too_large",
+        "unknown_version:schema_version",
+        "unknown_version:schema_version",
+        "missing:amount",
+        "wrong_type:amount",
+        "wrong_type:event_time",
+        "below_min:amount",
+        "not_finite:amount",
+        "not_finite:distance_km",
+        "no_match:country",
+        "too_new:event_time",
+        "too_old:event_time",
+        "below_min:amount",
+        "bad_policy:deadline_ms",
+        "bad_policy",
+        None,
+        None,
+    ]
     expected = spark.createDataFrame(
         [(i, r, v) for i, (r, v) in enumerate(zip(reasons, values))], "offset long, reason string, value string"
     )
@@ -121,8 +145,9 @@ def test_an_event_without_an_id_gets_one_from_its_place_in_the_topic(spark):
 
 
 def test_route_sends_good_events_to_features_and_bad_ones_to_quarantine(spark):
-    messages = route(featurize(raw_frame(spark, [json.dumps(GOOD), "{oops"])), "rdv.features", "rdv.quarantine",
-                     schema_version=1)
+    messages = route(
+        featurize(raw_frame(spark, [json.dumps(GOOD), "{oops"])), "rdv.features", "rdv.quarantine", schema_version=1
+    )
     by_topic = {r.topic: r for r in messages.collect()}
     assert set(by_topic) == {"rdv.features", "rdv.quarantine"}
     quarantined = json.loads(by_topic["rdv.quarantine"].value)
@@ -133,8 +158,9 @@ def test_route_sends_good_events_to_features_and_bad_ones_to_quarantine(spark):
 
 
 def test_every_message_is_keyed_by_its_request_id_good_or_quarantined(spark):
-    messages = route(featurize(raw_frame(spark, [json.dumps(GOOD), without("amount")])), "rdv.features",
-                     "rdv.quarantine", 1)
+    messages = route(
+        featurize(raw_frame(spark, [json.dumps(GOOD), without("amount")])), "rdv.features", "rdv.quarantine", 1
+    )
     assert sorted((r.topic, r.key) for r in messages.collect()) == [("rdv.features", "r-1"), ("rdv.quarantine", "r-1")]
 
 

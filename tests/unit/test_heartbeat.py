@@ -1,5 +1,6 @@
 """When the features job publishes a heartbeat (rdv/heartbeat.py): never before its query has read
 past every raw record that arrived before the heartbeat's time, and only while a request waits."""
+
 from __future__ import annotations
 
 import json
@@ -58,4 +59,7 @@ def test_the_processed_offsets_come_from_the_progress_report_of_the_source_on_th
 def test_a_heartbeat_is_a_feature_record_of_kind_heartbeat():
     stamp = datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=UTC)
     assert json.loads(heartbeat_record(stamp, 3)) == {
-        "schema_version": 3, "kind": "heartbeat", "event_time": "2026-03-01T12:00:00.250Z"}
+        "schema_version": 3,
+        "kind": "heartbeat",
+        "event_time": "2026-03-01T12:00:00.250Z",
+    }

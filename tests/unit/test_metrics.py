@@ -1,4 +1,5 @@
 """Each metric, McNemar's test and the paired bootstrap against scikit-learn and SciPy on the same data."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,7 +42,9 @@ def test_regression_metrics_are_scikit_learns(name):
     rng = np.random.default_rng(5)
     truth = rng.gamma(2.0, 10.0, 300)
     predicted = truth + rng.normal(0, 4, 300)
-    assert evaluate(name, truth, predicted, predicted) == pytest.approx(SKLEARN[name](truth, predicted, None), rel=1e-12)
+    assert evaluate(name, truth, predicted, predicted) == pytest.approx(
+        SKLEARN[name](truth, predicted, None), rel=1e-12
+    )
 
 
 def test_metrics_of_many_resamples_at_once_are_the_metrics_of_each():
@@ -100,8 +103,16 @@ def test_paired_bootstrap_interval_is_scipys(name):
         before, after = evaluate(name, t, s1, d1), evaluate(name, t, s2, d2)
         return after - before if name != "log_loss" else before - after
 
-    theirs = stats.bootstrap((truth, *champion, *challenger), improvement, paired=True, vectorized=True,
-                             n_resamples=4000, confidence_level=0.95, method="percentile", rng=2)
+    theirs = stats.bootstrap(
+        (truth, *champion, *challenger),
+        improvement,
+        paired=True,
+        vectorized=True,
+        n_resamples=4000,
+        confidence_level=0.95,
+        method="percentile",
+        rng=2,
+    )
     assert ours.effect == pytest.approx(improvement(truth, *champion, *challenger), rel=1e-12)
     # Two independent sets of resamples: the bounds agree within Monte Carlo error.
     width = theirs.confidence_interval.high - theirs.confidence_interval.low

@@ -1,5 +1,6 @@
 """The package's dependency ranges (pyproject.toml) hold the versions the tests run with
 (requirements.lock), and the `spark` extra holds the Spark and Delta of the jars."""
+
 from __future__ import annotations
 
 import tomllib
@@ -25,8 +26,11 @@ def _lock() -> dict[str, str]:
 def test_every_range_holds_the_locked_version():
     pins = _lock()
     requirements = [Requirement(r) for r in [*PROJECT["dependencies"], *PROJECT["optional-dependencies"]["spark"]]]
-    outside = {str(r): pins.get(canonicalize_name(r.name)) for r in requirements
-               if pins.get(canonicalize_name(r.name)) is None or not r.specifier.contains(pins[canonicalize_name(r.name)])}
+    outside = {
+        str(r): pins.get(canonicalize_name(r.name))
+        for r in requirements
+        if pins.get(canonicalize_name(r.name)) is None or not r.specifier.contains(pins[canonicalize_name(r.name)])
+    }
     assert not outside, f"pyproject.toml's ranges miss requirements.lock's versions: {outside}"
 
 

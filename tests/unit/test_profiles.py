@@ -1,5 +1,6 @@
 """Profiles: pipeline.yaml is the local profile; another profile's file overrides its settings,
 variables come from the environment, and every mistake names its file and field."""
+
 from __future__ import annotations
 
 import shutil
@@ -34,18 +35,26 @@ def cluster_env(monkeypatch):
 
 
 def test_mappings_merge_key_by_key_and_values_and_lists_replace():
-    base = {"kafka": {"bootstrap_servers": "a:1", "topics": {"raw": {"name": "rdv.raw", "partitions": 2}}},
-            "compare": {"metrics": ["roc_auc", "accuracy"]}}
+    base = {
+        "kafka": {"bootstrap_servers": "a:1", "topics": {"raw": {"name": "rdv.raw", "partitions": 2}}},
+        "compare": {"metrics": ["roc_auc", "accuracy"]},
+    }
     merged = overlay(base, {"kafka": {"topics": {"raw": {"partitions": 12}}}, "compare": {"metrics": ["rmse"]}})
-    assert merged == {"kafka": {"bootstrap_servers": "a:1", "topics": {"raw": {"name": "rdv.raw", "partitions": 12}}},
-                      "compare": {"metrics": ["rmse"]}}
+    assert merged == {
+        "kafka": {"bootstrap_servers": "a:1", "topics": {"raw": {"name": "rdv.raw", "partitions": 12}}},
+        "compare": {"metrics": ["rmse"]},
+    }
     assert base["kafka"]["topics"]["raw"]["partitions"] == 2  # the default is left as it was
 
 
 def test_variables_come_from_the_environment_or_their_default(tmp_path):
     data = {"a": "${HOST}:${PORT:-9092}", "b": ["${PORT:-1}"], "c": 3, "d": "$HOME stays"}
     assert interpolate(data, tmp_path / "p.yaml", environ={"HOST": "k1"}) == {
-        "a": "k1:9092", "b": ["1"], "c": 3, "d": "$HOME stays"}
+        "a": "k1:9092",
+        "b": ["1"],
+        "c": 3,
+        "d": "$HOME stays",
+    }
     with pytest.raises(ValueError, match=r"p.yaml: b\[0\]: the environment variable PORT is not set"):
         interpolate({"b": ["${PORT}"]}, tmp_path / "p.yaml", environ={})
 

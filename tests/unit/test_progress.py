@@ -1,5 +1,6 @@
 """When `rdv status` calls a query ready (rdv/progress.py): past its first micro-batches with records,
 whose time goes to starting workers and compiling, once its batch time has settled."""
+
 from rdv.progress import READY_AFTER, settled
 
 

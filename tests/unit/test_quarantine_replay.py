@@ -1,4 +1,5 @@
 """Which quarantined records `rdv quarantine replay` sends back, and as what messages."""
+
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
@@ -7,8 +8,10 @@ from chispa import assert_df_equality
 
 from features.quarantine import replay_messages, replayable
 
-QUARANTINE = ("reason string, raw string, source_topic string, source_partition int, source_offset long, "
-              "source_timestamp timestamp, quarantine_date date")
+QUARANTINE = (
+    "reason string, raw string, source_topic string, source_partition int, source_offset long, "
+    "source_timestamp timestamp, quarantine_date date"
+)
 ARRIVED = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
@@ -37,7 +40,8 @@ def test_by_default_every_reason_a_fix_can_change_and_none_replayed_before(spark
     quarantine = quarantine_rows(spark).where("source_topic = 'rdv.raw'")
     assert offsets(replayable(quarantine, None)) == [(0, 1), (0, 2), (1, 1), (1, 2)]
     replayed = quarantine.where("source_offset = 1 AND source_partition = 0").select(
-        "source_topic", "source_partition", "source_offset")
+        "source_topic", "source_partition", "source_offset"
+    )
     assert offsets(replayable(quarantine, replayed)) == [(0, 2), (1, 1), (1, 2)]
 
 
@@ -57,13 +61,17 @@ def test_reasons_are_chosen_whole_or_by_rule_and_days_by_since(spark):
 
 
 def test_a_replayed_message_is_the_payload_to_its_topic_keyed_by_its_id_at_its_first_arrival_time(spark):
-    chosen = replayable(quarantine_rows(spark), None, ["below_min:amount", "not_json", "wrong_type:label"],
-                        topics=TOPICS)
+    chosen = replayable(
+        quarantine_rows(spark), None, ["below_min:amount", "not_json", "wrong_type:label"], topics=TOPICS
+    )
     arrived_ms = int(ARRIVED.timestamp() * 1000)
     expected = spark.createDataFrame(
-        [("rdv.raw", "a", '{"request_id": "a", "amount": 5}', arrived_ms),
-         ("rdv.raw", None, "{oops", arrived_ms),
-         ("rdv.labels", "a", '{"request_id": "a", "label": "yes"}', arrived_ms)],
-        "topic string, key string, value string, timestamp_ms long")
+        [
+            ("rdv.raw", "a", '{"request_id": "a", "amount": 5}', arrived_ms),
+            ("rdv.raw", None, "{oops", arrived_ms),
+            ("rdv.labels", "a", '{"request_id": "a", "label": "yes"}', arrived_ms),
+        ],
+        "topic string, key string, value string, timestamp_ms long",
+    )
     messages = replay_messages(chosen)
     assert_df_equality(messages, expected, ignore_row_order=True, ignore_nullable=True)

@@ -1,4 +1,5 @@
 """What a model's raw predictions become: score and label, for each kind of output."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,11 @@ def test_labels_are_their_own_score_and_regressions_have_no_label():
 def test_feature_columns_default_to_every_canonical_feature_and_reject_unknown_ones():
     everything = feature_columns(ModelConfig(name="m", uri="models:/m@champion"), SPEC, "conf")
     assert everything[:2] == ["log_amount", "amount_ratio"] and len(everything) == 8
-    with pytest.raises(ConfigError, match=r"conf/models/m.yaml: features: colour not in the feature spec "
-                                          r"conf/features.yaml, whose features are log_amount, amount_ratio"):
+    with pytest.raises(
+        ConfigError,
+        match=r"conf/models/m.yaml: features: colour not in the feature spec "
+        r"conf/features.yaml, whose features are log_amount, amount_ratio",
+    ):
         feature_columns(ModelConfig(name="m", uri="models:/m@champion", features=("colour",)), SPEC, "conf")
 
 

@@ -1,5 +1,6 @@
 """The soak's verdict: judged from its steady state, a figure is bounded when the median of its
 second half is no more than 10% and a floor above the first half's."""
+
 from __future__ import annotations
 
 import pytest
@@ -41,15 +42,18 @@ def test_only_the_samples_from_the_start_are_judged_and_too_few_are_refused():
 
 
 def pending_and_rows(pending: list[float], rows: list[float]):
-    return [(i * 30.0, {"pending requests": p, "state rows: rendezvous": r})
-            for i, (p, r) in enumerate(zip(pending, rows))]
+    return [
+        (i * 30.0, {"pending requests": p, "state rows: rendezvous": r}) for i, (p, r) in enumerate(zip(pending, rows))
+    ]
 
 
 def test_the_steady_state_begins_when_the_backlog_of_the_start_has_drained():
     # The last 20-minute run's shape: while the jobs caught up, the join held fewer rows than once
     # they kept pace, which judged from the warm-up alone reads as growth.
-    run = pending_and_rows([1500, 4700, 3400, 2300, 900, 800, 850, 780, 820, 790],
-                           [0, 1200, 1300, 1400, 2300, 2350, 2400, 2300, 2450, 2380])
+    run = pending_and_rows(
+        [1500, 4700, 3400, 2300, 900, 800, 850, 780, 820, 790],
+        [0, 1200, 1300, 1400, 2300, 2350, 2400, 2300, 2450, 2380],
+    )
     from_warm_up = {v.figure: v.bounded for v in verdicts(run, start=60, rate=50)}
     assert from_warm_up == {"pending requests": True, "state rows: rendezvous": False}
     start = steady_from(run, warm_up_s=60, drained=950)

@@ -1,4 +1,5 @@
 """The supervisor's pure parts: the backoff, how a job's state reads in `rdv status`, a failed job's log tail."""
+
 from __future__ import annotations
 
 import json
@@ -25,15 +26,23 @@ def test_exits_read_as_codes_or_signals():
 
 def test_a_job_reads_as_running_or_dead_with_its_restarts():
     assert describe_job({"pid": 42, "running": True, "restarts": 0, "last_exit": None}) == "running, pid 42"
-    restarted = {"pid": 43, "running": True, "restarts": 1, "last_exit": -9, "last_exit_at": "2026-12-02T05:00:00+00:00"}
-    assert describe_job(restarted) == ("running, pid 43; 1 restart(s), last exit signal 9 (SIGKILL) at "
-                                       "2026-12-02T05:00:00+00:00")
+    restarted = {
+        "pid": 43,
+        "running": True,
+        "restarts": 1,
+        "last_exit": -9,
+        "last_exit_at": "2026-12-02T05:00:00+00:00",
+    }
+    assert describe_job(restarted) == (
+        "running, pid 43; 1 restart(s), last exit signal 9 (SIGKILL) at 2026-12-02T05:00:00+00:00"
+    )
     dead = {**restarted, "running": False, "pid": None, "next_start_at": time.time() + 30.4}
     assert describe_job(dead).startswith("dead, starting again in 30 s; 1 restart(s)")
     assert restarts_text({"restarts": 0, "last_exit": None}) == ""
     failed = {**dead, "next_start_at": None, "failed": True, "failures_in_window": 5}
-    assert describe_job(failed).startswith("failed: 5 failures within supervisor.failure_window, not started again; "
-                                           "1 restart(s)")
+    assert describe_job(failed).startswith(
+        "failed: 5 failures within supervisor.failure_window, not started again; 1 restart(s)"
+    )
 
 
 def test_a_failed_jobs_log_tail_is_its_last_lines_that_say_something(tmp_path):
@@ -58,8 +67,12 @@ def test_spark_submit_jobs_take_their_whole_heap_at_start_only_when_asked():
 
 def test_spark_submit_jobs_get_spark_conf_on_their_command_line_with_the_java_options_merged():
     config = load_config(REPO / "conf")
-    spark = config.spark.model_copy(update={"heap_at_start": True, "conf": {
-        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1", "spark.sql.shuffle.partitions": "4"}})
+    spark = config.spark.model_copy(
+        update={
+            "heap_at_start": True,
+            "conf": {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1", "spark.sql.shuffle.partitions": "4"},
+        }
+    )
     for job in plan(config.model_copy(update={"spark": spark}), ["champion"], separate=True):
         memory = job.command[job.command.index("--driver-memory") + 1]
         assert job.command.count("--driver-java-options") == 1
