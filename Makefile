@@ -9,7 +9,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 DEMO_EVENTS ?= 2000
 DEMO_RATE ?= 50
 
-.PHONY: setup jars dist demo test test-fast test-unit bench bench-idle bench-rendezvous soak kafka-up kafka-down kafka-status up down status lock clean
+.PHONY: setup jars dist demo lint test test-fast test-unit bench bench-idle bench-rendezvous soak kafka-up kafka-down kafka-status up down status lock clean
 
 setup: $(VENV)/.installed var/jars/.installed
 
@@ -32,13 +32,20 @@ dist: setup
 demo: setup
 	$(RDV) demo --events $(DEMO_EVENTS) --rate $(DEMO_RATE)
 
-# Every test, by tier: unit, then integration, then end-to-end; a tier with a failure stops the
-# run at its end, with its failures printed (tests/conftest.py). docs/testing.md maps the suite.
-test: setup
+# Lint and format check (pyproject.toml, [tool.ruff]); `ruff format` on the same folders fixes the latter.
+LINTED := rdv features models rendezvous comparison jobs bench tests
+lint: setup
+	$(PY) -m ruff check $(LINTED)
+	$(PY) -m ruff format --check $(LINTED)
+
+# Every test, by tier, after the lint: unit, then integration, then end-to-end; a tier with a
+# failure stops the run at its end, with its failures printed (tests/conftest.py). docs/testing.md
+# maps the suite.
+test: setup lint
 	$(PY) -m pytest tests
 
 # The inner loop: the unit and integration tiers, in that order.
-test-fast: setup
+test-fast: setup lint
 	$(PY) -m pytest tests/unit tests/integration
 
 test-unit: setup
