@@ -32,11 +32,13 @@ dist: setup
 demo: setup
 	$(RDV) demo --events $(DEMO_EVENTS) --rate $(DEMO_RATE)
 
-# Lint and format check (pyproject.toml, [tool.ruff]); `ruff format` on the same folders fixes the latter.
+# Lint, format and type checks (pyproject.toml: [tool.ruff], [tool.mypy] over the product packages);
+# `ruff format` on the same folders fixes the format.
 LINTED := rdv features models rendezvous comparison jobs bench tests
 lint: setup
 	$(PY) -m ruff check $(LINTED)
 	$(PY) -m ruff format --check $(LINTED)
+	$(PY) -m mypy
 
 # Every test, by tier, after the lint: unit, then integration, then end-to-end; a tier with a
 # failure stops the run at its end, with its failures printed (tests/conftest.py). docs/testing.md

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import NumericType
+from pyspark.sql.types import NumericType, StructType
 
 from comparison.tables import windowed
 from rdv.config import DriftConfig
@@ -30,6 +30,7 @@ FLOOR = 1e-4
 def feature_values(archive: DataFrame) -> DataFrame:
     """Archive rows as (event_time, kind, name, number, text): one row per request and feature."""
     features = archive.schema["features"].dataType
+    assert isinstance(features, StructType)  # the archive's features are a struct (features.records)
     values = [
         F.struct(
             F.lit(f.name).alias("name"),
@@ -70,8 +71,8 @@ def _reference(values: DataFrame, config: DriftConfig, window_ms: int) -> DataFr
         first = values.groupBy("kind", "name").agg(F.min("event_time").alias("reference_start"))
         end = F.col("reference_start") + F.make_dt_interval(secs=F.lit(window_ms / 1000.0))
         return values.join(first, ["kind", "name"]).where(F.col("event_time") < end).drop("reference_start")
-    start, end = (datetime.fromisoformat(t) for t in config.reference.split("/"))
-    return values.where((F.col("event_time") >= F.lit(start)) & (F.col("event_time") < F.lit(end)))
+    start_at, end_at = (datetime.fromisoformat(t) for t in config.reference.split("/"))
+    return values.where((F.col("event_time") >= F.lit(start_at)) & (F.col("event_time") < F.lit(end_at)))
 
 
 def binned(values: DataFrame, reference: DataFrame, bins: int) -> DataFrame:

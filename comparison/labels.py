@@ -131,6 +131,6 @@ def merge_labels(spark: SparkSession, path: str, labels: DataFrame) -> tuple[int
         .whenMatchedUpdateAll(condition="s.labelled_at > t.labelled_at AND s.label <> t.label")
         .whenNotMatchedInsertAll()
         .execute()
-        .first()
+        .collect()[0]
     )
     return int(metrics["num_inserted_rows"]), int(metrics["num_updated_rows"])

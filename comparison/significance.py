@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,12 +89,13 @@ def paired_labelled(rows: DataFrame, labels: DataFrame, over_ms: int) -> DataFra
 def _evidence(config: CompareConfig, challenger: str, pairs: pd.DataFrame, labelled: int) -> Evidence:
     rule, metric = config.recommend, config.decisive_metric
     champion_name = pairs["champion"].mode().iloc[0] if len(pairs) else ""
-    untested = dict.fromkeys(
+    # The Evidence fields each case fills, gathered per case: Any, as each holds several types.
+    untested: dict[str, Any] = dict.fromkeys(
         ("mcnemar_champion_only", "mcnemar_challenger_only", "mcnemar_statistic", "mcnemar_p_value", "mcnemar_method")
     )
     # toPandas gives times naive, in the session's time zone (UTC, rdv/spark.py).
     times = pd.to_datetime(pairs["event_time"]).dt.tz_localize("UTC")
-    base = dict(
+    base: dict[str, Any] = dict(
         challenger=challenger,
         champion=champion_name,
         metric=metric,
@@ -105,13 +107,15 @@ def _evidence(config: CompareConfig, challenger: str, pairs: pd.DataFrame, label
         rule=rule_text(rule, metric),
     )
     if len(pairs) == 0:
-        unmeasured = dict.fromkeys(("champion_value", "challenger_value", "effect", "ci_low", "ci_high"))
+        unmeasured: dict[str, Any] = dict.fromkeys(
+            ("champion_value", "challenger_value", "effect", "ci_low", "ci_high")
+        )
         return Evidence(**base, **unmeasured, **untested, recommendation=KEEP_WATCHING)
     truth = pairs["truth"].to_numpy(float)
     champion = (pairs["champion_score"].to_numpy(float), pairs["champion_decision"].to_numpy(float, na_value=np.nan))
     challenger_answers = (pairs["score"].to_numpy(float), pairs["decision"].to_numpy(float, na_value=np.nan))
     interval = paired_bootstrap(metric, truth, champion, challenger_answers, rule.resamples, rule.confidence)
-    tested = untested
+    tested: dict[str, Any] = untested
     if config.task == "classification":  # McNemar's test is about decisions, which a regression has not
         test = mcnemar(truth, champion[1], challenger_answers[1])
         tested = {f"mcnemar_{k}": v for k, v in asdict(test).items()}
@@ -138,7 +142,7 @@ def evidence(rows: DataFrame, labels: DataFrame, config: CompareConfig) -> list[
             if labelled > config.recommend.max_rows:
                 mine = mine.sample(fraction=config.recommend.max_rows / labelled, seed=0)
             # In request order: the same requests resampled with the same seed give the same interval.
-            pairs_of = mine.toPandas().sort_values("request_id", ignore_index=True)
+            pairs_of = pd.DataFrame(mine.toPandas()).sort_values("request_id", ignore_index=True)
             found.append(_evidence(config, name, pairs_of, labelled))
         return found
     finally:

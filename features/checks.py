@@ -7,6 +7,8 @@ the first check a record breaks is its reason, raw fields first, in the order of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
@@ -43,7 +45,7 @@ def check_rules(spec: FeatureSpec, raw: str = "typed", features: str = "features
     return rules
 
 
-def first_broken(rules: list[tuple[Column, Column | str]]) -> Column:
+def first_broken(rules: Sequence[tuple[Column, Column | str]]) -> Column:
     """The reason of the first rule broken, or null when none is; a rule whose test is null (of a
     null value) is not broken."""
     # One flat CASE WHEN: nested ones make the generated code, and the time to generate it again

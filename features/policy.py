@@ -77,10 +77,9 @@ def rule_condition(rule: Rule, raw_names: set[str]) -> Column:
     for name, comparisons in rule.when.items():
         column = F.col(f"typed.{name}") if name in raw_names else F.col(f"features.{name}")
         for op, value in comparisons.items():
-            if op == "in":
-                parts.append(column.isin(*value))
-            elif op == "not_in":
-                parts.append(~column.isin(*value))
+            if op in ("in", "not_in"):  # a list, as the policy's validation makes sure
+                listed = column.isin(*(value if isinstance(value, list) else [value]))
+                parts.append(listed if op == "in" else ~listed)
             else:
                 parts.append(_COMPARE[op](column, F.lit(value)))
     return reduce(operator.and_, parts)

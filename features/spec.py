@@ -191,7 +191,7 @@ class FeatureSpec(_Frozen):
     def field_types(self) -> dict[str, str]:
         """What a policy rule may test, with its Spark SQL type: the canonical features, then the
         raw fields (a name that is both is the raw field)."""
-        types = {name: feature.type for name, feature in self.features.items()}
+        types: dict[str, str] = {name: feature.type for name, feature in self.features.items()}
         types.update({name: field.type for name, field in self.raw.items()})
         return types
 

@@ -163,7 +163,8 @@ def contained_predictions(model, features: pd.DataFrame, output: Output, thresho
 def scorer(shipped_name: str, columns: list[str], output: Output, threshold: float):
     """The pandas UDF that scores a struct of features into (score, label, error, scored_at)."""
 
-    @pandas_udf("score double, label int, error string, scored_at timestamp")
+    # pyspark's overloads of pandas_udf leave out a DDL string with an iterator of DataFrames.
+    @pandas_udf("score double, label int, error string, scored_at timestamp")  # type: ignore[call-overload]
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         model = _model(shipped_name)
         for features in batches:

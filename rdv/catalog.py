@@ -45,7 +45,7 @@ def register_tables(spark: SparkSession, config: PipelineConfig) -> list[str]:
         create = f"CREATE TABLE {qualified} USING DELTA LOCATION '{location}'"
         if not spark.catalog.tableExists(f"{database}.{name}"):
             spark.sql(create)
-        elif not _same(spark.sql(f"DESCRIBE DETAIL {qualified}").first()["location"], path):
+        elif not _same(spark.sql(f"DESCRIBE DETAIL {qualified}").collect()[0]["location"], path):
             spark.sql(f"DROP TABLE {qualified}")  # external: the name goes, the data stays
             spark.sql(create)
         registered.append(f"{database}.{name}")

@@ -31,9 +31,9 @@ def _kafka(config, args) -> int:
     elif args.action == "down":
         print("broker: stopped" if broker.stop() else "broker: was not running")
     else:
-        pid = broker.pid()
-        print(f"broker: running on {broker.bootstrap}, pid {pid}" if pid else "broker: not running")
-        return 0 if pid else 3
+        running = broker.pid()
+        print(f"broker: running on {broker.bootstrap}, pid {running}" if running else "broker: not running")
+        return 0 if running else 3
     return 0
 
 

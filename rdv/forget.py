@@ -51,17 +51,18 @@ def subject_value(config: PipelineConfig, subject_id: str) -> str:
     if spec.raw[spec.subject].personal != "hash":
         return subject_id
     key = personal_data_key(spec, config.feature_spec_file)
+    assert key is not None  # personal_data_key raises when a field to hash has no key
     return hmac.new(key, subject_id.encode(), sha256).hexdigest()
 
 
-def _match(table: str, columns: list[str], raw_field: str) -> str | None:
+def _match(table: str, columns: list[str], raw_field: str | None) -> str | None:
     """The MERGE condition that matches a target row `t` of table to the subject's row `s`."""
     parts = []
     if "subject" in columns:
         parts.append("t.subject = s.subject")
     if "request_id" in columns:
         parts.append("t.request_id = s.request_id")
-    if table == "quarantine":
+    if table == "quarantine" and raw_field is not None:
         parts.append(f"get_json_object(t.raw, '$.{raw_field}') = s.raw_value")
         parts.append("(get_json_object(t.raw, '$') IS NULL AND instr(t.raw, s.quoted_value) > 0)")
     return " OR ".join(parts) or None
@@ -119,7 +120,7 @@ def _vacuum_now(spark: SparkSession, tables) -> None:
     spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
     # Vacuum lists files with this many tasks; Delta's default (10,000) is sized for big clusters.
     spark.conf.set(
-        "spark.sql.sources.parallelPartitionDiscovery.parallelism", spark.conf.get("spark.sql.shuffle.partitions")
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism", str(spark.conf.get("spark.sql.shuffle.partitions"))
     )
     for table in tables:
         table.vacuum(0.0)

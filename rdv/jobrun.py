@@ -90,8 +90,8 @@ def run_job(
         _end_now(1)
     log.info("stopped")
     if failed is not None:
-        name, error = failed
-        _end_now(1, f"{app_name}: query {name} failed: {error}" + _hint(error, config.checkpoint(name)))
+        name, reason = failed
+        _end_now(1, f"{app_name}: query {name} failed: {reason}" + _hint(reason, config.checkpoint(name)))
 
 
 class QueryKeeper:
@@ -158,6 +158,7 @@ class QueryKeeper:
 
     def _start_again(self, name: str, now: float) -> None:
         del self.due[name]
+        assert self.restart is not None  # a query is due to start again only in a job that restarts them
         try:
             query = self.restart(self.spark, self.config, name)
         except Exception as error:  # its table may still be unwritable: as a failure of the query

@@ -49,7 +49,7 @@ def jaas_config(mechanism: str, username: str, password: str) -> str:
 def spark_options(config: PipelineConfig) -> dict[str, str]:
     """Options of Spark's Kafka source and sink, `kafka.`-prefixed."""
     security = config.kafka.security
-    options = {"kafka.security.protocol": security.protocol}
+    options: dict[str, str] = {"kafka.security.protocol": security.protocol}
     if (login := credentials(config)) is not None:
         options["kafka.sasl.mechanism"] = security.sasl_mechanism or ""
         options["kafka.sasl.jaas.config"] = jaas_config(security.sasl_mechanism or "", *login)

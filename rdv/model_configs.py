@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -27,7 +28,7 @@ def add_model_config(
     path = config.conf_dir / "models" / f"{name}.yaml"
     if path.exists() and not force:
         raise ConfigError(f"{path}: already exists (--force replaces it)")
-    data = {"uri": uri, "output": output}
+    data: dict[str, Any] = {"uri": uri, "output": output}
     if features:
         data["features"] = list(features)
     if role:

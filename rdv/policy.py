@@ -45,9 +45,9 @@ def _servable(preference: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _check_comparison(field: str, sql_type: str, operator: str, value: object) -> None:
-    values = value if operator in ("in", "not_in") else [value]
     if operator in ("in", "not_in") and (not isinstance(value, list) or not value):
         raise ValueError(f"{field}.{operator}: expects a non-empty list")
+    values = value if isinstance(value, list) else [value]
     for item in values:
         if sql_type in _NUMERIC_TYPES:
             fits = isinstance(item, (int, float)) and not isinstance(item, bool)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 PROFILE_ENV = "RDV_PROFILE"
@@ -70,10 +71,11 @@ def overlay(base: dict, override: dict) -> dict:
     return merged
 
 
-def interpolate(data, source: Path, field: str = "", environ: dict[str, str] | None = None):
+def interpolate(data, source: Path, field: str = "", environ: Mapping[str, str] | None = None):
     """data with every ${NAME} and ${NAME:-default} in its strings replaced from the environment;
     a variable that is not set and has no default fails, named with its file and field."""
-    environ = os.environ if environ is None else environ
+    if environ is None:
+        environ = os.environ
     if isinstance(data, dict):
         return {k: interpolate(v, source, f"{field}.{k}" if field else str(k), environ) for k, v in data.items()}
     if isinstance(data, list):

@@ -68,7 +68,7 @@ class ProgressFiles:
             progress = json.loads(report.json)
             self._write(query.name, {**progress, "state": "running", "ready": self._settle(query.name, progress)})
             if self.history is not None:
-                self._append(query, progress, last)
+                self._append(self.history, query, progress, last)
             self._last[query.name] = progress
 
     def _settle(self, name: str, progress: dict) -> bool:
@@ -82,13 +82,13 @@ class ProgressFiles:
                 self._ready.add(name)
         return name in self._ready
 
-    def _append(self, query: StreamingQuery, progress: dict, last: dict | None) -> None:
+    def _append(self, history: Path, query: StreamingQuery, progress: dict, last: dict | None) -> None:
         """Append the new reports: the last one, and those before it that came since the last call
         (more than one micro-batch a second), from the query's recent reports."""
         new = [progress]
         if last is not None and progress["batchId"] > last["batchId"] + 1:
             new = [p for p in (json.loads(r.json) for r in query.recentProgress) if p["timestamp"] > last["timestamp"]]
-        with open(self.history / f"{query.name}.jsonl", "a") as log:
+        with open(history / f"{query.name}.jsonl", "a") as log:
             log.writelines(json.dumps(p) + "\n" for p in new)
 
     def restarting(self, name: str, error: str, failures: int, next_start_at: str) -> None:

@@ -321,10 +321,12 @@ def wait_running(
                 tail = files.log(job.name).read_text(errors="replace").splitlines()[-30:]
                 _give_up(config, jobs, stop_all_on_failure)
                 raise RuntimeError(f"{job.name} exited while starting; the end of its log:\n" + "\n".join(tail))
-        pids = {job.name: states.get(job.name, {}).get("pid") for job in jobs}
+        pids: dict[str, int] = {
+            job.name: pid for job in jobs if (pid := states.get(job.name, {}).get("pid")) is not None
+        }
         progress = query_states(config)
         if all(
-            progress.get(q, {}).get("state") in ("started", "running") and progress[q].get("pgid") == pids[name]
+            progress.get(q, {}).get("state") in ("started", "running") and progress[q].get("pgid") == pids.get(name)
             for q, name in expected.items()
         ):
             echo(

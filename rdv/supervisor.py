@@ -279,10 +279,11 @@ class Supervisor:
             self.echo(f"{run.job.name}: killed pid {run.process.pid} after {self.stop_timeout_s:.0f} s")
 
     def stop_all(self) -> None:
-        started = {name: run.process.pid for name, run in self.runs.items() if run.process is not None}
-        for name, pid in started.items():
-            if self.runs[name].process.poll() is None:
-                self.echo(f"{name}: stopping pid {pid}")
+        processes = {name: run.process for name, run in self.runs.items() if run.process is not None}
+        started = {name: process.pid for name, process in processes.items()}
+        for name, process in processes.items():
+            if process.poll() is None:
+                self.echo(f"{name}: stopping pid {process.pid}")
         for name in terminate(started, self.stop_timeout_s):
             self.echo(f"{name}: killed pid {started[name]} after {self.stop_timeout_s:.0f} s")
         for run in self.runs.values():

@@ -90,7 +90,7 @@ class KeyedTable:
                 F.count(F.when(~keyed, 1)).alias("unkeyed"),
                 F.min(F.unix_micros(since)).alias("low"),
                 F.max(F.unix_micros(since)).alias("high"),
-            ).first()
+            ).collect()[0]
             if counts["keyed"]:
                 earliest = Window.partitionBy(*self.key).orderBy(F.col(self.first).asc_nulls_last())
                 unique = rows.where(keyed).withColumn("_n", F.row_number().over(earliest)).where("_n = 1").drop("_n")

@@ -43,7 +43,7 @@ def count_run(spark: SparkSession, config: PipelineConfig, id_prefix: str) -> Ru
     if (archive := run_rows(spark, config, "archive", id_prefix)) is not None:
         counts.archive = archive.count()
     if (results := run_rows(spark, config, "results", id_prefix)) is not None:
-        row = results.agg(F.count("*").alias("n"), F.countDistinct("request_id").alias("d")).first()
+        row = results.agg(F.count("*").alias("n"), F.countDistinct("request_id").alias("d")).collect()[0]
         counts.results, counts.answered = row.n, row.d
     if (scores := run_rows(spark, config, "scores", id_prefix)) is not None:
         counts.scores = {r.model: r.n for r in scores.groupBy("model").agg(F.count("*").alias("n")).collect()}
@@ -89,7 +89,7 @@ def summarize(
         q = results.select(
             F.percentile("latency_ms", [0.5, 0.95, 0.99]).alias("p"),
             F.avg(F.col("sla_met").cast("double")).alias("sla"),
-        ).first()
+        ).collect()[0]
         if q.p:
             lines.append(
                 f"latency event->result  p50 {q.p[0] / 1000:.2f} s  p95 {q.p[1] / 1000:.2f} s  "

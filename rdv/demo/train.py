@@ -46,7 +46,7 @@ def training_frame(spark: SparkSession, config: PipelineConfig, n: int, seed: in
     raw = spark.createDataFrame(slices, "value string, topic string, partition int, offset long, timestamp timestamp")
     key = personal_data_key(config.spec, config.feature_spec_file)
     requests = check_raw(raw, config.spec, key=key).where(F.col("reason").isNull())
-    frame = requests.select("request_id", "features.*").toPandas()
+    frame = pd.DataFrame(requests.select("request_id", "features.*").toPandas())
     return frame.merge(events[["request_id", "is_fraud"]], on="request_id")
 
 
