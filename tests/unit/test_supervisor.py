@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 
@@ -89,11 +88,17 @@ def test_a_query_whose_process_is_gone_reads_as_gone_and_not_ready(tmp_path):
     config = make_config(tmp_path)
     progress = run_files(config).progress
     progress.mkdir(parents=True)
+    # Each a job as the supervisor starts one: in a session of its own, its pid its group id.
     dead = subprocess.Popen(["true"], start_new_session=True)
     dead.wait()
+    live = subprocess.Popen(["sleep", "60"], start_new_session=True)
     report = {"batchId": 7, "ready": True, "durationMs": {"triggerExecution": 12}, "timestamp": "2026-12-04T14:09:09Z"}
     (progress / "features.json").write_text(json.dumps({**report, "state": "running", "pgid": dead.pid}))
-    (progress / "rendezvous.json").write_text(json.dumps({**report, "state": "running", "pgid": os.getpgid(0)}))
+    (progress / "rendezvous.json").write_text(json.dumps({**report, "state": "running", "pgid": live.pid}))
     (progress / "record.json").write_text(json.dumps({**report, "state": "stopped", "pgid": dead.pid}))
-    rows = {r["query"]: (r["state"], r["ready"]) for r in status_rows(config)}
+    try:
+        rows = {r["query"]: (r["state"], r["ready"]) for r in status_rows(config)}
+    finally:
+        live.kill()
+        live.wait()
     assert rows == {"features": ("gone", False), "rendezvous": ("running", True), "record": ("stopped", True)}
