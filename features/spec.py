@@ -15,11 +15,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rdv.durations import Duration, duration_ms
-from rdv.validation import explain
+from rdv.validation import ConfigError, Frozen, read_yaml, validated
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -34,15 +33,7 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 Scalar = bool | int | float | str
 
 
-class SpecError(ValueError):
-    """A feature spec that cannot be used; the message names the file and the field."""
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Checks(_Frozen):
+class Checks(Frozen):
     """What a valid value looks like. A value that breaks a check sends its record to quarantine,
     with the check and the field as the reason."""
 
@@ -76,7 +67,7 @@ class Checks(_Frozen):
             raise ValueError(f"regex applies to strings, not to {sql_type}")
 
 
-class RawField(_Frozen):
+class RawField(Frozen):
     type: SqlType
     required: bool = False
     # Personal data: hash keeps a keyed hash of the value, drop keeps nothing of it.
@@ -93,7 +84,7 @@ class RawField(_Frozen):
         return self
 
 
-class Feature(_Frozen):
+class Feature(Frozen):
     expr: str = Field(min_length=1)
     type: Literal["double", "int", "bigint", "boolean", "string"] = "double"
     checks: Checks = Checks()
@@ -104,7 +95,7 @@ class Feature(_Frozen):
         return self
 
 
-class Limits(_Frozen):
+class Limits(Frozen):
     """Bounds on a raw record as a whole; a record outside them is quarantined with the reason."""
 
     # A larger message is quarantined as `too_large` without being parsed.
@@ -132,7 +123,7 @@ class Limits(_Frozen):
         return None if self.dedup_window is None else duration_ms(self.dedup_window)
 
 
-class FeatureSpec(_Frozen):
+class FeatureSpec(Frozen):
     # The version of the raw records and of the feature records this spec makes. A raw record may
     # say which version it follows (its own `schema_version` field); one not accepted is quarantined.
     schema_version: int = Field(ge=1)
@@ -211,24 +202,13 @@ def _struct(types: dict[str, str]) -> StructType:
 
 
 def load_feature_spec(path: Path | str) -> FeatureSpec:
-    """Load and validate a feature spec; a SpecError names the file and the field."""
+    """Load and validate a feature spec; a ConfigError names the file and the field."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such feature spec") from None
-    except yaml.YAMLError as error:
-        raise SpecError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping with schema_version, raw and features")
-    try:
-        return FeatureSpec(**data)
-    except ValidationError as error:
-        raise SpecError(explain(path, error)) from None
+    return validated(FeatureSpec, read_yaml(path, missing="no such feature spec"), path)
 
 
 def check_expressions(spark: SparkSession, spec: FeatureSpec, path: Path | str) -> None:
-    """Analyse every feature expression against the raw fields; a SpecError names the feature.
+    """Analyse every feature expression against the raw fields; a ConfigError names the feature.
 
     Analysis only: nothing is computed, so this costs milliseconds at job start.
     """
@@ -241,4 +221,4 @@ def check_expressions(spark: SparkSession, spec: FeatureSpec, path: Path | str) 
             _ = raw.select(F.expr(feature.expr).cast(feature.type)).schema  # analysis happens on access
         except (AnalysisException, ParseException) as error:
             first_line = str(error).strip().splitlines()[0]
-            raise SpecError(f"{path}: features.{name}.expr: {first_line}") from None
+            raise ConfigError(f"{path}: features.{name}.expr: {first_line}") from None

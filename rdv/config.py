@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from features.spec import FeatureSpec, SpecError, load_feature_spec
+from features.spec import FeatureSpec, load_feature_spec
 from rdv import profiles
 from rdv.durations import Duration, duration_ms
-from rdv.policy import Policy, PolicyError, load_policy
-from rdv.validation import explain
+from rdv.policy import Policy, load_policy
+from rdv.validation import ConfigError, Frozen, read_yaml, validated
 
 # The metrics `compare.metrics` may name, per task (comparison/metrics.py computes each).
 CLASSIFICATION = ("accuracy", "precision", "recall", "roc_auc", "log_loss")
@@ -33,20 +32,12 @@ REGRESSION = ("mae", "rmse")
 ROLES = ("champion", "challenger", "canary")
 
 
-class ConfigError(ValueError):
-    """A configuration file that cannot be used; the message names the file and the field."""
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Topic(_Frozen):
+class Topic(Frozen):
     name: str = Field(min_length=1)
     partitions: int = Field(default=2, ge=1)
 
 
-class Topics(_Frozen):
+class Topics(Frozen):
     raw: Topic
     features: Topic
     scores: Topic
@@ -65,7 +56,7 @@ class Topics(_Frozen):
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
-class KafkaSecurity(_Frozen):
+class KafkaSecurity(Frozen):
     """How every job and the CLI connect to the brokers (rdv/kafka_security.py). Secrets are never in
     the file: the fields ending in _env name the environment variables that hold them."""
 
@@ -91,7 +82,7 @@ class KafkaSecurity(_Frozen):
         return self
 
 
-class KafkaConfig(_Frozen):
+class KafkaConfig(Frozen):
     bootstrap_servers: str = "127.0.0.1:9092"
     topics: Topics
     security: KafkaSecurity = KafkaSecurity()
@@ -112,7 +103,7 @@ class KafkaConfig(_Frozen):
         return value
 
 
-class PathsConfig(_Frozen):
+class PathsConfig(Frozen):
     var: Path = Path("var")
     jars: Path = Path("var/jars")  # what `make jars` caches: spark/ and kafka/
     # Where the Delta tables and the queries' checkpoints live: a path, or a URI that every
@@ -121,7 +112,7 @@ class PathsConfig(_Frozen):
     checkpoints: str = "var/checkpoints"
 
 
-class MlflowConfig(_Frozen):
+class MlflowConfig(Frozen):
     tracking_uri: str = "sqlite:///var/mlflow/mlflow.db"
     artifact_root: Path = Path("var/mlflow/artifacts")
     # How often a model job following an alias asks the registry whether it moved; `rdv promote`
@@ -129,7 +120,7 @@ class MlflowConfig(_Frozen):
     alias_check: Duration = "30 seconds"
 
 
-class SparkConfig(_Frozen):
+class SparkConfig(Frozen):
     master: str = "local[2]"
     shuffle_partitions: int = Field(default=2, ge=1)
     # The latency path (features, models, rendezvous): a micro-batch as soon as records arrive, at
@@ -150,12 +141,12 @@ class SparkConfig(_Frozen):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
-class FeaturesJobConfig(_Frozen):
+class FeaturesJobConfig(Frozen):
     # Heartbeats on rdv.heartbeats keep the rendezvous watermark moving while requests wait.
     heartbeat_interval: Duration = "1 second"
 
 
-class RendezvousConfig(_Frozen):
+class RendezvousConfig(Frozen):
     """When decisions are final; see docs/rendezvous.md for the timeline."""
 
     # No request may ask for a longer deadline; larger ones are clipped to it.
@@ -210,7 +201,7 @@ class Timing:
         return self.longest_wait_ms + self.transit_ms
 
 
-class SupervisorConfig(_Frozen):
+class SupervisorConfig(Frozen):
     """How `rdv up`'s supervisor restarts a job that died (docs/operations.md)."""
 
     # The first restart waits this long; each failure in a row doubles it, up to max_backoff.
@@ -230,7 +221,7 @@ class SupervisorConfig(_Frozen):
     recording_nice: int = Field(default=10, ge=0, le=19)
 
 
-class RecommendationRule(_Frozen):
+class RecommendationRule(Frozen):
     """When `rdv compare` says promote, keep watching or retire a challenger (docs/analysis.md)."""
 
     # The metric the recommendation is about; its improvement is what the interval is of. By
@@ -249,7 +240,7 @@ class RecommendationRule(_Frozen):
     max_rows: int = Field(default=200_000, ge=1000)
 
 
-class DriftConfig(_Frozen):
+class DriftConfig(Frozen):
     # The distribution every window is compared with: "first" (the first window with data) or an
     # interval of event time, "2026-11-01T00:00:00Z/2026-11-08T00:00:00Z".
     reference: str = "first"
@@ -274,7 +265,7 @@ class DriftConfig(_Frozen):
         return value
 
 
-class CompareConfig(_Frozen):
+class CompareConfig(Frozen):
     """`rdv compare`: the comparison tables, the recommendation and drift (docs/analysis.md)."""
 
     task: Literal["classification", "regression"] = "classification"
@@ -312,7 +303,7 @@ class CompareConfig(_Frozen):
 _MEMORY = r"^\d+[kmgt]$"
 
 
-class ModelSparkConfig(_Frozen):
+class ModelSparkConfig(Frozen):
     """A model job's own Spark settings; unset ones fall back to the pipeline's."""
 
     trigger: Duration | None = None
@@ -325,7 +316,7 @@ class ModelSparkConfig(_Frozen):
     python_memory: str | None = Field(default=None, pattern=_MEMORY)
 
 
-class ModelConfig(_Frozen):
+class ModelConfig(Frozen):
     """One model job: which model it serves and how its output reads."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
@@ -354,7 +345,7 @@ class ModelConfig(_Frozen):
         return data
 
 
-class PipelineConfig(_Frozen):
+class PipelineConfig(Frozen):
     # local: the embedded default, with a broker that rdv starts; any other profile brings its own
     # services (rdv/profiles.py).
     profile: str = Field(default=profiles.LOCAL, pattern=profiles.NAME)
@@ -446,26 +437,12 @@ class PipelineConfig(_Frozen):
             ) from None
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
-
-
 def _read_pipeline(conf_dir: Path, asked: str | None) -> tuple[dict, dict]:
     """pipeline.yaml with the profile's settings over it, each file's variables filled in; and the
     profile's settings alone, to tell which file a bad field came from."""
     pipeline_file = conf_dir / "pipeline.yaml"
     try:
-        data = profiles.interpolate(_read_yaml(pipeline_file), pipeline_file)
+        data = profiles.interpolate(read_yaml(pipeline_file), pipeline_file)
         name, explicit = profiles.chosen(asked, data.get("profile"))
         path = profiles.profile_file(conf_dir, name)
         settings = {}
@@ -477,7 +454,7 @@ def _read_pipeline(conf_dir: Path, asked: str | None) -> tuple[dict, dict]:
                 raise ConfigError(
                     f"{path}: no such profile (profiles here: {', '.join(profiles.known_profiles(conf_dir))})"
                 )
-            settings = profiles.interpolate(_read_yaml(path), path)
+            settings = profiles.interpolate(read_yaml(path), path)
             if "profile" in settings:
                 raise ConfigError(f"{path}: profile: a profile is named by its file; remove this field")
     except profiles.ProfileError as error:
@@ -486,14 +463,11 @@ def _read_pipeline(conf_dir: Path, asked: str | None) -> tuple[dict, dict]:
 
 
 def load_model_config(path: Path) -> ModelConfig:
-    data = _read_yaml(path)
+    data = read_yaml(path)
     data.setdefault("name", path.stem)
     if data["name"] != path.stem:
         raise ConfigError(f"{path}: name: {data['name']!r} must match the file name {path.stem!r}")
-    try:
-        return ModelConfig(**data)
-    except ValidationError as error:
-        raise ConfigError(explain(path, error)) from None
+    return validated(ModelConfig, data, path)
 
 
 def load_config(conf_dir: Path | str = "conf", profile: str | None = None) -> PipelineConfig:
@@ -513,20 +487,14 @@ def load_config(conf_dir: Path | str = "conf", profile: str | None = None) -> Pi
             f"{conf_dir / 'features.yaml'} now; remove it here"
         )
     models = {p.stem: load_model_config(p) for p in sorted((conf_dir / "models").glob("*.yaml"))}
-    try:
-        config = PipelineConfig(**data, models=models, conf_dir=conf_dir.resolve())
-    except ValidationError as error:
-        profile_path = profiles.profile_file(conf_dir, str(data["profile"]))
-        raise ConfigError(
-            explain(
-                pipeline_file,
-                error,
-                lambda loc: profile_path if profiles.sets(profile_settings, loc) else pipeline_file,
-            )
-        ) from None
-    try:
-        spec = load_feature_spec(config.feature_spec_file)
-        policy = load_policy(config.policy_file, config.rendezvous.max_deadline_ms, spec.field_types())
-    except (SpecError, PolicyError) as error:
-        raise ConfigError(str(error)) from None
+    profile_path = profiles.profile_file(conf_dir, str(data.get("profile")))
+    config = validated(
+        PipelineConfig,
+        {**data, "models": models, "conf_dir": conf_dir.resolve()},
+        pipeline_file,
+        # A bad field is reported in the file that set it: the profile's, or pipeline.yaml.
+        origin=lambda loc: profile_path if profiles.sets(profile_settings, loc) else pipeline_file,
+    )
+    spec = load_feature_spec(config.feature_spec_file)
+    policy = load_policy(config.policy_file, config.rendezvous.max_deadline_ms, spec.field_types())
     return config.model_copy(update={"policy": policy, "feature_spec": spec})

@@ -15,10 +15,9 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from rdv.validation import explain
+from rdv.validation import ConfigError, Frozen, read_yaml, validated
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +31,6 @@ OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in")
 _NUMERIC_TYPES = ("double", "int", "bigint")
 
 Scalar = bool | int | float | str
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 def _servable(preference: tuple[str, ...]) -> tuple[str, ...]:
@@ -61,7 +56,7 @@ def _check_comparison(field: str, sql_type: str, operator: str, value: object) -
         raise ValueError(f"{field}.{operator}: order comparisons need a number, {field} is {sql_type}")
 
 
-class Rule(_Frozen):
+class Rule(Frozen):
     """If every comparison in `when` holds, the request prefers `preference`."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -93,7 +88,7 @@ class Rule(_Frozen):
         return when
 
 
-class Split(_Frozen):
+class Split(Frozen):
     """Exposure by a hash of the request id: each model or role answers its share of requests."""
 
     # model or role -> percent of requests it answers first; the shares add up to 100.
@@ -112,11 +107,11 @@ class Split(_Frozen):
         return shares
 
 
-class Best(_Frozen):
+class Best(Frozen):
     criterion: Criterion = "confidence"
 
 
-class Policy(_Frozen):
+class Policy(Frozen):
     """How a request is answered; every field but rules, split and best may be set per raw event."""
 
     strategy: Strategy = "preferred"
@@ -149,27 +144,14 @@ class Policy(_Frozen):
         return self
 
 
-class PolicyError(ValueError):
-    """A policy file that cannot be used; the message names the file and the field."""
-
-
 def load_policy(path: Path, max_deadline_ms: int, fields: dict[str, str]) -> Policy:
     """Read and validate a policy file; a missing file is the default policy. fields: what a rule
     may test, with its Spark SQL type (FeatureSpec.field_types)."""
     if not path.exists():
         return Policy()
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise PolicyError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise PolicyError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        policy = Policy.model_validate(data, context={"fields": fields})
-    except ValidationError as error:
-        raise PolicyError(explain(path, error)) from None
+    policy = validated(Policy, read_yaml(path), path, context={"fields": fields})
     if policy.deadline_ms > max_deadline_ms:
-        raise PolicyError(
+        raise ConfigError(
             f"{path}: deadline_ms: {policy.deadline_ms} exceeds rendezvous.max_deadline_ms ({max_deadline_ms}) "
             "of pipeline.yaml"
         )
@@ -200,7 +182,7 @@ class PolicyFile:
         self._seen = stamp
         try:
             policy = load_policy(self.path, self.max_deadline_ms, self.fields)
-        except PolicyError as error:
+        except ConfigError as error:
             log.error("policy edit refused, the previous policy stays in force:\n%s", error)
             return self.current
         if policy != self.current:

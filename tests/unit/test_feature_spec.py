@@ -12,7 +12,8 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from features.checks import check_rules, first_broken
-from features.spec import SpecError, check_expressions, load_feature_spec
+from features.spec import check_expressions, load_feature_spec
+from rdv.validation import ConfigError
 
 SPEC = Path(__file__).resolve().parents[2] / "conf" / "features.yaml"
 
@@ -95,7 +96,7 @@ def write_spec(tmp_path, edit) -> Path:
 )
 def test_a_bad_spec_fails_at_load_naming_the_file_and_the_field(tmp_path, edit, message):
     path = write_spec(tmp_path, edit)
-    with pytest.raises(SpecError) as error:
+    with pytest.raises(ConfigError) as error:
         load_feature_spec(path)
     assert str(path) in str(error.value)
     assert message in str(error.value)
@@ -104,7 +105,7 @@ def test_a_bad_spec_fails_at_load_naming_the_file_and_the_field(tmp_path, edit, 
 def test_an_expression_over_an_undeclared_field_fails_at_job_start_naming_the_feature(spark, tmp_path):
     path = write_spec(tmp_path, lambda d: d["features"]["log_amount"].update(expr="ln(1 + amont)"))
     spec = load_feature_spec(path)
-    with pytest.raises(SpecError, match=r"features\.log_amount\.expr: .*amont"):
+    with pytest.raises(ConfigError, match=r"features\.log_amount\.expr: .*amont"):
         check_expressions(spark, spec, path)
 
 
