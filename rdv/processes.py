@@ -31,6 +31,18 @@ def alive(pid: int) -> bool:
         return False
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group runs. A job's group outlives its leader when the leader
+    ended first, and a query run from a terminal or a test shares a group whose leader may be gone."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> bool:
     """Signal a job's process group (its pid is its group id). SIGKILL is also sent to what is left
     of a job that exited: when spark-submit's JVM dies first, its Python driver can outlive it,

@@ -22,7 +22,7 @@ from rdv.config import PipelineConfig
 from rdv.durations import duration_ms
 from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
-from rdv.processes import alive, terminate
+from rdv.processes import alive, group_alive, terminate
 from rdv.spark_launch import DRIVER_JAVA_OPTIONS, PACKAGES, cached_jars
 from rdv.supervisor import Job, RunFiles, exit_text, read_plan, read_state, write_plan
 
@@ -166,9 +166,11 @@ LIVE_STATES = ("started", "running", "restarting")
 
 
 def query_running(progress: dict) -> bool:
-    """Whether the query of this progress file runs: its file says so and its process group is
-    alive. A job killed with SIGKILL, or a machine that went down, leaves a file that says running."""
-    return progress.get("state") in LIVE_STATES and alive(progress.get("pgid", 0) or 0)
+    """Whether the query of this progress file runs: its file says so and a process of its process
+    group is alive. A job killed with SIGKILL, or a machine that went down, leaves a file that says
+    running."""
+    pgid = progress.get("pgid")
+    return progress.get("state") in LIVE_STATES and isinstance(pgid, int) and group_alive(pgid)
 
 
 def query_states(config: PipelineConfig) -> dict[str, dict]:
