@@ -20,7 +20,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-# A request's policy, resolved by the features job (features/policy.py) and copied into every score.
+# A request's policy, resolved by the features job (features/policy_columns.py) and copied into every score.
 POLICY_STRUCT = StructType(
     [
         StructField("strategy", StringType()),  # preferred, first, best, rules or split

@@ -20,7 +20,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from features.checks import check_rules, first_broken
 from features.personal import protected
-from features.policy import override_problems, parse_overrides, request_policy
+from features.policy_columns import override_problems, parse_overrides, request_policy
 from features.spec import INTERNAL_PREFIX, FeatureSpec
 from rdv.clock import wall_clock
 from rdv.policy import Policy

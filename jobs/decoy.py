@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from models.decoy import archive_rows
+from models.archive import archive_rows
 from rdv.config import PipelineConfig
 from rdv.jobrun import argument_parser, run_job
 from rdv.streams import RECORDING_POOL, for_each_batch, read_topic, txn_app_id

@@ -1,5 +1,6 @@
-"""Each request's policy as one Spark SQL column: the configured policy, the raw event's overrides,
-and the rules or the split compiled to expressions, so no Python runs per request.
+"""Each request's policy as one Spark SQL column: the configured policy (its model, as policy.yaml
+holds it, is rdv/policy.py), the raw event's overrides, and the rules or the split compiled to
+expressions, so no Python runs per request.
 
 Resolved here, in the features job, the policy travels in the feature record and in every score:
 the rendezvous decides from the record alone, and a replay decides as the live run did.

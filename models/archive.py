@@ -1,4 +1,5 @@
-"""The decoy: a model that never answers and only archives its input, exactly as models see it."""
+"""The decoy's archive rows: the feature records it archives, exactly as the models see them (the
+decoy is a model that never answers; its job is jobs/decoy.py)."""
 
 from __future__ import annotations
 
