@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator, model_validator
 
 from rdv.durations import Duration, duration_ms
-from rdv.validation import ConfigError, Frozen, read_yaml, validated
+from rdv.validation import ConfigError, Frozen, Scalar, read_yaml, validated
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -30,7 +30,6 @@ _NUMERIC = ("double", "int", "bigint")
 INTERNAL_PREFIX = "_rdv_"
 # A field name: usable as a column and in a Spark SQL expression without quoting.
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-Scalar = bool | int | float | str
 
 
 class Checks(Frozen):

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from rdv.validation import ConfigError, Frozen, read_yaml, validated
+from rdv.validation import ConfigError, Frozen, Scalar, read_yaml, validated
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,6 @@ Criterion = Literal["confidence", "highest_score", "lowest_score"]
 # Comparisons a rule may make on a field.
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in")
 _NUMERIC_TYPES = ("double", "int", "bigint")
-
-Scalar = bool | int | float | str
 
 
 def _servable(preference: tuple[str, ...]) -> tuple[str, ...]:

@@ -28,6 +28,8 @@ class Frozen(BaseModel):
 
 
 Model = TypeVar("Model", bound=BaseModel)
+# A single value a configuration compares with or allows (a check's allowed values, a rule's operand).
+Scalar = bool | int | float | str
 
 
 def read_yaml(path: Path, missing: str = "file not found") -> dict:
