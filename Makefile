@@ -24,10 +24,10 @@ var/jars/.installed: deps/spark/pom.xml deps/kafka/pom.xml | $(VENV)/.installed
 	bin/fetch-jars $(PY)
 	touch $@
 
-# What a cluster needs, in dist/ (rdv/dist.py, docs/deployment.md): the wheel, the same packages as a
+# What a cluster needs, in dist/ (rdv/operations/dist.py, docs/deployment.md): the wheel, the same packages as a
 # zip for --py-files, each job's entry file, the conf with its profiles, the --packages coordinates.
 dist: setup
-	$(PY) -m rdv.dist
+	$(PY) -m rdv.operations.dist
 
 demo: setup
 	$(RDV) demo --events $(DEMO_EVENTS) --rate $(DEMO_RATE)

@@ -29,8 +29,8 @@ from pyspark.sql.avro.functions import from_avro, to_avro
 from pyspark.sql.types import StructField
 
 from features.records import feature_record_schema
-from features.spec import load_feature_spec
 from rdv.config import load_config
+from rdv.feature_spec import load_feature_spec
 from rdv.spark import build_session
 from rdv.spark_launch import local_jars
 

@@ -39,8 +39,8 @@ from bench.attribution import Threads, event_log_lines, query_activity, thread_c
 from bench.load import Load, latencies
 from bench.setup import REGISTRY, ROOT, ensure_models, write_conf
 from features.personal_key import ensure_session_key
-from rdv import runner
 from rdv.config import PipelineConfig
+from rdv.operations import runner
 
 WORK = ROOT / "var" / "bench"
 OUT = ROOT / "bench" / "results"

@@ -33,8 +33,8 @@ from pyspark.sql import functions as F
 
 from jobs.decide import decisions
 from rdv.config import PipelineConfig, load_config
-from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
+from rdv.operations.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.spark import TRACK_STATE_ROWS, build_session
 from rdv.streams import publish, to_messages, write_topic
 

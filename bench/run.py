@@ -38,9 +38,9 @@ from bench.scenarios import SCENARIOS, Scenario
 from bench.setup import REGISTRY, ROOT, ensure_models, scenario_confs, start_broker
 from bench.steps import run_step, start_apps
 from features.personal_key import ensure_session_key
-from rdv import runner
 from rdv.config import load_config
-from rdv.kafka_local import pipeline_topics
+from rdv.operations import runner
+from rdv.operations.kafka_local import pipeline_topics
 from rdv.spark_launch import DELTA_VERSION, SPARK_VERSION
 
 WORK = ROOT / "var" / "bench"

@@ -18,8 +18,8 @@ from bench.app import HOP_TOPICS
 from bench.scenarios import B_PREFIX, Scenario
 from rdv.config import PipelineConfig, load_config
 from rdv.demo.train import demo_models_registered
-from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
+from rdv.operations.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 MLFLOW = ROOT / "var" / "bench" / "mlflow"

@@ -46,8 +46,8 @@ from bench.load import Load, Offsets
 from bench.measure import ProcessTree
 from bench.setup import REGISTRY, ROOT, ensure_models, write_conf
 from features.personal_key import ensure_session_key
-from rdv import runner
 from rdv.config import PipelineConfig, load_config
+from rdv.operations import runner
 from rdv.spark import TRACK_STATE_ROWS
 
 MODELS = ["champion", "challenger-1"]

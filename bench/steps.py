@@ -13,9 +13,9 @@ from bench.app import HOP_TOPICS
 from bench.load import Load, Sent, latencies
 from bench.measure import ProgressLogs, Sample, Sampler, epoch, query_name, residual_lags
 from jobs import decide, decoy, featurize, record
-from rdv import runner
 from rdv.config import PipelineConfig
-from rdv.supervisor import Job
+from rdv.operations import runner
+from rdv.operations.supervisor import Job
 
 # A lag is bounded when it grows by less than this share of its input rate over the judged window.
 GROWTH_TOLERANCE = 0.05

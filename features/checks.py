@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from features.spec import Checks, FeatureSpec
+from rdv.feature_spec import Checks, FeatureSpec
 
 
 def _broken(checks: Checks, value: Column, field: str, sql_type: str) -> list[tuple[Column, str]]:

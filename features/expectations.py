@@ -23,7 +23,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from features.spec import FeatureSpec
+from rdv.feature_spec import FeatureSpec
 
 # Great Expectations would otherwise send usage statistics over the network.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")

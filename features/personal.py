@@ -16,7 +16,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from features.personal_key import MissingKey
-from features.spec import FeatureSpec
+from rdv.feature_spec import FeatureSpec
 
 _BLOCK = 64  # SHA-256's block size in bytes
 

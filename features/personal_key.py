@@ -11,7 +11,7 @@ import logging
 import os
 import secrets
 
-from features.spec import FeatureSpec
+from rdv.feature_spec import FeatureSpec
 
 log = logging.getLogger(__name__)
 

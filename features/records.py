@@ -1,6 +1,6 @@
 """The records on rdv.features: a canonical feature record per request, and heartbeats.
 
-The features inside a record follow the feature spec (features/spec.py); the rest is fixed, so the
+The features inside a record follow the feature spec (rdv/feature_spec.py); the rest is fixed, so the
 rendezvous reads every record without knowing the spec. A reader parses the features with the spec
 it started with: a feature added later is ignored by it until it restarts, and a feature it needs
 that the spec no longer has stops it at start (models/scoring.py), never at scoring.

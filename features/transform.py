@@ -21,8 +21,8 @@ from pyspark.sql.types import StringType, StructField, StructType
 from features.checks import check_rules, first_broken
 from features.personal import protected
 from features.policy_columns import override_problems, parse_overrides, request_policy
-from features.spec import INTERNAL_PREFIX, FeatureSpec
 from rdv.clock import wall_clock
+from rdv.feature_spec import INTERNAL_PREFIX, FeatureSpec
 from rdv.policy import Policy
 
 _JSON, _TYPED, _VISIBLE, _FEATURES, _SOURCE, _FITS, _CORRUPT = (

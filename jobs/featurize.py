@@ -18,9 +18,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from features.personal_key import MissingKey, personal_data_key
-from features.spec import check_expressions
 from features.transform import check_raw, flag_duplicates, policy_columns, route_columns, with_arrival_marks
 from rdv.config import ConfigError, PipelineConfig
+from rdv.feature_spec import check_expressions
 from rdv.heartbeat import start_heartbeat
 from rdv.jobrun import argument_parser, run_job
 from rdv.policy import PolicyFile

@@ -28,9 +28,9 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType, TimestampType
 
 from features.records import POLICY_STRUCT
-from features.spec import FeatureSpec
 from models.registry import ResolvedModel
 from rdv.config import ConfigError, ModelConfig
+from rdv.feature_spec import FeatureSpec
 
 Output = Literal["probability", "label", "regression"]
 

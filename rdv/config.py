@@ -1,7 +1,7 @@
 """The one configuration model of the pipeline, loaded from a conf directory and validated once.
 
 A conf directory holds ``pipeline.yaml`` (broker, topics, paths, Spark), ``features.yaml`` (the
-raw events and the canonical features, see features/spec.py), ``policy.yaml`` (how requests are
+raw events and the canonical features, see rdv/feature_spec.py), ``policy.yaml`` (how requests are
 answered, see rdv/policy.py) and one ``models/<name>.yaml`` per model job. Relative paths in it
 are resolved against the conf directory's parent (the project root), so the same conf works from
 any working directory.
@@ -19,9 +19,9 @@ from urllib.parse import urlparse
 
 from pydantic import Field, field_validator, model_validator
 
-from features.spec import FeatureSpec, load_feature_spec
 from rdv import profiles
 from rdv.durations import Duration, duration_ms
+from rdv.feature_spec import FeatureSpec, load_feature_spec
 from rdv.policy import Policy, load_policy
 from rdv.validation import ConfigError, Frozen, read_yaml, validated
 
@@ -219,6 +219,17 @@ class SupervisorConfig(Frozen):
     # The CPU niceness the recording jobs (decoy, recorder) get above the others, so that the kernel
     # gives the answers the cores first; 0 runs them alike.
     recording_nice: int = Field(default=10, ge=0, le=19)
+
+    def failures_in_a_row(self, before: int, ran_s: float) -> int:
+        """The failures in a row, counting one that came after ran_s of running: a run of
+        `healthy_after` starts the count again."""
+        return 1 if ran_s >= duration_ms(self.healthy_after) / 1000 else before + 1
+
+    def backoff_s(self, failures: int) -> float:
+        """The wait before a start after `failures` failures in a row: doubled each time, capped.
+        The supervisor waits it before starting a job again, a job before starting a query again."""
+        first, cap = duration_ms(self.backoff) / 1000, duration_ms(self.max_backoff) / 1000
+        return min(first * 2 ** max(failures - 1, 0), cap)
 
 
 class RecommendationRule(Frozen):

@@ -21,7 +21,6 @@ from rdv import profiles
 from rdv.config import ConfigError, PipelineConfig, SupervisorConfig, load_config
 from rdv.progress import ProgressFiles
 from rdv.spark import build_session
-from rdv.supervisor import backoff_s, failures_in_a_row
 
 Build = Callable[[SparkSession, PipelineConfig, argparse.Namespace], list[StreamingQuery]]
 # Starts one query of a job again, by its name.
@@ -149,8 +148,8 @@ class QueryKeeper:
             self.progress.stopped(list(self.live.values()))  # one that waited to start again: failed
 
     def _failed(self, name: str, error: str, now: float) -> None:
-        failures = failures_in_a_row(self.settings, self.failures.get(name, 0), now - self.started_at[name])
-        wait = backoff_s(self.settings, failures)
+        failures = self.settings.failures_in_a_row(self.failures.get(name, 0), now - self.started_at[name])
+        wait = self.settings.backoff_s(failures)
         self.failures[name], self.due[name] = failures, now + wait
         self.log.error("query %s failed (%d in a row), starting it again in %.0f s: %s", name, failures, wait, error)
         next_start = datetime.now(UTC) + timedelta(seconds=wait)

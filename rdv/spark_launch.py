@@ -2,7 +2,7 @@
 packages a cluster fetches, the jars `make jars` caches, and the key of the driver's Java options.
 
 The session factory (rdv/spark.py) and the spark-submit commands of `rdv up --separate`
-(rdv/runner.py) and `make dist` (rdv/dist.py) share them; the latter two run in commands that never
+(rdv/operations/runner.py) and `make dist` (rdv/operations/dist.py) share them; the latter two run in commands that never
 start Spark themselves.
 """
 

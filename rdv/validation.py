@@ -2,7 +2,7 @@
 error type, and validation errors as the person about to edit the file reads them.
 
 pipeline.yaml with its profiles and models/*.yaml (rdv/config.py), policy.yaml (rdv/policy.py) and
-features.yaml (features/spec.py) are each read with `read_yaml` and validated with `validated`, so
+features.yaml (rdv/feature_spec.py) are each read with `read_yaml` and validated with `validated`, so
 that every mistake in any of them is a ConfigError that names the file and the field.
 """
 

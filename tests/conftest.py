@@ -16,8 +16,8 @@ import pytest
 
 from features.personal_key import KEY_VARIABLE
 from rdv.demo.train import train_demo_models
-from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
+from rdv.operations.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.spark import build_session
 from tests.helpers import make_config
 

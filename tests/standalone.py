@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyspark
 
-from rdv.processes import terminate
+from rdv.operations.processes import terminate
 
 SPARK_HOME = Path(pyspark.__file__).parent
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"

@@ -21,12 +21,12 @@ from pyspark.sql import SparkSession
 
 from comparison.compare import compare
 from comparison.report import write_report
-from rdv import runner
 from rdv.config import PipelineConfig
 from rdv.demo.replay import replay
 from rdv.demo.summary import count_run, summarize
 from rdv.demo.train import demo_models_registered, train_demo_models
 from rdv.kafka_security import client_settings
+from rdv.operations import runner
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from rdv.config import PipelineConfig
 from rdv.demo.replay import replay
 from rdv.demo.summary import RunCounts, count_run, run_rows
 from rdv.kafka_security import client_settings
-from rdv.runner import check_healthy
+from rdv.operations.runner import check_healthy
 from rdv.streams import to_messages
 
 # A deadline for tests that assert every answer is the preferred model's. On two shared cores a

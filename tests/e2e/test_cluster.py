@@ -19,9 +19,9 @@ import pytest
 import yaml
 from kafka import KafkaConsumer, TopicPartition
 
-from rdv import dist
 from rdv.config import load_config
 from rdv.kafka_security import client_settings
+from rdv.operations import dist
 from tests.helpers import TEST_JAVA_OPTIONS, write_conf
 from tests.standalone import StandaloneCluster
 
@@ -103,7 +103,7 @@ def test_the_demo_runs_on_a_standalone_cluster_from_the_built_package(
         [
             str(installed),
             "-m",
-            "rdv.cli",
+            "rdv.commands",
             "--conf",
             str(conf),
             "--profile",

@@ -21,10 +21,10 @@ import time
 import pandas as pd
 import pytest
 
-from rdv import runner
 from rdv.demo.replay import replay
-from rdv.kafka_local import LocalBroker
 from rdv.kafka_security import client_settings
+from rdv.operations import runner
+from rdv.operations.kafka_local import LocalBroker
 from tests.e2e.helpers import replay_decisions, table_rows, wait_for_requests, wait_for_table_rows, warm_up
 from tests.helpers import make_config
 from tests.integration.kafka_io import consume_bytes

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 from comparison.compare import compare
-from rdv import runner
 from rdv.config import PipelineConfig, load_config
-from rdv.model_configs import add_model_config, model_rows
+from rdv.operations import runner
+from rdv.operations.model_configs import add_model_config, model_rows
 from tests.e2e.helpers import send_and_wait, table_rows, warm_up
 from tests.fixtures.registry import register_code_model
 from tests.helpers import make_config

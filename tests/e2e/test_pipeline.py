@@ -79,7 +79,7 @@ def test_a_seeded_demo_shows_the_champion_falling_after_the_drift_and_says_promo
     # `rdv report` as a user runs it: one HTML file with its plots inside, and a summary.
     out = tmp_path / "report.html"
     report = subprocess.run(
-        [sys.executable, "-m", "rdv.cli", "--conf", str(config.conf_dir), "report", "--out", str(out)],
+        [sys.executable, "-m", "rdv.commands", "--conf", str(config.conf_dir), "report", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -24,10 +24,11 @@ import yaml
 from pyspark.sql import functions as F
 
 from models.registry import current_version, promote
-from rdv import cli, runner
+from rdv import commands
 from rdv.config import PipelineConfig, load_config
 from rdv.demo.summary import RunCounts, count_run
-from rdv.model_configs import add_model_config, model_rows
+from rdv.operations import runner
+from rdv.operations.model_configs import add_model_config, model_rows
 from tests.e2e.helpers import ALWAYS_IN_TIME_MS, replay_decisions, send_and_wait, table_rows, warm_up
 from tests.e2e.test_pipeline import pipeline_config
 from tests.integration.kafka_io import consume_bytes
@@ -85,14 +86,14 @@ def promotions(spark, story: Story, registry: str) -> None:
         story.answers["before"] = answers_by(spark, config, "before")
         # Every request sent after the command returns is in a micro-batch that starts after it:
         # `rdv promote` touches the marker each model job looks at before each micro-batch.
-        story.promote_exits.append(cli.main(["--conf", str(config.conf_dir), "promote", "fraud", story.new]))
+        story.promote_exits.append(commands.main(["--conf", str(config.conf_dir), "promote", "fraud", story.new]))
         story.aliases_after_promote = (
             current_version("models:/fraud@champion", registry),
             current_version("models:/fraud@challenger", registry),
         )
         send_and_wait(spark, config, "promoted", 30, MODELS, seed=8)
         # And the rollback.
-        story.promote_exits.append(cli.main(["--conf", str(config.conf_dir), "promote", "fraud", story.old]))
+        story.promote_exits.append(commands.main(["--conf", str(config.conf_dir), "promote", "fraud", story.old]))
         send_and_wait(spark, config, "rolled-back", 30, MODELS, seed=9)
         for prefix in ("promoted", "rolled-back"):
             story.answers[prefix] = answers_by(spark, config, prefix)

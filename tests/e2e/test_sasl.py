@@ -10,9 +10,9 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaTimeoutError
 
-from rdv import runner
-from rdv.cli import main as rdv
-from rdv.kafka_local import LocalBroker
+from rdv.commands import main as rdv
+from rdv.operations import runner
+from rdv.operations.kafka_local import LocalBroker
 from tests.e2e.helpers import ALWAYS_IN_TIME_MS, send_and_wait
 from tests.helpers import make_config
 

@@ -25,9 +25,10 @@ from mlflow import MlflowClient
 
 from comparison.backfill import backfill_labels
 from features.personal_key import KEY_VARIABLE
-from rdv import cli, runner
+from rdv import commands
 from rdv.config import PipelineConfig, load_config
-from rdv.forget import TABLES
+from rdv.operations import runner
+from rdv.operations.forget import TABLES
 from tests.e2e.helpers import POLL_S, wait_for_requests
 from tests.fixtures.registry import register_code_model
 from tests.helpers import REPO, write_conf
@@ -142,7 +143,7 @@ def rides(spark, broker, registry, tmp_path_factory):
             time.sleep(POLL_S)
         message = io.StringIO()
         with contextlib.redirect_stderr(message):
-            status = cli.main(["--conf", str(config.conf_dir), "forget", FORGOTTEN])
+            status = commands.main(["--conf", str(config.conf_dir), "forget", FORGOTTEN])
         forget_while_running = (status, message.getvalue())
     finally:
         runner.down(config)
@@ -240,7 +241,7 @@ def test_rdv_forget_leaves_nothing_of_the_subject_in_any_table_or_older_version(
     assert backfill_labels(spark, config, str(minutes)).inserted == len(rides.archive)
 
     forgetting = subprocess.run(
-        [sys.executable, "-m", "rdv.cli", "--conf", str(config.conf_dir), "forget", FORGOTTEN, "--vacuum"],
+        [sys.executable, "-m", "rdv.commands", "--conf", str(config.conf_dir), "forget", FORGOTTEN, "--vacuum"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 from jobs import featurize
-from rdv import runner
-from rdv.supervisor import Job, read_state, write_plan
+from rdv.operations import runner
+from rdv.operations.supervisor import Job, read_state, write_plan
 from tests.helpers import eventually
 
 

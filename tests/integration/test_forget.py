@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 from jobs import decoy, featurize
-from rdv.forget import forget
-from rdv.kafka_local import ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
+from rdv.operations.forget import forget
+from rdv.operations.kafka_local import ensure_topics, pipeline_topics
 from tests.helpers import make_config
 from tests.integration.helpers import fresh_events, stop_all, wait_for
 from tests.integration.kafka_io import produce

@@ -14,10 +14,10 @@ from pyspark.sql import functions as F
 
 from jobs import decide, decoy, featurize, record, score
 from rdv.config import ConfigError, load_config
-from rdv.kafka_local import ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
-from rdv.model_configs import add_model_config
-from rdv.quarantine_replay import replay_quarantine
+from rdv.operations.kafka_local import ensure_topics, pipeline_topics
+from rdv.operations.model_configs import add_model_config
+from rdv.operations.quarantine_replay import replay_quarantine
 from tests.helpers import make_config
 from tests.integration.corpus import corpus
 from tests.integration.helpers import delta_count, fresh_events, stop_all, wait_for

@@ -6,7 +6,7 @@ import socket
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
+from rdv.operations.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from tests.helpers import make_config
 
 

@@ -8,7 +8,7 @@ import json
 from jobs import featurize, score
 from models.crashes import CRASHED
 from rdv.config import load_config
-from rdv.model_configs import add_model_config
+from rdv.operations.model_configs import add_model_config
 from tests.fixtures.models.faulty import POISON_KM
 from tests.fixtures.registry import register_code_model
 from tests.integration.helpers import fresh_events, stop_all, wait_for

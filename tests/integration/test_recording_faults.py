@@ -15,12 +15,12 @@ from pyspark.sql import functions as F
 
 from jobs import decide, featurize, recording, score
 from jobs.record import QUERY as RECORD_QUERY
-from rdv import cli
+from rdv import commands
 from rdv.jobrun import QueryKeeper
-from rdv.kafka_local import ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
+from rdv.operations.kafka_local import ensure_topics, pipeline_topics
+from rdv.operations.runner import query_states
 from rdv.progress import ProgressFiles
-from rdv.runner import query_states
 from tests.helpers import make_config
 from tests.integration.helpers import delta_count, fresh_events, stop_all, wait_for
 from tests.integration.kafka_io import consume, produce
@@ -81,7 +81,7 @@ def test_an_unwritable_table_stops_neither_the_answers_nor_the_other_recorders_a
         assert state["failures"] >= 1 and state["exception"]
         status = io.StringIO()
         with contextlib.redirect_stdout(status):
-            cli.main(["--conf", str(config.conf_dir), "status"])
+            commands.main(["--conf", str(config.conf_dir), "status"])
         assert f"query {RECORD_QUERY}: failed " in status.getvalue() and "its job starts it again at" in (
             status.getvalue()
         ), status.getvalue()

@@ -16,8 +16,8 @@ from kafka import KafkaProducer
 from jobs import decide, featurize
 from rdv.config import load_config
 from rdv.demo.generator import generate_events, raw_json
-from rdv.kafka_local import ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
+from rdv.operations.kafka_local import ensure_topics, pipeline_topics
 from tests.helpers import write_conf
 from tests.integration.helpers import stop_all, wait_for
 from tests.integration.kafka_io import consume

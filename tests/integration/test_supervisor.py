@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from rdv import cli, runner
+from rdv import commands
 from rdv.config import load_config
-from rdv.model_configs import add_model_config, model_rows
-from rdv.processes import alive, terminate
-from rdv.supervisor import Job, read_state, write_plan
+from rdv.operations import runner
+from rdv.operations.model_configs import add_model_config, model_rows
+from rdv.operations.processes import alive, terminate
+from rdv.operations.supervisor import Job, read_state, write_plan
 from tests.helpers import eventually, make_config
 
 SETTINGS = {
@@ -71,7 +72,7 @@ def test_a_job_that_dies_is_started_again_with_a_growing_backoff(supervised):
 
 
 def test_terminate_kills_only_what_ignores_sigterm_and_all_that_is_left_of_a_group():
-    """The one stop of rdv/processes.py that `rdv down`, the supervisor, the local broker and the
+    """The one stop of rdv/operations/processes.py that `rdv down`, the supervisor, the local broker and the
     tests' cluster use: SIGTERM, the timeout, then SIGKILL."""
     polite, stubborn = (subprocess.Popen(command, start_new_session=True) for command in (SLEEPER, STUBBORN))
     # A group whose leader is gone: a shell that left a sleeper behind, as a Python driver can
@@ -142,7 +143,7 @@ def test_a_model_job_whose_model_cannot_load_is_given_up_on_and_shown_as_failed(
 
         status = io.StringIO()
         with contextlib.redirect_stdout(status):
-            cli.main(["--conf", str(config.conf_dir), "status"])
+            commands.main(["--conf", str(config.conf_dir), "status"])
         assert "job score-broken: failed: 2 failures within supervisor.failure_window, not started again" in (
             status.getvalue()
         ), status.getvalue()
@@ -203,7 +204,7 @@ def test_the_supervisor_refuses_a_bad_config_naming_the_field(tmp_path):
     pipeline = config.conf_dir / "pipeline.yaml"
     pipeline.write_text(pipeline.read_text() + "\nsupervisor: {backoff: soon}\n")
     done = subprocess.run(
-        [sys.executable, "-m", "rdv.supervisor", "--conf", str(config.conf_dir)],
+        [sys.executable, "-m", "rdv.operations.supervisor", "--conf", str(config.conf_dir)],
         capture_output=True,
         text=True,
         timeout=60,

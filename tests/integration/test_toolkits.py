@@ -10,7 +10,7 @@ from jobs import featurize, score
 from models.registry import pin
 from rdv.config import load_config
 from rdv.demo.train import training_frame
-from rdv.model_configs import add_model_config
+from rdv.operations.model_configs import add_model_config
 from tests.fixtures.registry import register_code_model, register_lightgbm
 from tests.integration.helpers import fresh_events, stop_all, wait_for
 from tests.integration.kafka_io import consume, produce

@@ -12,7 +12,7 @@ from tests.helpers import REPO, write_conf
 # Runs the command in a fresh interpreter, then prints the top-level packages it had imported.
 PROBE = """
 import json, sys
-from rdv.cli import main
+from rdv.commands import main
 code = main(sys.argv[1:])
 print(json.dumps({"code": code, "packages": sorted({name.split(".")[0] for name in sys.modules})}))
 """

@@ -12,7 +12,7 @@ import pyspark
 import pytest
 import yaml
 
-from rdv import dist
+from rdv.operations import dist
 from rdv.spark_launch import PACKAGES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from features.expectations import FeatureValidator, expectation_rows, spec_expectations
-from features.spec import load_feature_spec
+from rdv.feature_spec import load_feature_spec
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = load_feature_spec(REPO / "conf" / "features.yaml")

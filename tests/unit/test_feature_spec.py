@@ -12,7 +12,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from features.checks import check_rules, first_broken
-from features.spec import check_expressions, load_feature_spec
+from rdv.feature_spec import check_expressions, load_feature_spec
 from rdv.validation import ConfigError
 
 SPEC = Path(__file__).resolve().parents[2] / "conf" / "features.yaml"

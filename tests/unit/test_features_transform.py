@@ -13,8 +13,8 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from features.records import parse_feature_records
-from features.spec import load_feature_spec
 from features.transform import check_raw, route, with_policy
+from rdv.feature_spec import load_feature_spec
 from rdv.policy import Policy
 from tests.helpers import REPO
 

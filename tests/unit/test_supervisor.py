@@ -7,14 +7,14 @@ import subprocess
 import time
 
 from rdv.config import SupervisorConfig, load_config
-from rdv.runner import describe_job, plan, restarts_text, run_files, status_rows
-from rdv.supervisor import backoff_s, exit_text, log_tail
+from rdv.operations.runner import describe_job, plan, restarts_text, run_files, status_rows
+from rdv.operations.supervisor import exit_text, log_tail
 from tests.helpers import REPO, make_config
 
 
 def test_the_backoff_doubles_with_each_failure_in_a_row_up_to_its_cap():
     settings = SupervisorConfig(backoff="2 seconds", max_backoff="10 seconds")
-    assert [backoff_s(settings, n) for n in range(1, 6)] == [2, 4, 8, 10, 10]
+    assert [settings.backoff_s(n) for n in range(1, 6)] == [2, 4, 8, 10, 10]
 
 
 def test_exits_read_as_codes_or_signals():

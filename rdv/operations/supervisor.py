@@ -31,7 +31,7 @@ from pathlib import Path
 from rdv import profiles
 from rdv.config import ConfigError, SupervisorConfig, load_config
 from rdv.durations import duration_ms
-from rdv.processes import kill_group, terminate
+from rdv.operations.processes import kill_group, terminate
 
 
 @dataclass(frozen=True)
@@ -106,18 +106,6 @@ def read_state(files: RunFiles) -> dict[str, dict]:
         return json.loads(files.state.read_text())["jobs"]
     except (FileNotFoundError, ValueError, KeyError):
         return {}
-
-
-def failures_in_a_row(settings: SupervisorConfig, before: int, ran_s: float) -> int:
-    """The failures in a row, counting one that came after ran_s of running: a run of
-    `healthy_after` starts the count again."""
-    return 1 if ran_s >= duration_ms(settings.healthy_after) / 1000 else before + 1
-
-
-def backoff_s(settings: SupervisorConfig, failures: int) -> float:
-    """The wait before a start after `failures` failures in a row: doubled each time, capped."""
-    first, cap = duration_ms(settings.backoff) / 1000, duration_ms(settings.max_backoff) / 1000
-    return min(first * 2 ** max(failures - 1, 0), cap)
 
 
 AUTOGROUP = Path("/proc/self/autogroup")
@@ -247,7 +235,7 @@ class Supervisor:
         assert run.process is not None
         kill_group(run.process.pid)
         self.files.pid_file(run.job.name).unlink(missing_ok=True)
-        run.failures = failures_in_a_row(self.settings, run.failures, now - run.started_at)
+        run.failures = self.settings.failures_in_a_row(run.failures, now - run.started_at)
         run.last_exit, run.last_exit_at, run.process = code, _now_iso(), None
         window_s = duration_ms(self.settings.failure_window) / 1000
         run.failed_at = [at for at in run.failed_at if now - at < window_s] + [now]
@@ -258,7 +246,7 @@ class Supervisor:
                 f"{self.settings.failure_window}: not starting it again (log {self.files.log(run.job.name)})"
             )
             return
-        wait = backoff_s(self.settings, run.failures)
+        wait = self.settings.backoff_s(run.failures)
         run.next_start = now + wait
         self.echo(f"{run.job.name}: exited with {exit_text(code)}; starting again in {wait:.0f} s")
 
@@ -326,7 +314,7 @@ def exit_text(code: int | None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m rdv.supervisor",
+        prog="python -m rdv.operations.supervisor",
         description="Run the jobs of var/run/plan.json, start a job that dies again after a backoff, and "
         "stop them all on SIGTERM or Ctrl-C. `rdv up` starts it; see docs/operations.md.",
     )

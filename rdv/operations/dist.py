@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rdv.spark_launch import PACKAGES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # The jobs a cluster runs, by the module that is each one's entry point.
 JOBS = {
     "featurize": "the features job",
@@ -94,7 +94,7 @@ def build(out: Path, echo=print) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rdv.dist", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m rdv.operations.dist", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=ROOT / "dist", help="the folder to build (default: dist)")
     build(parser.parse_args(argv).out)

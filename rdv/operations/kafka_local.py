@@ -26,7 +26,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from rdv.config import PipelineConfig
 from rdv.kafka_security import client_settings, credentials, jaas_config
-from rdv.processes import terminate
+from rdv.operations.processes import terminate
 
 _LOG4J2 = """\
 status = warn

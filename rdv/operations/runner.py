@@ -1,4 +1,4 @@
-"""Starting, watching and stopping the pipeline's jobs, under the supervisor (rdv/supervisor.py).
+"""Starting, watching and stopping the pipeline's jobs, under the supervisor (rdv/operations/supervisor.py).
 
 `up` starts the local broker (local profile), writes the plan (one Spark application with every
 query, the default, or one spark-submit per job with --separate, as production runs them) and
@@ -20,14 +20,14 @@ from pathlib import Path
 
 from rdv.config import PipelineConfig
 from rdv.durations import duration_ms
-from rdv.kafka_local import LocalBroker, ensure_topics, pipeline_topics
 from rdv.kafka_security import client_settings
-from rdv.processes import alive, group_alive, terminate
+from rdv.operations.kafka_local import LocalBroker, ensure_topics, pipeline_topics
+from rdv.operations.processes import alive, group_alive, terminate
+from rdv.operations.supervisor import Job, RunFiles, exit_text, read_plan, read_state, write_plan
 from rdv.spark_launch import DRIVER_JAVA_OPTIONS, PACKAGES, cached_jars
-from rdv.supervisor import Job, RunFiles, exit_text, read_plan, read_state, write_plan
 
 BROKER_STARTED = "broker.started-by-up"
-JOBS_DIR = Path(__file__).resolve().parent.parent / "jobs"
+JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
 JOB_FILES = {"features": "featurize.py", "rendezvous": "decide.py", "recording": "recording.py"}
 
 
@@ -232,7 +232,7 @@ def start_supervisor(config: PipelineConfig, foreground: bool = False) -> subpro
     files = run_files(config)
     for directory in (files.logs, files.run):
         directory.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "rdv.supervisor", *config.conf_args]
+    command = [sys.executable, "-m", "rdv.operations.supervisor", *config.conf_args]
     if foreground:
         process = subprocess.Popen(command, cwd=config.root, stdin=subprocess.DEVNULL)
     else:

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from models.registry import ModelNotFound, current_version, pin
 from models.scoring import feature_columns
-from rdv import runner
 from rdv.config import ConfigError, ModelConfig, PipelineConfig
+from rdv.operations import runner
 
 
 def add_model_config(
