@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -24,6 +25,10 @@ LOG_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
 # RocksDB's count of the rows in a state store (numRowsTotal in the progress reports): each put and
 # delete reads the key first to keep it. Off, except where a benchmark watches the state's size.
 TRACK_STATE_ROWS = "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows"
+# Lines a driver JVM writes to stderr that say nothing a user can act on, dropped by exact text.
+# Spark's launcher adds the Vector API's incubator module (for its linear algebra) to every JVM,
+# and the JDK warns about any incubator module at start, with no option to turn that off.
+JVM_NOISE = frozenset({"WARNING: Using incubator modules: jdk.incubator.vector"})
 
 
 def local_storage_settings(config: PipelineConfig) -> dict[str, str]:
@@ -101,6 +106,30 @@ def build_session(config: PipelineConfig, app_name: str) -> SparkSession:
     settings[DRIVER_JAVA_OPTIONS] = " ".join(o for o in java_options if o)
     for key, value in settings.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    spark = _get_or_launch(builder)
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def _get_or_launch(builder: SparkSession.Builder) -> SparkSession:
+    """getOrCreate; when that launches the driver JVM, the JVM's stderr goes through a pipe that
+    drops JVM_NOISE and passes every other line on to this process's stderr, for as long as the
+    JVM runs. The JVM inherits stderr when it starts, so fd 2 points at the pipe only meanwhile."""
+    if "PYSPARK_GATEWAY_PORT" in os.environ or SparkSession.getActiveSession() is not None:
+        return builder.getOrCreate()
+    read_end, write_end = os.pipe()
+    stderr = os.dup(2)
+    threading.Thread(target=_forward, args=(read_end, stderr), name="jvm-stderr", daemon=True).start()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        return builder.getOrCreate()
+    finally:
+        os.dup2(stderr, 2)
+
+
+def _forward(read_end: int, stderr: int) -> None:
+    with os.fdopen(read_end, "rb") as pipe:
+        for line in pipe:
+            if line.rstrip(b"\r\n").decode(errors="replace") not in JVM_NOISE:
+                os.write(stderr, line)
