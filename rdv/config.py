@@ -452,24 +452,21 @@ def _read_pipeline(conf_dir: Path, asked: str | None) -> tuple[dict, dict]:
     """pipeline.yaml with the profile's settings over it, each file's variables filled in; and the
     profile's settings alone, to tell which file a bad field came from."""
     pipeline_file = conf_dir / "pipeline.yaml"
-    try:
-        data = profiles.interpolate(read_yaml(pipeline_file), pipeline_file)
-        name, explicit = profiles.chosen(asked, data.get("profile"))
-        path = profiles.profile_file(conf_dir, name)
-        settings = {}
-        # A profile that pipeline.yaml itself names needs no file of its own: a conf that says
-        # `profile: cluster` and holds the cluster's settings loads the same when its jobs are
-        # started with --profile cluster.
-        if name != profiles.LOCAL and (path.exists() or explicit and name != data.get("profile")):
-            if not path.exists():
-                raise ConfigError(
-                    f"{path}: no such profile (profiles here: {', '.join(profiles.known_profiles(conf_dir))})"
-                )
-            settings = profiles.interpolate(read_yaml(path), path)
-            if "profile" in settings:
-                raise ConfigError(f"{path}: profile: a profile is named by its file; remove this field")
-    except profiles.ProfileError as error:
-        raise ConfigError(str(error)) from None
+    data = profiles.interpolate(read_yaml(pipeline_file), pipeline_file)
+    name, explicit = profiles.chosen(asked, data.get("profile"))
+    path = profiles.profile_file(conf_dir, name)
+    settings = {}
+    # A profile that pipeline.yaml itself names needs no file of its own: a conf that says
+    # `profile: cluster` and holds the cluster's settings loads the same when its jobs are
+    # started with --profile cluster.
+    if name != profiles.LOCAL and (path.exists() or explicit and name != data.get("profile")):
+        if not path.exists():
+            raise ConfigError(
+                f"{path}: no such profile (profiles here: {', '.join(profiles.known_profiles(conf_dir))})"
+            )
+        settings = profiles.interpolate(read_yaml(path), path)
+        if "profile" in settings:
+            raise ConfigError(f"{path}: profile: a profile is named by its file; remove this field")
     return {**profiles.overlay(data, settings), "profile": name}, settings
 
 

@@ -23,14 +23,12 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from rdv.validation import ConfigError
+
 PROFILE_ENV = "RDV_PROFILE"
 LOCAL = "local"
 NAME = r"^[a-z][a-z0-9_-]*$"
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-class ProfileError(ValueError):
-    """A profile that cannot be applied; the message names the file and the field."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +87,7 @@ def interpolate(data, source: Path, field: str = "", environ: Mapping[str, str] 
             return environ[name]
         if default is not None:
             return default
-        raise ProfileError(
+        raise ConfigError(
             f"{source}: {field or '(top level)'}: the environment variable {name} is not set "
             f"(set it, or give a default: ${{{name}:-...}})"
         )
