@@ -134,7 +134,11 @@ def latency_plot(latencies: pd.DataFrame) -> Figure:
     figure = Figure(figsize=(9, 3.5))
     ax = figure.subplots()
     models = sorted(latencies["model"].unique())
-    ax.boxplot([latencies.loc[latencies["model"] == m, "seconds"] for m in models], tick_labels=models, vert=False)
+    ax.boxplot(
+        [latencies.loc[latencies["model"] == m, "seconds"] for m in models],
+        tick_labels=models,
+        orientation="horizontal",
+    )
     ax.set_xlabel("seconds from the event to the score (served: to the answer on rdv.results)")
     ax.grid(alpha=0.3)
     return figure
