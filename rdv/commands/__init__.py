@@ -45,8 +45,6 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.conf, args.profile)
         if config.profile == "local" and args.command in _HASHING:
             ensure_session_key()
-        if getattr(args, "action", None) in ("add", "start", "stop") and args.command == "model" and not args.name:
-            raise ConfigError(f"rdv model {args.action} needs the model's name")
         return args.run(config, args)
     except (ConfigError, RuntimeError) as error:
         print(f"rdv {args.command}: {error}", file=sys.stderr)

@@ -12,6 +12,8 @@ def _model(config, args) -> int:
     from rdv.operations import runner
     from rdv.operations.model_configs import add_model_config, model_rows
 
+    if args.action != "list" and not args.name:
+        raise ConfigError(f"rdv model {args.action} needs the model's name")
     if args.action == "add":
         if not args.uri:
             raise ConfigError("rdv model add needs --uri")
