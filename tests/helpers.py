@@ -17,6 +17,11 @@ TEST_BROKER_PORT = 19092
 # of a CI run: the JVM then cannot link a method handle and its tasks fail with InternalError. The
 # optimising tier's default size keeps room for it.
 TEST_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC"
+# The recorders' trigger in a test's pipeline. A test waits for the tables after each batch of
+# requests it sends: on the shipped 30 s, each wait took half a trigger or more for the recorder's
+# next micro-batch (the archive's and the other tables' recorders each on their own tick), and a
+# test's traffic is too short for the shipped trigger's saving in CPU to matter.
+TEST_TABLE_TRIGGER = "5 seconds"
 
 
 def write_conf(
@@ -44,6 +49,7 @@ def write_conf(
     # The Great Expectations query validates the archive only where a test asks for it (a shorter
     # quality_trigger): on two cores it would slow every other test's pipeline.
     data["spark"]["quality_trigger"] = "1 hour"
+    data["spark"]["table_trigger"] = TEST_TABLE_TRIGGER
     # Every Spark JVM of a test (the session, each job) is short-lived and shares two cores with
     # several others: the JIT's optimising tier and a concurrent collector cost them more than they
     # gain. The separate-jobs demo took 270 s with these and 410 s without.

@@ -19,7 +19,8 @@ from rdv.streams import to_messages
 # score's event-to-result time is mostly the micro-batches' fixed cost, and under a loaded CI run
 # it has gone past 15 s; a request answered early (its preferred score in time) never waits for it.
 ALWAYS_IN_TIME_MS = 60_000
-# Between two looks at the tables, whose recorders take a micro-batch every 30 s (table_trigger).
+# Between two looks at the tables, whose recorders take a micro-batch every 5 s in a test's
+# pipeline (tests/helpers.py, TEST_TABLE_TRIGGER).
 POLL_S = 5
 
 
