@@ -2,7 +2,9 @@
 
 Reads `scores`, `results`, `labels` and `archive`; overwrites `comparison` (per window and model),
 `comparison_tests` (the evidence and the recommendation per challenger), `comparison_agreement`
-(every pair of models) and `drift` (per window, feature and model score). Each is recomputed
+(every pair of models) and `drift` (per window, feature and model score); with compare.promote
+on, it then moves @champion under guards and appends the change to `promotions`
+(comparison/promotion.py). Each is recomputed
 whole: labels arrive days late and change old windows, and a Delta overwrite is one atomic commit,
 so a reader sees the previous run's tables or this one's, never half of either. Earlier runs stay
 readable with Delta time travel.
@@ -19,6 +21,7 @@ from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, Str
 
 from comparison.drift import drift_table, feature_values, score_values
 from comparison.labels import LABEL_ROW
+from comparison.promotion import promote_if_due
 from comparison.significance import evidence, evidence_rows
 from comparison.tables import agreement_matrix, comparison_table, model_rows
 from rdv.catalog import register_tables
@@ -114,6 +117,10 @@ def compare(spark: SparkSession, config: PipelineConfig, echo=print) -> None:
         drift = drift_table(values, window_ms, settings.drift)
         drift_rows = drift[DRIFT_ROW.fieldNames()] if len(drift) else []
         _overwrite(spark.createDataFrame(drift_rows, DRIFT_ROW), config, "drift", computed_at)
+        if settings.promote.enabled:
+            echo("compare: guarded promotion (compare.promote) -> promotions")
+            for line in promote_if_due(spark, config, rows, labels, computed_at).lines:
+                echo(f"promote: {line}")
     finally:
         rows.unpersist()
     register_tables(spark, config)

@@ -21,10 +21,13 @@ from matplotlib.figure import Figure
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from comparison.promotion import PROMOTION_ROW
+from comparison.promotion import TABLE as PROMOTIONS
 from comparison.tables import model_rows
 from rdv.config import ConfigError, PipelineConfig
 
 LATENCY_SAMPLE = 50_000  # latencies per plot, at most
+PROMOTIONS_SHOWN = 5  # the latest changes of champion in the summary; the page has them all
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class Tables:
     tests: pd.DataFrame
     agreement: pd.DataFrame
     drift: pd.DataFrame
+    promotions: pd.DataFrame  # every change of champion on record, oldest first; empty when none
 
 
 def read_tables(spark: SparkSession, config: PipelineConfig) -> Tables:
@@ -44,7 +48,15 @@ def read_tables(spark: SparkSession, config: PipelineConfig) -> Tables:
         if not DeltaTable.isDeltaTable(spark, path):
             raise ConfigError(f"{path}: no comparison tables yet: run `rdv compare` first")
         frames[name] = spark.read.format("delta").load(path).toPandas()
-    return Tables(frames["comparison"], frames["comparison_tests"], frames["comparison_agreement"], frames["drift"])
+    path = config.table(PROMOTIONS)
+    promotions = (
+        spark.read.format("delta").load(path).orderBy("at").toPandas()
+        if DeltaTable.isDeltaTable(spark, path)
+        else pd.DataFrame(columns=PROMOTION_ROW.fieldNames())
+    )
+    return Tables(
+        frames["comparison"], frames["comparison_tests"], frames["comparison_agreement"], frames["drift"], promotions
+    )
 
 
 def _signed(value) -> str:
@@ -101,6 +113,11 @@ def summary(tables: Tables, config: PipelineConfig) -> str:
         worst = flagged.groupby(["kind", "name"])["psi"].max().sort_values(ascending=False)
         lines.append(
             "drift: flagged " + ", ".join(f"{kind} {name} (PSI up to {psi:.2f})" for (kind, name), psi in worst.items())
+        )
+    for change in tables.promotions.tail(PROMOTIONS_SHOWN).itertuples():
+        lines.append(
+            f"champion: {change.at:%Y-%m-%d %H:%M:%S} {change.action} of {change.registered_model} "
+            f"{change.from_version} -> {change.to_version} by {change.by}: {change.reason}"
         )
     return "\n".join(lines)
 
@@ -219,6 +236,7 @@ img {{ max-width: 100%; }}
 <pre>{html.escape(text)}</pre>
 <h2>The evidence, per challenger</h2>{_table(evidence)}
 {"".join(sections)}
+<h2>Changes of champion</h2>{_table(tables.promotions) if len(tables.promotions) else "<p>None on record.</p>"}
 <h2>Drift flags</h2>{_table(flagged) if len(flagged) else "<p>None.</p>"}
 <h2>Per window and model</h2>{_table(windows)}
 </body></html>

@@ -8,10 +8,12 @@ aliases say which version plays which part, and `promote` is the one place that 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -109,20 +111,39 @@ def model_inputs(model: ResolvedModel) -> list[str] | None:
     return None if signature is None else signature.inputs.input_names()
 
 
+# Who moved @champion: a person with `rdv promote`, or `rdv compare` under compare.promote.
+BY_PERSON, BY_COMPARE = "rdv promote", "rdv compare"
+# On the registered model: its last change of champion, as JSON (ChampionChange). In the registry,
+# beside the aliases it explains, so that `rdv promote` needs no Spark to record it.
+LAST_CHANGE_TAG = "rdv.last_change"
+# On a version: when `rdv compare` rolled it back. It is not promoted automatically again until a
+# person promotes it with `rdv promote`, which clears the tag.
+ROLLED_BACK_TAG = "rdv.rolled_back"
+
+
 @dataclass(frozen=True)
 class Promotion:
+    """A change of champion: `action` is promote or rollback."""
+
     registered_model: str
     champion: str  # the version that is the champion now
     previous_champion: str | None  # now the challenger, or None when there was no champion
+    at: datetime
+    action: str = "promote"
+    by: str = BY_PERSON
 
 
-def promote(registered_model: str, version: str, tracking_uri: str) -> Promotion:
+def promote(
+    registered_model: str, version: str, tracking_uri: str, by: str = BY_PERSON, action: str = "promote"
+) -> Promotion:
     """Make a version the champion and the previous champion a challenger; rollback is the same
     call with the old version. Model jobs following either alias move to their new version at
-    their next micro-batch, and the rendezvous prefers whatever scores as the champion."""
+    their next micro-batch, and the rendezvous prefers whatever scores as the champion. The change
+    is recorded on the registered model (LAST_CHANGE_TAG); a person's promotion of a version that
+    was rolled back clears its ROLLED_BACK_TAG."""
     client = registry_client(tracking_uri)
     try:
-        client.get_model_version(registered_model, version)
+        target = client.get_model_version(registered_model, version)
     except MlflowException as error:
         raise ModelNotFound(f"models:/{registered_model}/{version}: {error.message}") from None
     try:
@@ -133,4 +154,49 @@ def promote(registered_model: str, version: str, tracking_uri: str) -> Promotion
     client.set_registered_model_alias(registered_model, "champion", version)
     if previous is not None and str(previous) != str(version):
         client.set_registered_model_alias(registered_model, "challenger", previous)
-    return Promotion(registered_model, str(version), None if previous is None else str(previous))
+    done = Promotion(
+        registered_model, str(version), None if previous is None else str(previous), datetime.now(UTC), action, by
+    )
+    change = {
+        "at": done.at.isoformat(),
+        "action": action,
+        "by": by,
+        "from": done.previous_champion,
+        "to": done.champion,
+    }
+    client.set_registered_model_tag(registered_model, LAST_CHANGE_TAG, json.dumps(change))
+    if by == BY_PERSON and ROLLED_BACK_TAG in (target.tags or {}):
+        client.delete_model_version_tag(registered_model, str(version), ROLLED_BACK_TAG)
+    return done
+
+
+def roll_back(registered_model: str, to_version: str, tracking_uri: str) -> Promotion:
+    """@champion back to to_version, by `rdv compare`; the version it leaves is marked rolled back."""
+    done = promote(registered_model, to_version, tracking_uri, by=BY_COMPARE, action="rollback")
+    if done.previous_champion is not None and done.previous_champion != done.champion:
+        registry_client(tracking_uri).set_model_version_tag(
+            registered_model, done.previous_champion, ROLLED_BACK_TAG, done.at.isoformat()
+        )
+    return done
+
+
+def last_change(registered_model: str, tracking_uri: str) -> Promotion | None:
+    """The registered model's last change of champion, as `promote` recorded it."""
+    tags = registry_client(tracking_uri).get_registered_model(registered_model).tags or {}
+    if LAST_CHANGE_TAG not in tags:
+        return None
+    change = json.loads(tags[LAST_CHANGE_TAG])
+    at = datetime.fromisoformat(change["at"])
+    return Promotion(registered_model, change["to"], change["from"], at, change["action"], change["by"])
+
+
+def rolled_back(registered_model: str, version: str, tracking_uri: str) -> bool:
+    """Whether `rdv compare` rolled this version back and no person has promoted it since."""
+    tags = registry_client(tracking_uri).get_model_version(registered_model, version).tags or {}
+    return ROLLED_BACK_TAG in tags
+
+
+def registered_name(uri: str) -> str | None:
+    """The registered model a models:/ URI names, or None for any other URI."""
+    match = _REGISTRY_URI.match(uri)
+    return None if match is None else match["name"]

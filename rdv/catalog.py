@@ -28,6 +28,7 @@ TABLES = (
     "comparison_tests",
     "comparison_agreement",
     "drift",
+    "promotions",
 )
 
 

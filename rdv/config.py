@@ -251,6 +251,22 @@ class RecommendationRule(Frozen):
     max_rows: int = Field(default=200_000, ge=1000)
 
 
+class PromotionRule(Frozen):
+    """`rdv compare` moving @champion by itself when the recommendation says promote, under guards,
+    and moving it back when the new champion does worse (docs/analysis.md, "Guarded promotion").
+    Off unless enabled: a person decides, as before."""
+
+    enabled: bool = False
+    # At most one change of champion (promotion or rollback) within this long of the last one.
+    cooldown: Duration = "1 day"
+    # Never promote a challenger when more than this share of its scores were errors.
+    max_error_share: float = Field(default=0.01, ge=0.0, le=1.0)
+    # For this long after a change of champion, the new champion is compared with the previous one,
+    # which scores as the challenger: significantly worse on the in-time rate or the decisive
+    # metric, and @champion goes back.
+    watch: Duration = "1 day"
+
+
 class DriftConfig(Frozen):
     # The distribution every window is compared with: "first" (the first window with data) or an
     # interval of event time, "2026-11-01T00:00:00Z/2026-11-08T00:00:00Z".
@@ -284,6 +300,7 @@ class CompareConfig(Frozen):
     # The metrics computed per window; by default all of the task's.
     metrics: tuple[str, ...] | None = None
     recommend: RecommendationRule = RecommendationRule()
+    promote: PromotionRule = PromotionRule()
     drift: DriftConfig = DriftConfig()
     # The Spark SQL database the tables are registered in, so that analysts query them by name.
     database: str = Field(default="rdv", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -46,7 +46,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="recompute the comparison tables, the recommendation per challenger and drift",
         description="Read scores, results, labels and archive; overwrite the Delta tables comparison, "
         "comparison_tests, comparison_agreement and drift (windows, metrics and the recommendation "
-        "rule are in the compare section of pipeline.yaml); print a summary. See docs/analysis.md.",
+        "rule are in the compare section of pipeline.yaml); with compare.promote.enabled, then move "
+        "@champion under guards, or back on a regression, and append the change to promotions; print a "
+        "summary. See docs/analysis.md.",
     )
     compare.add_argument("--every", help="repeat every this long, e.g. '15 minutes' (default: once)")
     compare.set_defaults(run=_compare)
