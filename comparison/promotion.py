@@ -106,7 +106,8 @@ def in_time_test(rows: DataFrame, champion: str, other: str) -> McNemar:
         for name, alias in ((champion, "a"), (other, "b"))
     ]
     pairs = pd.DataFrame(flags[0].join(flags[1], "request_id").toPandas())
-    a, b = pairs["a"].fillna(False).to_numpy(float), pairs["b"].fillna(False).to_numpy(float)
+    # A score without an in-time flag (null) was not in time.
+    a, b = pairs["a"].eq(True).to_numpy(float), pairs["b"].eq(True).to_numpy(float)
     return mcnemar(np.ones(len(pairs)), a, b)
 
 

@@ -113,7 +113,7 @@ def model_inputs(model: ResolvedModel) -> list[str] | None:
 
 # Who moved @champion: a person with `rdv promote`, or `rdv compare` under compare.promote.
 BY_PERSON, BY_COMPARE = "rdv promote", "rdv compare"
-# On the registered model: its last change of champion, as JSON (ChampionChange). In the registry,
+# On the registered model: its last change of champion, as JSON (a Promotion's fields). In the registry,
 # beside the aliases it explains, so that `rdv promote` needs no Spark to record it.
 LAST_CHANGE_TAG = "rdv.last_change"
 # On a version: when `rdv compare` rolled it back. It is not promoted automatically again until a
