@@ -104,7 +104,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="make a registered model version the champion; the previous champion becomes the challenger",
         description="Move the registry's @champion alias to VERSION and @challenger to the previous champion. "
         "Running model jobs that follow those aliases switch at their next micro-batch; nothing "
-        "restarts. Roll back by promoting the old version.",
+        "restarts. Roll back by promoting the old version. The change is recorded in the registry "
+        "(the next `rdv compare` copies it into the table promotions), and a version that guarded "
+        "promotion (compare.promote) rolled back may be promoted automatically again after this.",
     )
     promote.add_argument("registered_model", help="the model's name in the MLflow registry (e.g. fraud)")
     promote.add_argument("version", help="the version to make the champion")
