@@ -25,19 +25,12 @@ from comparison.tables import model_rows
 from models.registry import BY_COMPARE, BY_PERSON, ROLLED_BACK_TAG, current_version, registry_client
 from rdv import commands
 from rdv.config import load_config
+from tests.fixtures.comparison_rows import RESULTS, SCORES
 from tests.fixtures.registry import register_code_model
 from tests.helpers import make_config
 
 NAME = "guarded"  # a registered model of this module's own: the session's `fraud` keeps its aliases
 N = 400  # labelled requests per phase
-SCORES = (
-    "request_id string, event_time timestamp, model string, role string, model_version string, score double, "
-    "label int, error string, latency_ms long, in_time boolean, scored_at timestamp"
-)
-RESULTS = (
-    "request_id string, event_time timestamp, model string, score double, label int, latency_ms long, "
-    "sla_met boolean, published_at timestamp"
-)
 PROMOTE = {
     "enabled": True,
     "cooldown": "1 hour",

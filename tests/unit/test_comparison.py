@@ -17,18 +17,11 @@ from comparison.metrics import mcnemar
 from comparison.significance import KEEP_WATCHING, PROMOTE, RETIRE, Evidence, evidence, recommend
 from comparison.tables import agreement_matrix, comparison_table, model_rows
 from rdv.config import CLASSIFICATION, CompareConfig, DriftConfig, RecommendationRule
+from tests.fixtures.comparison_rows import RESULTS, SCORES
 
 START = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 WINDOW_MS = 60_000
 N = 600  # requests, over two one-minute windows
-SCORES = (
-    "request_id string, event_time timestamp, model string, role string, model_version string, score double, "
-    "label int, error string, latency_ms long, in_time boolean, scored_at timestamp"
-)
-RESULTS = (
-    "request_id string, event_time timestamp, model string, score double, label int, latency_ms long, "
-    "sla_met boolean, published_at timestamp"
-)
 LABELS = "request_id string, label double, labelled_at timestamp"
 
 
