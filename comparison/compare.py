@@ -1,11 +1,11 @@
 """`rdv compare`: the comparison tables, computed again from the pipeline's Delta tables.
 
-Reads `scores`, `results`, `labels` and `archive`; overwrites `comparison` (per window and model),
-`comparison_tests` (the evidence and the recommendation per challenger), `comparison_agreement`
-(every pair of models) and `drift` (per window, feature and model score); with compare.promote
-on, it then moves @champion under guards and appends the change to `promotions`
-(comparison/promotion.py). Each is recomputed
-whole: labels arrive days late and change old windows, and a Delta overwrite is one atomic commit,
+Reads `scores`, `results`, `labels`, `costs` and `archive`; overwrites `comparison` (per window and
+model, with each model's CPU per 1,000 requests, comparison/costs.py), `comparison_tests` (the
+evidence and the recommendation per challenger, with both models' CPU), `comparison_agreement`
+(every pair of models) and `drift` (per window, feature and model score); with compare.promote on,
+it then moves @champion under guards and appends the change to `promotions`
+(comparison/promotion.py). Each is recomputed whole: labels arrive days late and change old windows, and a Delta overwrite is one atomic commit,
 so a reader sees the previous run's tables or this one's, never half of either. Earlier runs stay
 readable with Delta time travel.
 """
@@ -14,16 +14,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pandas as pd
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType, TimestampType
 
+from comparison.costs import COST_COLUMNS, cost_columns, with_costs
 from comparison.drift import drift_table, feature_values, score_values
 from comparison.labels import LABEL_ROW
 from comparison.promotion import promote_if_due
 from comparison.significance import evidence, evidence_rows
 from comparison.tables import agreement_matrix, comparison_table, model_rows
+from models.cost import COST_ROW
 from rdv.catalog import register_tables
 from rdv.config import ConfigError, PipelineConfig
 from rdv.durations import duration_ms
@@ -54,6 +57,7 @@ EVIDENCE_ROW = StructType(
             ("rule", StringType),
         )
     ]
+    + [StructField(name, DoubleType()) for name in COST_COLUMNS]
 )
 DRIFT_ROW = StructType(
     [
@@ -96,18 +100,23 @@ def compare(spark: SparkSession, config: PipelineConfig, echo=print) -> None:
             f"no scores or results under {config.location(config.paths.tables)} yet: run the pipeline "
             "(`rdv up`, or `rdv demo`) before comparing its models"
         )
-    labels = _read(spark, config, "labels")
+    labels, costs = _read(spark, config, "labels"), _read(spark, config, "costs")
     if labels is None:
         labels = spark.createDataFrame([], LABEL_ROW)
     settings, computed_at = config.compare, datetime.now(UTC)
     window_ms = duration_ms(settings.window)
     rows = model_rows(scores, results).persist()
     try:
-        echo(f"compare: per window of {settings.window} and model -> comparison")
-        _overwrite(comparison_table(rows, labels, window_ms, settings.metric_names), config, "comparison", computed_at)
+        echo(f"compare: per window of {settings.window} and model, with each model's CPU -> comparison")
+        table = comparison_table(rows, labels, window_ms, settings.metric_names)
+        _overwrite(with_costs(table, costs, window_ms), config, "comparison", computed_at)
         echo(f"compare: each challenger against the champion on {settings.decisive_metric} -> comparison_tests")
         found = evidence(rows, labels, settings)
-        _overwrite(spark.createDataFrame(evidence_rows(found), EVIDENCE_ROW), config, "comparison_tests", computed_at)
+        samples = pd.DataFrame(costs.toPandas()) if costs is not None else pd.DataFrame(columns=COST_ROW.fieldNames())
+        champion = rows.where(F.col("role") == "champion").orderBy(F.desc("scored_at")).select("model").first()
+        costs_of = cost_columns(found, samples, champion and champion["model"])
+        tests = [(*row, *cost) for row, cost in zip(evidence_rows(found), costs_of, strict=True)]
+        _overwrite(spark.createDataFrame(tests, EVIDENCE_ROW), config, "comparison_tests", computed_at)
         echo("compare: every pair of models -> comparison_agreement")
         _overwrite(agreement_matrix(rows), config, "comparison_agreement", computed_at)
         echo("compare: every feature and model score against the reference -> drift")

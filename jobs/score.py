@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from features.records import parse_feature_records
+from models.cost import CostSampler, MeasuredBy, UdfMeter
 from models.crashes import publish_isolating_crashes
 from models.following import ModelFollower
 from models.registry import ModelNotFound, ResolvedModel, model_inputs
@@ -28,7 +29,11 @@ from rdv.jobrun import argument_parser, run_job
 from rdv.streams import for_each_batch, message_columns, publish, read_topic, to_messages
 
 
-def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> StreamingQuery:
+def build(
+    spark: SparkSession, config: PipelineConfig, model_name: str, measured_by: MeasuredBy = "tasks"
+) -> StreamingQuery:
+    """The model's query. measured_by says how its CPU is sampled into `costs` (models/cost.py):
+    `processes` when the application runs this query alone, `tasks` when it shares it."""
     model = config.model(model_name)
     allowed = feature_columns(model, config.spec, config.conf_dir)
     config_file = config.conf_dir / "models" / f"{model.name}.yaml"
@@ -61,12 +66,18 @@ def build(spark: SparkSession, config: PipelineConfig, model_name: str) -> Strea
     # The scoring UDF and the records' projection, built once per version: every column built from
     # Python costs py4j round trips, on every micro-batch if built there.
     in_use, udf, scored = None, None, []
+    meter = UdfMeter.create(spark.sparkContext)
+    costs = CostSampler(
+        spark, config.table("costs"), model.name, measured_by, meter, duration_ms(config.compare.cost_sample) / 1000
+    )
 
     def score_batch(requests: DataFrame, batch_id: int) -> None:
         nonlocal in_use, udf, scored
         serving = follower.refresh()
+        costs.before_batch(serving.model)
         if serving is not in_use:
-            in_use, udf = serving, scorer(shipped_name(serving.model), serving.columns, model.output, model.threshold)
+            in_use = serving
+            udf = scorer(shipped_name(serving.model), serving.columns, model.output, model.threshold, meter)
             scored = message_columns(score_record_columns(serving.model))
         publish_isolating_crashes(
             requests,
@@ -94,8 +105,20 @@ def parser() -> argparse.ArgumentParser:
     return job
 
 
+def _measured_by(spark: SparkSession) -> MeasuredBy:
+    """A job of its own in local mode has all of its work in its processes; on a cluster, executors
+    run elsewhere, and the query's tasks and UDF are what can be attributed to it."""
+    return "processes" if spark.sparkContext.master.startswith("local") else "tasks"
+
+
 def main(argv: list[str] | None = None) -> None:
-    run_job(APP, parser(), lambda spark, config, args: [build(spark, config, args.model)], argv, latency_path=True)
+    run_job(
+        APP,
+        parser(),
+        lambda spark, config, args: [build(spark, config, args.model, measured_by=_measured_by(spark))],
+        argv,
+        latency_path=True,
+    )
 
 
 if __name__ == "__main__":

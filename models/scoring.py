@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -28,6 +29,7 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType, TimestampType
 
 from features.records import POLICY_STRUCT
+from models.cost import UdfMeter
 from models.registry import ResolvedModel
 from rdv.config import ConfigError, ModelConfig
 from rdv.feature_spec import FeatureSpec
@@ -160,17 +162,26 @@ def contained_predictions(model, features: pd.DataFrame, output: Output, thresho
     return scores
 
 
-def scorer(shipped_name: str, columns: list[str], output: Output, threshold: float):
-    """The pandas UDF that scores a struct of features into (score, label, error, scored_at)."""
+def scorer(shipped_name: str, columns: list[str], output: Output, threshold: float, meter: UdfMeter):
+    """The pandas UDF that scores a struct of features into (score, label, error, scored_at), and adds
+    its Python worker's CPU and the rows it scored to the meter (models/cost.py)."""
 
     # pyspark's overloads of pandas_udf leave out a DDL string with an iterator of DataFrames.
     @pandas_udf("score double, label int, error string, scored_at timestamp")  # type: ignore[call-overload]
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        # The worker's CPU from the task's first batch to its last, the Arrow conversions between them
+        # included (they run in this process while the generator waits); not the model's loading,
+        # once per worker and version, which is no request's cost.
         model = _model(shipped_name)
-        for features in batches:
-            scores = contained_predictions(model, features[columns], output, threshold)
-            scores["scored_at"] = pd.Timestamp.now(tz="UTC")
-            yield scores
+        started, rows = time.process_time(), 0
+        try:
+            for features in batches:
+                scores = contained_predictions(model, features[columns], output, threshold)
+                scores["scored_at"] = pd.Timestamp.now(tz="UTC")
+                rows += len(scores)
+                yield scores
+        finally:
+            meter.add(time.process_time() - started, rows)
 
     return score
 

@@ -21,6 +21,7 @@ TABLES = (
     "scores",
     "results",
     "labels",
+    "costs",
     "quarantine",
     "quarantine_replays",
     "data_quality",

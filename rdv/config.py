@@ -302,6 +302,9 @@ class CompareConfig(Frozen):
     recommend: RecommendationRule = RecommendationRule()
     promote: PromotionRule = PromotionRule()
     drift: DriftConfig = DriftConfig()
+    # How often each model job appends the CPU it spent and the requests it scored to the table
+    # `costs` (models/cost.py); each append is a Delta commit on the job's driver.
+    cost_sample: Duration = "1 minute"
     # The Spark SQL database the tables are registered in, so that analysts query them by name.
     database: str = Field(default="rdv", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 

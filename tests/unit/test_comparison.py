@@ -12,6 +12,7 @@ import pytest
 from sklearn import metrics as sk
 
 from comparison.compare import EVIDENCE_ROW
+from comparison.costs import COST_COLUMNS
 from comparison.drift import drift_table, psi
 from comparison.metrics import mcnemar
 from comparison.significance import KEEP_WATCHING, PROMOTE, RETIRE, Evidence, evidence, recommend
@@ -219,5 +220,5 @@ def test_drift_is_flagged_where_a_distribution_moved_and_only_there(spark):
     assert (first["psi"] < 0.05).all()  # the reference window against itself, or nearly
 
 
-def test_the_evidence_table_has_the_evidences_fields_in_order():
-    assert EVIDENCE_ROW.fieldNames() == [f.name for f in fields(Evidence)]
+def test_the_evidence_table_has_the_evidences_fields_in_order_then_the_costs():
+    assert EVIDENCE_ROW.fieldNames() == [f.name for f in fields(Evidence)] + list(COST_COLUMNS)

@@ -1,0 +1,210 @@
+"""What a model costs to run: each model job samples the CPU it spent and the requests it scored
+into the Delta table `costs`, so that `rdv compare` puts each model's CPU per 1,000 requests beside
+what it gains (docs/analysis.md, "What a model costs").
+
+How the CPU is measured depends on how the job runs (`measured_by` in each row):
+
+- `processes`, a model job that is an application of its own (`rdv up --separate`, spark-submit):
+  the CPU of the application's processes, the driver JVM and every process under it (the Python
+  driver, PySpark's daemon and its workers). That is all the job costs, its per-micro-batch fixed
+  cost included; executors on other hosts of a cluster are not seen.
+- `tasks`, a model query in an application it shares (`rdv up`'s default): the executor CPU time of
+  the query's tasks, from Spark's status store by the query's job group, plus the CPU of its pandas
+  UDF in the Python workers, which task metrics do not count, from two accumulators. The driver's
+  part (planning each micro-batch, its stream thread) is shared and not attributed.
+
+Samples are taken between micro-batches, every `compare.cost_sample` and when the job moves to
+another model version, so that each row is of one version; the table append runs on a thread of
+its own, so that a micro-batch never waits for it. Idle time costs no row: its CPU goes with the
+next sample that scored requests. What is paid once is left out, since no request causes it: the
+job's first micro-batch (the query's code generated and compiled, the model loaded), and in the
+UDF the loading of each version.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import psutil
+from py4j.protocol import Py4JError
+from pyspark import Accumulator, SparkContext
+from pyspark.errors import PySparkException
+from pyspark.sql import SparkSession
+from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType, TimestampType
+
+from models.registry import ResolvedModel
+from rdv.streams import RECORDING_POOL
+
+MeasuredBy = Literal["processes", "tasks"]
+
+COST_ROW = StructType(
+    [
+        StructField("model", StringType()),
+        StructField("registered_model", StringType()),
+        StructField("model_version", StringType()),
+        StructField("measured_from", TimestampType()),
+        StructField("measured_to", TimestampType()),
+        StructField("requests", LongType()),
+        StructField("cpu_s", DoubleType()),
+        StructField("measured_by", StringType()),
+    ]
+)
+
+log = logging.getLogger("rdv.cost")
+
+
+@dataclass(frozen=True)
+class UdfMeter:
+    """Two accumulators a model's scoring UDF adds to at the end of each task: the CPU seconds of its
+    Python worker while it scored, and the rows it scored. Made once per model job, so every
+    version's UDF counts into them. A task Spark runs again is counted again."""
+
+    cpu_s: Accumulator
+    rows: Accumulator
+
+    @classmethod
+    def create(cls, context: SparkContext) -> UdfMeter:
+        return cls(context.accumulator(0.0), context.accumulator(0))
+
+    def add(self, cpu_s: float, rows: int) -> None:
+        """Called in the Python worker."""
+        self.cpu_s.add(cpu_s)
+        self.rows.add(rows)
+
+
+def process_tree_cpu_s() -> float:
+    """CPU seconds so far of this application's processes: the driver JVM (this Python driver's parent
+    under spark-submit, its child when Python started it) and every process under it. Processes that
+    ended are counted once their parent reaped them."""
+    me = psutil.Process()
+    parent = me.parent()
+    root = parent if parent is not None and parent.name() == "java" else me
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+class TaskCpu:
+    """Executor CPU seconds so far of the finished jobs of one job group: a streaming query runs every
+    job of its micro-batches, foreachBatch's too, in the group named by its run id. Read from the
+    status store over py4j, each job once; the store keeps the last spark.ui.retainedJobs jobs of
+    the application, so it is read at every sample, not once an hour."""
+
+    def __init__(self, context: SparkContext) -> None:
+        self._context = context
+        self._counted: set[int] = set()
+        self._total_s = 0.0
+
+    def total_s(self, group: str) -> float:
+        store = self._context._jsc.sc().statusStore()
+        ids = set(self._context.statusTracker().getJobIdsForGroup(group))
+        for job_id in sorted(ids - self._counted):
+            job = store.job(job_id)
+            if str(job.status()) not in ("SUCCEEDED", "FAILED"):
+                continue
+            self._counted.add(job_id)
+            for stage in filter(None, job.stageIds().mkString(",").split(",")):
+                try:
+                    self._total_s += store.lastStageAttempt(int(stage)).executorCpuTime() / 1e9
+                except Py4JError:  # a stage skipped or no longer kept: it ran no task we can count
+                    continue
+        self._counted &= ids  # a job the store dropped is never listed again
+        return self._total_s
+
+
+class CostSampler:
+    """The sampling of one model job (see the module's docstring). `before_batch` is called by the
+    job's foreachBatch before it scores; it costs a few py4j calls when a sample is due, nothing
+    otherwise."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        table: str,
+        model: str,
+        measured_by: MeasuredBy,
+        meter: UdfMeter,
+        every_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._spark, self._table, self._model = spark, table, model
+        self._measured_by, self._meter, self._every_s, self._clock = measured_by, meter, every_s, clock
+        self._tasks = TaskCpu(spark.sparkContext) if measured_by == "tasks" else None
+        self._serving: ResolvedModel | None = None
+        self._batches = 0
+        self._since, self._cpu_s, self._rows = clock(), 0.0, 0
+        self._pending: list[tuple] = []
+        self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+
+    def _cpu_so_far(self) -> float:
+        if self._tasks is None:
+            return process_tree_cpu_s()
+        group = self._spark.sparkContext.getLocalProperty("spark.jobGroup.id")
+        return self._meter.cpu_s.value + (self._tasks.total_s(group) if group else 0.0)
+
+    def before_batch(self, serving: ResolvedModel) -> None:
+        now, self._batches = self._clock(), self._batches + 1
+        if self._batches <= 2:  # the counters from after the first micro-batch on
+            self._serving, self._since = serving, now
+            if self._batches == 2:
+                self._cpu_s, self._rows = self._cpu_so_far(), self._meter.rows.value
+            return
+        if serving is self._serving and now - self._since < self._every_s:
+            return
+        cpu_s, rows = self._cpu_so_far(), self._meter.rows.value
+        if rows > self._rows:
+            version = self._serving
+            row = (
+                self._model,
+                version.registered_model,
+                version.version,
+                datetime.fromtimestamp(self._since, UTC),
+                datetime.fromtimestamp(now, UTC),
+                rows - self._rows,
+                max(cpu_s - self._cpu_s, 0.0),
+                self._measured_by,
+            )
+            with self._lock:
+                self._pending.append(row)
+            self._since, self._cpu_s, self._rows = now, cpu_s, rows
+            self._write_pending()
+        elif serving is not self._serving:  # a version that scored nothing since the last sample
+            self._since, self._cpu_s = now, cpu_s
+        self._serving = serving
+
+    def _write_pending(self) -> None:
+        if self._writer is not None and self._writer.is_alive():
+            return  # the rows wait for the next sample
+        self._writer = threading.Thread(target=self._append, name=f"rdv-cost-{self._model}", daemon=True)
+        self._writer.start()
+
+    def _append(self) -> None:
+        with self._lock:
+            rows, self._pending = self._pending, []
+        try:
+            self._spark.sparkContext.setLocalProperty("spark.scheduler.pool", RECORDING_POOL)
+            frame = self._spark.createDataFrame(rows, COST_ROW)
+            frame.write.format("delta").mode("append").save(self._table)
+        except (PySparkException, Py4JError) as error:  # kept, and tried again with the next sample
+            with self._lock:
+                self._pending = rows + self._pending
+            log.warning("costs: %d samples not written to %s yet: %s", len(rows), self._table, error)
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        """Write what is pending and wait for it: for a job that stops, and for tests."""
+        if self._writer is not None:
+            self._writer.join(timeout_s)
+        if self._pending:
+            self._append()
