@@ -67,6 +67,14 @@ def _plain(value) -> str:
     return "n/a" if pd.isna(value) else f"{value:.3f}"
 
 
+def _cost(test) -> str:
+    """What the challenger costs beside the champion, when both were sampled (comparison/costs.py)."""
+    champion, challenger = test.champion_cpu_s_per_1000, test.challenger_cpu_s_per_1000
+    if pd.isna(champion) or pd.isna(challenger):
+        return ""
+    return f"; CPU per 1,000 requests {challenger:.2f} s against the champion's {champion:.2f} s"
+
+
 def summary(tables: Tables, config: PipelineConfig) -> str:
     """A few lines: the data compared, the verdict on each challenger with its evidence, the drift flags."""
     comparison, metric = tables.comparison, config.compare.decisive_metric
@@ -87,7 +95,7 @@ def summary(tables: Tables, config: PipelineConfig) -> str:
         lines.append(
             f"  {t.challenger} vs {t.champion} on {t.metric}: {_signed(t.effect)} "
             f"[{_signed(t.ci_low)}, {_signed(t.ci_high)}] ({t.confidence:.0%} interval), {t.labelled} labelled"
-            f"{mcnemar} -> {t.recommendation.upper()}"
+            f"{mcnemar} -> {t.recommendation.upper()}{_cost(t)}"
         )
     if tables.tests.empty:
         lines.append("  no challenger to judge")

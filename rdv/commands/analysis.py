@@ -44,8 +44,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser(
         "compare",
         help="recompute the comparison tables, the recommendation per challenger and drift",
-        description="Read scores, results, labels and archive; overwrite the Delta tables comparison, "
-        "comparison_tests, comparison_agreement and drift (windows, metrics and the recommendation "
+        description="Read scores, results, labels, archive and costs; overwrite the Delta tables "
+        "comparison, comparison_tests (both with each model's CPU per 1,000 requests), "
+        "comparison_agreement and drift (windows, metrics and the recommendation "
         "rule are in the compare section of pipeline.yaml); with compare.promote.enabled, then move "
         "@champion under guards, or back on a regression, and append the change to promotions; print a "
         "summary. See docs/analysis.md.",

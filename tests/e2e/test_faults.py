@@ -21,6 +21,7 @@ import time
 import pandas as pd
 import pytest
 
+from comparison.compare import compare
 from rdv.demo.replay import replay
 from rdv.kafka_security import client_settings
 from rdv.operations import runner
@@ -136,7 +137,9 @@ def run(spark, tmp_path_factory, registry):
             if key.decode().startswith(PHASES)
         ]
         replayed = replay_decisions(spark, config, root / "replay-checkpoint", {key for key, _ in live})
+        compare(spark, config, echo=lambda line: None)
         yield {
+            "comparison": spark.read.format("delta").load(config.table("comparison")).toPandas(),
             "config": config,
             "states": states,
             "killed": killed,
@@ -195,3 +198,13 @@ def test_results_sent_twice_are_identical_copies(run):
 def test_decisions_are_those_of_an_uninterrupted_run_on_the_same_input(run):
     live = dict(run["live"])
     assert {key: run["replayed"].get(key) for key in live} == live
+
+
+def test_each_model_jobs_cpu_per_request_is_in_the_comparison_measured_by_its_processes(run):
+    """A job of its own samples the CPU of its processes into `costs`, killed and started again or not."""
+    comparison = run["comparison"]
+    for model in MODELS:
+        costed = comparison[(comparison["model"] == model) & comparison["cpu_s_per_1000_requests"].notna()]
+        assert len(costed) > 0, comparison[["window_start", "model", "requests", "cpu_s_per_1000_requests"]]
+        assert set(costed["cost_measured_by"]) == {"processes"}
+        assert (costed["cpu_s_per_1000_requests"] > 0).all()

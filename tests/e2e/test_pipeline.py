@@ -64,6 +64,11 @@ def test_a_seeded_demo_shows_the_champion_falling_after_the_drift_and_says_promo
     assert (verdict.challenger, verdict.champion, verdict.labelled) == ("challenger", "champion", EVENTS)
     assert verdict.recommendation == "promote" and 0 < verdict.ci_low < verdict.effect < verdict.ci_high, verdict
     assert verdict.mcnemar_p_value is not None
+    # Each model's CPU beside its gain, from its query's tasks and UDF: the models share one application.
+    assert verdict.champion_cpu_s_per_1000 > 0 and verdict.challenger_cpu_s_per_1000 > 0, verdict
+    costed = comparison[comparison["cpu_s_per_1000_requests"].notna()]
+    assert set(costed["model"]) == {"champion", "challenger", "canary"}, costed
+    assert set(costed["cost_measured_by"]) == {"tasks"}
 
     drift = read(spark, config, "drift")
     flagged = drift[drift["flagged"] & (drift["window_start"] >= drift_time)]
