@@ -114,7 +114,7 @@ def compare(spark: SparkSession, config: PipelineConfig, echo=print) -> None:
         found = evidence(rows, labels, settings)
         samples = pd.DataFrame(costs.toPandas()) if costs is not None else pd.DataFrame(columns=COST_ROW.fieldNames())
         champion = rows.where(F.col("role") == "champion").orderBy(F.desc("scored_at")).select("model").first()
-        costs_of = cost_columns(found, samples, champion and champion["model"])
+        costs_of = cost_columns(found, samples, champion["model"] if champion else None)
         tests = [(*row, *cost) for row, cost in zip(evidence_rows(found), costs_of, strict=True)]
         _overwrite(spark.createDataFrame(tests, EVIDENCE_ROW), config, "comparison_tests", computed_at)
         echo("compare: every pair of models -> comparison_agreement")

@@ -70,13 +70,23 @@ def cpu_per_1000(samples: pd.DataFrame, model: str, start: datetime | None, end:
     each by the share of it inside; None without a sample."""
     mine, share = samples[samples["model"] == model], 1.0
     if start is not None and end is not None:
-        start, end = pd.Timestamp(start), pd.Timestamp(end)
-        mine = mine[(mine["measured_to"] > start) & (mine["measured_from"] < end)]
-        length = (mine["measured_to"] - mine["measured_from"]).dt.total_seconds()
-        inside = (mine["measured_to"].clip(upper=end) - mine["measured_from"].clip(lower=start)).dt.total_seconds()
+        start, end = _utc(pd.Timestamp(start)), _utc(pd.Timestamp(end))
+        since, until = _utc(mine["measured_from"]), _utc(mine["measured_to"])
+        inside_at_all = (until > start) & (since < end)
+        mine, since, until = mine[inside_at_all], since[inside_at_all], until[inside_at_all]
+        length = (until - since).dt.total_seconds()
+        inside = (until.clip(upper=end) - since.clip(lower=start)).dt.total_seconds()
         share = (inside / length).where(length > 0, 1.0)
     requests = (mine["requests"] * share).sum()
     return float((mine["cpu_s"] * share).sum() * PER / requests) if requests > 0 else None
+
+
+def _utc(times):
+    """Times as UTC without a time zone: Spark's toPandas gives them so in the session's zone (UTC),
+    the evidence's come with one."""
+    if isinstance(times, pd.Timestamp):
+        return times.tz_convert("UTC").tz_localize(None) if times.tzinfo else times
+    return times.dt.tz_convert("UTC").dt.tz_localize(None) if times.dt.tz is not None else times
 
 
 def cost_columns(

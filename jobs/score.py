@@ -108,7 +108,7 @@ def parser() -> argparse.ArgumentParser:
 def _measured_by(spark: SparkSession) -> MeasuredBy:
     """A job of its own in local mode has all of its work in its processes; on a cluster, executors
     run elsewhere, and the query's tasks and UDF are what can be attributed to it."""
-    return "processes" if spark.sparkContext.master.startswith("local") else "tasks"
+    return "processes" if (spark.sparkContext.master or "").startswith("local") else "tasks"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -124,9 +123,10 @@ class TaskCpu:
 
 
 class CostSampler:
-    """The sampling of one model job (see the module's docstring). `before_batch` is called by the
-    job's foreachBatch before it scores; it costs a few py4j calls when a sample is due, nothing
-    otherwise."""
+    """The sampling of one model job (see the module's docstring). `before_batch`, called by the
+    job's foreachBatch before it scores, only notes when a sample is due; the counters are read and
+    the row appended on a thread, one sample at a time, so that no micro-batch waits for the py4j
+    calls or the Delta commit."""
 
     def __init__(
         self,
@@ -136,75 +136,74 @@ class CostSampler:
         measured_by: MeasuredBy,
         meter: UdfMeter,
         every_s: float,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._spark, self._table, self._model = spark, table, model
-        self._measured_by, self._meter, self._every_s, self._clock = measured_by, meter, every_s, clock
+        self._measured_by, self._meter, self._every_s = measured_by, meter, every_s
         self._tasks = TaskCpu(spark.sparkContext) if measured_by == "tasks" else None
-        self._serving: ResolvedModel | None = None
+        self._group = ""  # the query's job group, its run id, as foreachBatch sees it
         self._batches = 0
-        self._since, self._cpu_s, self._rows = clock(), 0.0, 0
-        self._pending: list[tuple] = []
+        self._serving: ResolvedModel | None = None
+        self._due_from = time.time()
+        # Read and written under the lock, by one sampling thread at a time.
         self._lock = threading.Lock()
-        self._writer: threading.Thread | None = None
+        self._since: float | None = None
+        self._cpu_s, self._rows = 0.0, 0
+        self._pending: list[tuple] = []
+
+    def before_batch(self, serving: ResolvedModel) -> None:
+        now, self._batches = time.time(), self._batches + 1
+        if self._batches == 1:
+            self._group = self._spark.sparkContext.getLocalProperty("spark.jobGroup.id") or ""
+        if self._batches <= 2:  # the counters from after the first micro-batch on
+            self._serving, self._due_from = serving, now
+            if self._batches == 2:
+                self._sample_later(now, None, restart=True)
+            return
+        if serving is self._serving and now - self._due_from < self._every_s:
+            return
+        self._sample_later(now, self._serving, restart=serving is not self._serving)
+        self._serving, self._due_from = serving, now
+
+    def _sample_later(self, at: float, version: ResolvedModel | None, restart: bool) -> None:
+        sample = threading.Thread(
+            target=self._sample, args=(at, version, restart), name=f"rdv-cost-{self._model}", daemon=True
+        )
+        sample.start()
 
     def _cpu_so_far(self) -> float:
         if self._tasks is None:
             return process_tree_cpu_s()
-        group = self._spark.sparkContext.getLocalProperty("spark.jobGroup.id")
-        return self._meter.cpu_s.value + (self._tasks.total_s(group) if group else 0.0)
+        return self._meter.cpu_s.value + (self._tasks.total_s(self._group) if self._group else 0.0)
 
-    def before_batch(self, serving: ResolvedModel) -> None:
-        now, self._batches = self._clock(), self._batches + 1
-        if self._batches <= 2:  # the counters from after the first micro-batch on
-            self._serving, self._since = serving, now
-            if self._batches == 2:
-                self._cpu_s, self._rows = self._cpu_so_far(), self._meter.rows.value
-            return
-        if serving is self._serving and now - self._since < self._every_s:
-            return
-        cpu_s, rows = self._cpu_so_far(), self._meter.rows.value
-        if rows > self._rows:
-            version = self._serving
-            row = (
-                self._model,
-                version.registered_model,
-                version.version,
-                datetime.fromtimestamp(self._since, UTC),
-                datetime.fromtimestamp(now, UTC),
-                rows - self._rows,
-                max(cpu_s - self._cpu_s, 0.0),
-                self._measured_by,
-            )
-            with self._lock:
-                self._pending.append(row)
-            self._since, self._cpu_s, self._rows = now, cpu_s, rows
-            self._write_pending()
-        elif serving is not self._serving:  # a version that scored nothing since the last sample
-            self._since, self._cpu_s = now, cpu_s
-        self._serving = serving
-
-    def _write_pending(self) -> None:
-        if self._writer is not None and self._writer.is_alive():
-            return  # the rows wait for the next sample
-        self._writer = threading.Thread(target=self._append, name=f"rdv-cost-{self._model}", daemon=True)
-        self._writer.start()
+    def _sample(self, at: float, version: ResolvedModel | None, restart: bool) -> None:
+        """The CPU and rows since the last sample, as a row of `version` (None: only the start);
+        with restart (the start, a new version), what comes next is counted from here."""
+        with self._lock:
+            cpu_s, rows = self._cpu_so_far(), self._meter.rows.value
+            if version is not None and self._since is not None and rows > self._rows:
+                self._pending.append(
+                    (
+                        self._model,
+                        version.registered_model,
+                        version.version,
+                        datetime.fromtimestamp(self._since, UTC),
+                        datetime.fromtimestamp(at, UTC),
+                        rows - self._rows,
+                        max(cpu_s - self._cpu_s, 0.0),
+                        self._measured_by,
+                    )
+                )
+            elif not restart:
+                return  # nothing scored since the last sample: its CPU goes with the next one
+            self._since, self._cpu_s, self._rows = at, cpu_s, rows
+            if self._pending:
+                self._append()
 
     def _append(self) -> None:
-        with self._lock:
-            rows, self._pending = self._pending, []
         try:
             self._spark.sparkContext.setLocalProperty("spark.scheduler.pool", RECORDING_POOL)
-            frame = self._spark.createDataFrame(rows, COST_ROW)
+            frame = self._spark.createDataFrame(self._pending, COST_ROW)
             frame.write.format("delta").mode("append").save(self._table)
+            self._pending = []
         except (PySparkException, Py4JError) as error:  # kept, and tried again with the next sample
-            with self._lock:
-                self._pending = rows + self._pending
-            log.warning("costs: %d samples not written to %s yet: %s", len(rows), self._table, error)
-
-    def flush(self, timeout_s: float = 60.0) -> None:
-        """Write what is pending and wait for it: for a job that stops, and for tests."""
-        if self._writer is not None:
-            self._writer.join(timeout_s)
-        if self._pending:
-            self._append()
+            log.warning("costs: %d samples not written to %s yet: %s", len(self._pending), self._table, error)

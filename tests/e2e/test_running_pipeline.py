@@ -1,5 +1,7 @@
-"""Changing a pipeline while it runs, as users do, with no job restarted: `rdv promote` moves the
-aliases and rolls back; a challenger added by one config file and one command scores the requests
+"""Changing a pipeline while it runs, as users do, with no job restarted: with labels arriving after
+a drift, `rdv compare` with compare.promote promotes the better challenger and rolls back a worse
+version a person promoted (and without it, promotes nothing); `rdv promote` moves the aliases and
+rolls back; a challenger added by one config file and one command scores the requests
 after its start; a policy edit takes effect for the next requests, the split exposes each request
 to one model while every model scores it; and replaying the topics into a fresh checkpoint decides
 every request of the run byte for byte as the live run did. By then, the state stores have taken
@@ -15,25 +17,61 @@ two cores, which each test would otherwise pay again.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from models.registry import current_version, promote
+from comparison.compare import compare
+from models.registry import BY_COMPARE, BY_PERSON, current_version, last_change, promote, rolled_back
 from rdv import commands
-from rdv.config import PipelineConfig, load_config
+from rdv.config import PipelineConfig, PromotionRule, load_config
+from rdv.demo.replay import replay
 from rdv.demo.summary import RunCounts, count_run
+from rdv.durations import duration_ms
+from rdv.kafka_security import client_settings
 from rdv.operations import runner
 from rdv.operations.model_configs import add_model_config, model_rows
-from tests.e2e.helpers import ALWAYS_IN_TIME_MS, replay_decisions, send_and_wait, table_rows, warm_up
+from tests.e2e.helpers import (
+    ALWAYS_IN_TIME_MS,
+    replay_decisions,
+    send_and_wait,
+    table_rows,
+    wait_for_requests,
+    wait_while_progressing,
+    warm_up,
+)
 from tests.e2e.test_pipeline import pipeline_config
 from tests.integration.kafka_io import consume_bytes
 
 MODELS = ["champion", "challenger"]
+# Per labelled batch of the guarded promotion: enough for the challenger's interval to clear zero
+# after the drift, within the watch of a person's promotion.
+GUARDED_EVENTS, GUARDED_RATE, LABEL_DELAY_S = 400, 40, 2.0
+WATCH = "3 minutes"
+
+
+@dataclass
+class Guarded:
+    """What the guarded promotion's steps left: the champion's version after each, the promotions
+    table, and who answered each batch of requests."""
+
+    before: str = ""  # the champion's version at the start, the challenger's
+    challenger: str = ""
+    after_off: str = ""  # after `rdv compare` with compare.promote off
+    table_after_off: bool = True  # whether the promotions table exists then
+    after_on: str = ""
+    after_person: str = ""  # after `rdv promote` of the version the drift made worse
+    after_watch: str = ""  # after `rdv compare` within the watch
+    promotions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    answers: dict[str, dict] = field(default_factory=dict)  # prefix -> answers_by
+    held_back: bool = False  # the rolled-back version carries the mark
 
 
 @dataclass
@@ -42,6 +80,7 @@ class Story:
 
     config: PipelineConfig
     pids: dict[str, int]  # the jobs as `rdv up` started them: the same processes all along
+    guarded: Guarded = field(default_factory=Guarded)
     old: str = ""  # the champion's version at the start, and the challenger's
     new: str = ""
     answers: dict[str, dict] = field(default_factory=dict)  # prefix -> answers_by
@@ -76,6 +115,70 @@ def edit_policy(config, **changes) -> None:
     data = yaml.safe_load(config.policy_file.read_text())
     data.update(changes)
     config.policy_file.write_text(yaml.safe_dump(data))
+
+
+def send_labelled_drift(spark, config: PipelineConfig, prefix: str, labelled_so_far: int) -> int:
+    """GUARDED_EVENTS events of the drifted pattern (where the challenger is the better model), each
+    labelled LABEL_DELAY_S later; waits for their answers, scores and labels. Labels so far."""
+    replay(
+        client_settings(config),
+        config.kafka.topics.raw.name,
+        GUARDED_EVENTS,
+        GUARDED_RATE,
+        seed=len(prefix),
+        drift_at=0.0,
+        id_prefix=prefix,
+        labels_topic=config.kafka.topics.labels.name,
+        label_delay_s=LABEL_DELAY_S,
+    )
+    wait_for_requests(spark, config, prefix, GUARDED_EVENTS, MODELS)
+    path, expected = config.table("labels"), labelled_so_far + GUARDED_EVENTS
+    wait_while_progressing(
+        lambda: spark.read.format("delta").load(path).count() if DeltaTable.isDeltaTable(spark, path) else 0,
+        lambda rows: rows >= expected,
+        300,
+        lambda rows: f"labels: {rows} of {expected} rows, none new for 300 s",
+    )
+    return expected
+
+
+def guarded_promotions(spark, story: Story, registry: str) -> None:
+    """compare.promote off, then on: the challenger, better after the drift, is promoted; the old
+    champion, promoted again by a person, is rolled back within the watch."""
+    config, seen = story.config, story.guarded
+    champion = lambda: current_version("models:/fraud@champion", registry)  # noqa: E731
+    seen.before, seen.challenger = champion(), current_version("models:/fraud@challenger", registry)
+    rule = PromotionRule(enabled=True, cooldown="1 second", watch=WATCH)
+    promoting = config.model_copy(update={"compare": config.compare.model_copy(update={"promote": rule})})
+    quiet = lambda line: None  # noqa: E731
+    try:
+        # A change of champion by an earlier test is out of the watch before this one's requests.
+        if (last := last_change("fraud", registry)) is not None:
+            time.sleep(
+                max(0.0, (last.at + timedelta(milliseconds=duration_ms(WATCH)) - datetime.now(UTC)).total_seconds())
+            )
+        labelled = send_labelled_drift(spark, config, "drifted", 0)
+        compare(spark, config, echo=quiet)
+        seen.after_off = champion()
+        seen.table_after_off = DeltaTable.isDeltaTable(spark, config.table("promotions"))
+        compare(spark, promoting, echo=quiet)
+        seen.after_on = champion()
+        send_and_wait(spark, config, "auto-promoted", 20, MODELS, seed=21)
+        # A person promotes the version the drift made worse; the labels of the requests after it
+        # show it, and the next `rdv compare` within the watch rolls it back.
+        assert commands.main(["--conf", str(config.conf_dir), "promote", "fraud", seen.before]) == 0
+        seen.after_person = champion()
+        labelled = send_labelled_drift(spark, config, "worse", labelled)
+        compare(spark, promoting, echo=quiet)
+        seen.after_watch = champion()
+        send_and_wait(spark, config, "rolled-back-by-compare", 20, MODELS, seed=22)
+        seen.promotions = spark.read.format("delta").load(config.table("promotions")).toPandas()
+        for prefix in ("drifted", "auto-promoted", "worse", "rolled-back-by-compare"):
+            seen.answers[prefix] = answers_by(spark, config, prefix)
+        seen.held_back = rolled_back("fraud", seen.before, registry)
+        story.running["guarded promotions"] = runner.running_jobs(config)
+    finally:
+        promote("fraud", seen.before, registry)  # the session's registry as the other tests expect it
 
 
 def promotions(spark, story: Story, registry: str) -> None:
@@ -142,6 +245,7 @@ def story(spark, tmp_path_factory, broker, registry) -> Story:
     run = Story(config, runner.up(config, MODELS))
     try:
         warm_up(spark, config, MODELS)
+        guarded_promotions(spark, run, registry)
         promotions(spark, run, registry)
         a_model_added(spark, run)
         policy_edits(spark, run)
@@ -158,6 +262,33 @@ def story(spark, tmp_path_factory, broker, registry) -> Story:
         yield run
     finally:
         runner.down(config)
+
+
+def test_rdv_compare_promotes_the_better_challenger_and_rolls_back_a_worse_champion_without_restarts(story):
+    seen, old, new = story.guarded, story.guarded.before, story.guarded.challenger
+    assert seen.answers["drifted"] == {("champion", old, "champion", "preferred"): GUARDED_EVENTS}
+    # compare.promote off: the recommendation moves nothing.
+    assert (seen.after_off, seen.table_after_off) == (old, False)
+    # On: the challenger, better after the drift, is the champion, with its evidence on record.
+    assert seen.after_on == new
+    assert seen.answers["auto-promoted"] == {("champion", new, "champion", "preferred"): 20}
+    changes = seen.promotions.sort_values("at", ignore_index=True)
+    assert list(zip(changes["action"], changes["by"], changes["from_version"], changes["to_version"])) == [
+        ("promote", BY_COMPARE, old, new),
+        ("promote", BY_PERSON, new, old),
+        ("rollback", BY_COMPARE, old, new),
+    ], changes
+    promoted = changes.iloc[0]
+    assert promoted["labelled"] == GUARDED_EVENTS and 0 < promoted["ci_low"] < promoted["effect"], promoted
+    assert "every guard passed" in promoted["reason"] and promoted["rule"], promoted
+    # A person's promotion of the worse version is rolled back within the watch, and held back.
+    assert (seen.after_person, seen.after_watch) == (old, new)
+    assert seen.answers["worse"] == {("champion", old, "champion", "preferred"): GUARDED_EVENTS}
+    assert seen.answers["rolled-back-by-compare"] == {("champion", new, "champion", "preferred"): 20}
+    rollback = changes.iloc[2]
+    assert rollback["labelled"] == GUARDED_EVENTS and rollback["ci_low"] > 0, rollback
+    assert seen.held_back
+    assert story.running["guarded promotions"] == story.pids
 
 
 def test_promoting_the_challenger_changes_the_answers_without_restarting_a_job(story):

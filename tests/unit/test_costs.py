@@ -67,6 +67,8 @@ def test_cpu_per_1000_over_a_period_takes_the_share_of_each_sample_inside_it():
     naive = T0.replace(tzinfo=None)
     # The whole of the first sample and half of the second: 2 + 3 CPU s over 100 + 50 requests.
     assert cpu_per_1000(samples, "champion", naive, naive + timedelta(seconds=30)) == pytest.approx(5 / 150 * 1000)
+    # The evidence's times come with their zone.
+    assert cpu_per_1000(samples, "champion", T0, T0 + timedelta(seconds=30)) == pytest.approx(5 / 150 * 1000)
     assert cpu_per_1000(samples, "champion", None, None) == pytest.approx(8 / 200 * 1000)
     assert cpu_per_1000(samples, "costly", None, None) == pytest.approx(900.0)
     assert cpu_per_1000(samples, "canary", None, None) is None
