@@ -1,10 +1,10 @@
 """The recorder job: what the other jobs publish, into Delta, off the latency path.
 
-One query reads rdv.results, rdv.scores, rdv.quarantine and rdv.labels and, in each micro-batch,
-records each topic's records into its table: `results` (with the service the business got),
-`scores` (every score of every model), `quarantine` (every record that could not be used, with
-its reason) and `labels` (the ground truth, one per request; unusable label records go to
-rdv.quarantine). Each table holds each key once though the topics are written at least once
+One query reads rdv.results, rdv.scores, rdv.quarantine, rdv.labels and rdv.costs and, in each
+micro-batch, records each topic's records into its table: `results` (with the service the business
+got), `scores` (every score of every model), `quarantine` (every record that could not be used,
+with its reason), `labels` (the ground truth, one per request; unusable label records go to
+rdv.quarantine) and `costs` (each model job's CPU and requests, models/cost.py). Each table holds each key once though the topics are written at least once
 (rdv/tables.py); labels are MERGEd so that a correction replaces an older label.
 
 One query instead of one per table: each query pays a fixed cost per micro-batch whatever its
@@ -27,6 +27,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from comparison.labels import check_labels, create_labels_table, latest_per_request, merge_labels, quarantine_records
 from features.quarantine import PLACE, quarantine_rows
+from models.cost import cost_rows
 from rdv.config import PipelineConfig
 from rdv.jobrun import argument_parser, run_job
 from rdv.streams import RECORDING_POOL, for_each_batch, publish, read_topic
@@ -92,12 +93,15 @@ def recorders(spark: SparkSession, config: PipelineConfig, messages: DataFrame) 
             "quarantine", quarantine_rows, PLACE, "source_timestamp", "quarantined_at", partition_by="quarantine_date"
         ),
         topics.labels.name: _labels(spark, config),
+        topics.costs.name: keyed(
+            "costs", cost_rows, ("model", "measured_from"), "measured_from", "measured_to", partition_by="measured_date"
+        ),
     }
 
 
 def build(spark: SparkSession, config: PipelineConfig) -> StreamingQuery:
     topics = config.kafka.topics
-    names = (topics.results.name, topics.scores.name, topics.quarantine.name, topics.labels.name)
+    names = (topics.results.name, topics.scores.name, topics.quarantine.name, topics.labels.name, topics.costs.name)
     messages = read_topic(spark, config, ",".join(names))
     by_topic = recorders(spark, config, messages)
 
@@ -123,7 +127,7 @@ APP = "rdv-record"  # the Spark application's name
 
 
 def parser() -> argparse.ArgumentParser:
-    return argument_parser("Record results, scores, quarantined records and labels into their Delta tables.")
+    return argument_parser("Record results, scores, quarantined records, labels and costs into their Delta tables.")
 
 
 def main(argv: list[str] | None = None) -> None:

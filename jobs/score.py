@@ -67,9 +67,7 @@ def build(
     # Python costs py4j round trips, on every micro-batch if built there.
     in_use, udf, scored = None, None, []
     meter = UdfMeter.create(spark.sparkContext)
-    costs = CostSampler(
-        spark, config.table("costs"), model.name, measured_by, meter, duration_ms(config.compare.cost_sample) / 1000
-    )
+    costs = CostSampler(spark, config, model.name, measured_by, meter)
 
     def score_batch(requests: DataFrame, batch_id: int) -> None:
         nonlocal in_use, udf, scored

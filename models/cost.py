@@ -1,6 +1,6 @@
 """What a model costs to run: each model job samples the CPU it spent and the requests it scored
-into the Delta table `costs`, so that `rdv compare` puts each model's CPU per 1,000 requests beside
-what it gains (docs/analysis.md, "What a model costs").
+onto rdv.costs, which the recorder keeps in the Delta table `costs`, so that `rdv compare` puts each
+model's CPU per 1,000 requests beside what it gains (docs/analysis.md, "What a model costs").
 
 How the CPU is measured depends on how the job runs (`measured_by` in each row):
 
@@ -14,8 +14,9 @@ How the CPU is measured depends on how the job runs (`measured_by` in each row):
   part (planning each micro-batch, its stream thread) is shared and not attributed.
 
 Samples are taken between micro-batches, every `compare.cost_sample` and when the job moves to
-another model version, so that each row is of one version; the table append runs on a thread of
-its own, so that a micro-batch never waits for it. Idle time costs no row: its CPU goes with the
+another model version, so that each row is of one version. A sample is one small Kafka message from
+a thread of its own, so that no micro-batch waits for it and the latency path makes no Delta
+commit; the recorder writes it with the scores, each (model, measured_from) once. Idle time costs no row: its CPU goes with the
 next sample that scored requests. What is paid once is left out, since no request causes it: the
 job's first micro-batch (the query's code generated and compiled, the model loaded), and in the
 UDF the loading of each version.
@@ -23,6 +24,7 @@ UDF the loading of each version.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -31,14 +33,18 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import psutil
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
 from py4j.protocol import Py4JError
 from pyspark import Accumulator, SparkContext
-from pyspark.errors import PySparkException
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType, TimestampType
 
 from models.registry import ResolvedModel
-from rdv.streams import RECORDING_POOL
+from rdv.config import PipelineConfig
+from rdv.durations import duration_ms
+from rdv.kafka_security import client_settings
 
 MeasuredBy = Literal["processes", "tasks"]
 
@@ -129,15 +135,10 @@ class CostSampler:
     calls or the Delta commit."""
 
     def __init__(
-        self,
-        spark: SparkSession,
-        table: str,
-        model: str,
-        measured_by: MeasuredBy,
-        meter: UdfMeter,
-        every_s: float,
+        self, spark: SparkSession, config: PipelineConfig, model: str, measured_by: MeasuredBy, meter: UdfMeter
     ) -> None:
-        self._spark, self._table, self._model = spark, table, model
+        self._spark, self._config, self._model = spark, config, model
+        every_s = duration_ms(config.compare.cost_sample) / 1000
         self._measured_by, self._meter, self._every_s = measured_by, meter, every_s
         self._tasks = TaskCpu(spark.sparkContext) if measured_by == "tasks" else None
         self._group = ""  # the query's job group, its run id, as foreachBatch sees it
@@ -148,7 +149,8 @@ class CostSampler:
         self._lock = threading.Lock()
         self._since: float | None = None
         self._cpu_s, self._rows = 0.0, 0
-        self._pending: list[tuple] = []
+        self._pending: list[dict] = []
+        self._producer: KafkaProducer | None = None
 
     def before_batch(self, serving: ResolvedModel) -> None:
         now, self._batches = time.time(), self._batches + 1
@@ -182,28 +184,42 @@ class CostSampler:
             cpu_s, rows = self._cpu_so_far(), self._meter.rows.value
             if version is not None and self._since is not None and rows > self._rows:
                 self._pending.append(
-                    (
-                        self._model,
-                        version.registered_model,
-                        version.version,
-                        datetime.fromtimestamp(self._since, UTC),
-                        datetime.fromtimestamp(at, UTC),
-                        rows - self._rows,
-                        max(cpu_s - self._cpu_s, 0.0),
-                        self._measured_by,
-                    )
+                    {
+                        "model": self._model,
+                        "registered_model": version.registered_model,
+                        "model_version": version.version,
+                        "measured_from": _iso(self._since),
+                        "measured_to": _iso(at),
+                        "requests": rows - self._rows,
+                        "cpu_s": max(cpu_s - self._cpu_s, 0.0),
+                        "measured_by": self._measured_by,
+                    }
                 )
             elif not restart:
                 return  # nothing scored since the last sample: its CPU goes with the next one
             self._since, self._cpu_s, self._rows = at, cpu_s, rows
             if self._pending:
-                self._append()
+                self._publish()
 
-    def _append(self) -> None:
+    def _publish(self) -> None:
+        topic = self._config.kafka.topics.costs.name
         try:
-            self._spark.sparkContext.setLocalProperty("spark.scheduler.pool", RECORDING_POOL)
-            frame = self._spark.createDataFrame(self._pending, COST_ROW)
-            frame.write.format("delta").mode("append").save(self._table)
+            if self._producer is None:
+                self._producer = KafkaProducer(**client_settings(self._config), acks="all")
+            for sample in self._pending:
+                key = f"{sample['model']}/{sample['measured_from']}".encode()
+                self._producer.send(topic, key=key, value=json.dumps(sample).encode())
+            self._producer.flush(timeout=30)
             self._pending = []
-        except (PySparkException, Py4JError) as error:  # kept, and tried again with the next sample
-            log.warning("costs: %d samples not written to %s yet: %s", len(self._pending), self._table, error)
+        except KafkaError as error:  # kept, and sent again with the next sample
+            log.warning("costs: %d samples not on %s yet: %s", len(self._pending), topic, error)
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def cost_rows(messages: DataFrame) -> DataFrame:
+    """rdv.costs messages as rows of the table `costs`: COST_ROW, and the date it is partitioned by."""
+    parsed = messages.select(F.from_json(F.col("value").cast("string"), COST_ROW).alias("c")).select("c.*")
+    return parsed.withColumn("measured_date", F.to_date("measured_from"))

@@ -48,9 +48,21 @@ class Topics(Frozen):
     heartbeats: Topic = Topic(name="rdv.heartbeats", partitions=1)
     # Ground truth, days after the requests: the rendezvous job keeps it in Delta `labels`.
     labels: Topic = Topic(name="rdv.labels", partitions=1)
+    # Each model job's CPU and requests, sampled every compare.cost_sample: the recorder keeps them
+    # in Delta `costs` (models/cost.py).
+    costs: Topic = Topic(name="rdv.costs", partitions=1)
 
     def all(self) -> list[Topic]:
-        return [self.raw, self.features, self.scores, self.results, self.quarantine, self.heartbeats, self.labels]
+        return [
+            self.raw,
+            self.features,
+            self.scores,
+            self.results,
+            self.quarantine,
+            self.heartbeats,
+            self.labels,
+            self.costs,
+        ]
 
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -302,9 +314,10 @@ class CompareConfig(Frozen):
     recommend: RecommendationRule = RecommendationRule()
     promote: PromotionRule = PromotionRule()
     drift: DriftConfig = DriftConfig()
-    # How often each model job appends the CPU it spent and the requests it scored to the table
-    # `costs` (models/cost.py); each append is a Delta commit on the job's driver.
-    cost_sample: Duration = "1 minute"
+    # How often each model job publishes the CPU it spent and the requests it scored on rdv.costs,
+    # which the recorder keeps in the table `costs` (models/cost.py): one small message, while
+    # requests come; none while idle.
+    cost_sample: Duration = "10 seconds"
     # The Spark SQL database the tables are registered in, so that analysts query them by name.
     database: str = Field(default="rdv", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -50,8 +50,6 @@ def write_conf(
     # quality_trigger): on two cores it would slow every other test's pipeline.
     data["spark"]["quality_trigger"] = "1 hour"
     data["spark"]["table_trigger"] = TEST_TABLE_TRIGGER
-    # Each model job's CPU is sampled into `costs` this often: a test's run lasts a minute or two.
-    data["compare"]["cost_sample"] = "5 seconds"
     # Every Spark JVM of a test (the session, each job) is short-lived and shares two cores with
     # several others: the JIT's optimising tier and a concurrent collector cost them more than they
     # gain. The separate-jobs demo took 270 s with these and 410 s without.

@@ -29,6 +29,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from comparison.compare import compare
+from models.following import announce_alias_change
 from models.registry import BY_COMPARE, BY_PERSON, current_version, last_change, promote, rolled_back
 from rdv import commands
 from rdv.config import PipelineConfig, PromotionRule, load_config
@@ -178,7 +179,10 @@ def guarded_promotions(spark, story: Story, registry: str) -> None:
         seen.held_back = rolled_back("fraud", seen.before, registry)
         story.running["guarded promotions"] = runner.running_jobs(config)
     finally:
-        promote("fraud", seen.before, registry)  # the session's registry as the other tests expect it
+        # The session's registry as the other tests expect it, and the jobs told at once, as
+        # `rdv promote` tells them: the next step's requests are the old champion's.
+        promote("fraud", seen.before, registry)
+        announce_alias_change(config.alias_marker)
 
 
 def promotions(spark, story: Story, registry: str) -> None:
