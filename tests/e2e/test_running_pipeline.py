@@ -172,9 +172,9 @@ def guarded_promotions(spark, story: Story, registry: str) -> None:
         labelled = send_labelled_drift(spark, config, "worse", labelled)
         compare(spark, promoting, echo=quiet)
         seen.after_watch = champion()
-        send_and_wait(spark, config, "rolled-back-by-compare", 20, MODELS, seed=22)
+        send_and_wait(spark, config, "after-rollback", 20, MODELS, seed=22)
         seen.promotions = spark.read.format("delta").load(config.table("promotions")).toPandas()
-        for prefix in ("drifted", "auto-promoted", "worse", "rolled-back-by-compare"):
+        for prefix in ("drifted", "auto-promoted", "worse", "after-rollback"):
             seen.answers[prefix] = answers_by(spark, config, prefix)
         seen.held_back = rolled_back("fraud", seen.before, registry)
         story.running["guarded promotions"] = runner.running_jobs(config)
@@ -288,7 +288,7 @@ def test_rdv_compare_promotes_the_better_challenger_and_rolls_back_a_worse_champ
     # A person's promotion of the worse version is rolled back within the watch, and held back.
     assert (seen.after_person, seen.after_watch) == (old, new)
     assert seen.answers["worse"] == {("champion", old, "champion", "preferred"): GUARDED_EVENTS}
-    assert seen.answers["rolled-back-by-compare"] == {("champion", new, "champion", "preferred"): 20}
+    assert seen.answers["after-rollback"] == {("champion", new, "champion", "preferred"): 20}
     rollback = changes.iloc[2]
     assert rollback["labelled"] == GUARDED_EVENTS and rollback["ci_low"] > 0, rollback
     assert seen.held_back

@@ -11,7 +11,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from comparison.costs import MAX_WINDOWS, cpu_per_1000, windowed_costs
-from models.cost import COST_ROW
+from models.cost import COST_ROW, cost_rows
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 WINDOW_MS = 10_000
@@ -73,3 +73,30 @@ def test_cpu_per_1000_over_a_period_takes_the_share_of_each_sample_inside_it():
     assert cpu_per_1000(samples, "costly", None, None) == pytest.approx(900.0)
     assert cpu_per_1000(samples, "canary", None, None) is None
     assert cpu_per_1000(samples, "champion", naive + timedelta(hours=1), naive + timedelta(hours=2)) is None
+
+
+def test_a_sample_on_rdv_costs_becomes_a_row_of_the_table_with_its_date(spark):
+    message = (
+        '{"model": "champion", "registered_model": "fraud", "model_version": "3", "measured_from": '
+        '"2026-03-01T23:59:50.000Z", "measured_to": "2026-03-02T00:00:00.000Z", "requests": 120, '
+        '"cpu_s": 0.25, "measured_by": "processes"}'
+    )
+    got = cost_rows(spark.createDataFrame([(bytearray(message.encode()),)], "value binary"))
+    at = T0.replace(tzinfo=None)
+    expected = spark.createDataFrame(
+        [
+            (
+                "champion",
+                "fraud",
+                "3",
+                at + timedelta(hours=11, minutes=59, seconds=50),
+                at + timedelta(hours=12),
+                120,
+                0.25,
+                "processes",
+                (at + timedelta(hours=11)).date(),
+            )
+        ],
+        COST_ROW.simpleString().removeprefix("struct<").removesuffix(">").replace(":", " ") + ", measured_date date",
+    )
+    assert_df_equality(got, expected, ignore_nullable=True)
