@@ -5,9 +5,9 @@ model, with each model's CPU per 1,000 requests, comparison/costs.py), `comparis
 evidence and the recommendation per challenger, with both models' CPU), `comparison_agreement`
 (every pair of models) and `drift` (per window, feature and model score); with compare.promote on,
 it then moves @champion under guards and appends the change to `promotions`
-(comparison/promotion.py). Each is recomputed whole: labels arrive days late and change old windows, and a Delta overwrite is one atomic commit,
-so a reader sees the previous run's tables or this one's, never half of either. Earlier runs stay
-readable with Delta time travel.
+(comparison/promotion.py). Each is recomputed whole: labels arrive days late and change old
+windows, and a Delta overwrite is one atomic commit, so a reader sees the previous run's tables or
+this one's, never half of either. Earlier runs stay readable with Delta time travel.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""What each model costs, beside what it gains: CPU seconds per 1,000 requests, from the samples the
-model jobs append to the table `costs` (models/cost.py).
+"""What each model costs, beside what it gains: CPU seconds per 1,000 requests, from the samples of
+the model jobs in the table `costs` (models/cost.py).
 
 A sample is the CPU a job spent and the requests it scored between two times. Its figure is spread
 over the windows its interval overlaps, in proportion to the overlap, so that a window shorter than
-a sample (the demo's 10 s against the default 1-minute samples) still gets one, the rate of the
-samples around it. A sample that spans idle time is spread over at most its last MAX_WINDOWS
+a sample (samples are `compare.cost_sample` apart or more) still gets one, the rate of the samples
+around it. A sample that spans idle time is spread over at most its last MAX_WINDOWS
 windows. The samples are of processing time and the windows of event time; in a pipeline that keeps
 up they are seconds apart.
 """

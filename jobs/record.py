@@ -4,8 +4,9 @@ One query reads rdv.results, rdv.scores, rdv.quarantine, rdv.labels and rdv.cost
 micro-batch, records each topic's records into its table: `results` (with the service the business
 got), `scores` (every score of every model), `quarantine` (every record that could not be used,
 with its reason), `labels` (the ground truth, one per request; unusable label records go to
-rdv.quarantine) and `costs` (each model job's CPU and requests, models/cost.py). Each table holds each key once though the topics are written at least once
-(rdv/tables.py); labels are MERGEd so that a correction replaces an older label.
+rdv.quarantine) and `costs` (each model job's CPU and requests, models/cost.py). Each table holds
+each key once though the topics are written at least once (rdv/tables.py); labels are MERGEd so
+that a correction replaces an older label.
 
 One query instead of one per table: each query pays a fixed cost per micro-batch whatever its
 rows, and nobody waits for these rows, so they are recorded on the slower table trigger. `rdv up`

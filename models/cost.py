@@ -16,10 +16,10 @@ How the CPU is measured depends on how the job runs (`measured_by` in each row):
 Samples are taken between micro-batches, every `compare.cost_sample` and when the job moves to
 another model version, so that each row is of one version. A sample is one small Kafka message from
 a thread of its own, so that no micro-batch waits for it and the latency path makes no Delta
-commit; the recorder writes it with the scores, each (model, measured_from) once. Idle time costs no row: its CPU goes with the
-next sample that scored requests. What is paid once is left out, since no request causes it: the
-job's first micro-batch (the query's code generated and compiled, the model loaded), and in the
-UDF the loading of each version.
+commit; the recorder writes it with the scores, each (model, measured_from) once. Idle time costs
+no row: its CPU goes with the next sample that scored requests. What is paid once is left out,
+since no request causes it: the job's first micro-batch (the query's code generated and compiled,
+the model loaded), and in the UDF the loading of each version.
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ class TaskCpu:
 class CostSampler:
     """The sampling of one model job (see the module's docstring). `before_batch`, called by the
     job's foreachBatch before it scores, only notes when a sample is due; the counters are read and
-    the row appended on a thread, one sample at a time, so that no micro-batch waits for the py4j
-    calls or the Delta commit."""
+    the sample sent on a thread, one sample at a time, so that no micro-batch waits for the py4j
+    calls or the broker."""
 
     def __init__(
         self, spark: SparkSession, config: PipelineConfig, model: str, measured_by: MeasuredBy, meter: UdfMeter
