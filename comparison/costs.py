@@ -69,6 +69,8 @@ def cpu_per_1000(samples: pd.DataFrame, model: str, start: datetime | None, end:
     """The model's CPU seconds per 1,000 requests over [start, end], from the samples that overlap it,
     each by the share of it inside; None without a sample."""
     mine, share = samples[samples["model"] == model], 1.0
+    if mine.empty:  # no sample of it, or no table `costs` yet
+        return None
     if start is not None and end is not None:
         start, end = _utc(pd.Timestamp(start)), _utc(pd.Timestamp(end))
         since, until = _utc(mine["measured_from"]), _utc(mine["measured_to"])

@@ -72,6 +72,7 @@ def test_cpu_per_1000_over_a_period_takes_the_share_of_each_sample_inside_it():
     assert cpu_per_1000(samples, "champion", None, None) == pytest.approx(8 / 200 * 1000)
     assert cpu_per_1000(samples, "costly", None, None) == pytest.approx(900.0)
     assert cpu_per_1000(samples, "canary", None, None) is None
+    assert cpu_per_1000(pd.DataFrame(columns=COST_ROW.fieldNames()), "champion", T0, T0) is None  # no table yet
     assert cpu_per_1000(samples, "champion", naive + timedelta(hours=1), naive + timedelta(hours=2)) is None
 
 
