@@ -23,7 +23,7 @@ from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, Str
 from comparison.costs import COST_COLUMNS, cost_columns, with_costs
 from comparison.drift import drift_table, feature_values, score_values
 from comparison.labels import LABEL_ROW
-from comparison.promotion import promote_if_due
+from comparison.promotion import latest_roles, promote_if_due
 from comparison.significance import evidence, evidence_rows
 from comparison.tables import agreement_matrix, comparison_table, model_rows
 from models.cost import COST_ROW
@@ -113,8 +113,8 @@ def compare(spark: SparkSession, config: PipelineConfig, echo=print) -> None:
         echo(f"compare: each challenger against the champion on {settings.decisive_metric} -> comparison_tests")
         found = evidence(rows, labels, settings)
         samples = pd.DataFrame(costs.toPandas()) if costs is not None else pd.DataFrame(columns=COST_ROW.fieldNames())
-        champion = rows.where(F.col("role") == "champion").orderBy(F.desc("scored_at")).select("model").first()
-        costs_of = cost_columns(found, samples, champion["model"] if champion else None)
+        champion = next((m for m, (role, _) in latest_roles(rows).items() if role == "champion"), None)
+        costs_of = cost_columns(found, samples, champion)
         tests = [(*row, *cost) for row, cost in zip(evidence_rows(found), costs_of, strict=True)]
         _overwrite(spark.createDataFrame(tests, EVIDENCE_ROW), config, "comparison_tests", computed_at)
         echo("compare: every pair of models -> comparison_agreement")
