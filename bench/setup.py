@@ -28,12 +28,12 @@ CHALLENGERS = 3
 
 
 # Settings that are maps of their own keys, which have dots in them (Spark's, Kafka's).
-_KEYED = (("spark", "conf"), ("kafka", "producer"), ("kafka", "options"))
+_KEYED = (("spark", "conf"), ("kafka", "producer"), ("kafka", "consumer"), ("kafka", "options"))
 
 
 def _set(data: dict, dotted: str, value: str) -> None:
     """--set spark.trigger="500 milliseconds": a value into the pipeline.yaml mapping, by its path;
-    under spark.conf, kafka.producer and kafka.options the rest of the path is one key, and the
+    under spark.conf, kafka.producer, kafka.consumer and kafka.options the rest of the path is one key, and the
     value stays a string."""
     keys = dotted.split(".")
     keyed = tuple(keys[:2]) in _KEYED and len(keys) > 2

@@ -54,6 +54,7 @@ def read_topic(
     reader = (
         spark.readStream.format("kafka")
         .options(**_kafka_options(config))
+        .options(**{f"kafka.{k}": v for k, v in config.kafka.consumer.items()})
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
     )
