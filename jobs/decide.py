@@ -41,6 +41,8 @@ def decisions(spark: SparkSession, config: PipelineConfig, max_offsets: int | No
         f"{topics.features.name},{topics.heartbeats.name},{topics.scores.name}",
         max_offsets=max_offsets,
         every=config.spark.trigger,
+        # A request's feature record and a score from each model (heartbeats are few).
+        records_per_request=1 + len(config.models),
     )
     return answers(messages, topics.scores.name, config.timing)
 

@@ -141,8 +141,10 @@ class SparkConfig(Frozen):
     master: str = "local[2]"
     shuffle_partitions: int = Field(default=2, ge=1)
     # The latency path (features, models, rendezvous): a micro-batch as soon as records arrive, at
-    # most one per `trigger` (rdv/streams.py); an idle query looks for records every `poll`.
+    # most one per `trigger`, unless `trigger_records` requests' records already wait; an idle
+    # query looks for records every `poll` (rdv/streams.py).
     trigger: Duration = "1 second"
+    trigger_records: int = Field(default=500, ge=1)
     poll: Duration = "200 milliseconds"
     # Trigger of the queries that only record into Delta (the decoy's archive; the recorder's results,
     # scores, quarantine and labels).

@@ -33,24 +33,32 @@ def _kafka_options(config: PipelineConfig) -> dict[str, str]:
 
 
 # A latency-path query is polled (`spark.poll`) rather than started on a clock tick, and each of its
-# sources holds a micro-batch back until `every` has passed since its last one (read_topic): so a
-# micro-batch starts as soon as records arrive, at most one per `every`. A hop downstream of
-# another then starts right after it, where on aligned clock ticks it waited for its next tick.
+# sources holds a micro-batch back (read_topic's `every`), as a Kafka producer holds a batch back
+# with linger.ms and batch.size: until `spark.trigger` has passed since its last one, or until
+# `spark.trigger_records` requests' records wait. So a hop downstream of another starts right after
+# it, where on aligned clock ticks it waited for its next tick; under a light load a query runs at
+# most one micro-batch per trigger, whose fixed cost bounds its CPU; under a heavy one a
+# micro-batch starts as soon as it is worth its fixed cost, and a request does not wait out the
+# trigger at each hop (bench/README.md, "Size or time").
 POLLED = "0 seconds"
 # The local property in which Spark keeps a streaming query's id on the query's thread.
 _QUERY_ID = "sql.streaming.queryId"
-# minOffsetsPerTrigger, so large that only maxTriggerDelay ever releases a micro-batch.
-_NEVER_ENOUGH = str(2**62)
 
 
 def read_topic(
-    spark: SparkSession, config: PipelineConfig, topic: str, max_offsets: int | None = None, every: str | None = None
+    spark: SparkSession,
+    config: PipelineConfig,
+    topic: str,
+    max_offsets: int | None = None,
+    every: str | None = None,
+    records_per_request: int = 1,
 ) -> DataFrame:
     """A topic (or several, comma-separated) as a stream of Kafka rows, from the earliest offset
     on a new checkpoint, so a job started after its producers loses nothing. With `every`, for a
     query triggered POLLED: a micro-batch when records have come and `every` has passed since the
-    last one (Kafka's minOffsetsPerTrigger and maxTriggerDelay), or, with max_offsets too, as soon
-    as a full micro-batch is waiting."""
+    last one, or at once when `spark.trigger_records` requests' records wait (Kafka's
+    maxTriggerDelay and minOffsetsPerTrigger; records_per_request says how many records of the
+    source's topics one request brings). max_offsets bounds a micro-batch's records."""
     reader = (
         spark.readStream.format("kafka")
         .options(**_kafka_options(config))
@@ -61,8 +69,10 @@ def read_topic(
     if max_offsets is not None:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
     if every is not None:
-        enough = str(max_offsets) if max_offsets is not None else _NEVER_ENOUGH
-        reader = reader.option("minOffsetsPerTrigger", enough).option("maxTriggerDelay", f"{duration_ms(every)}ms")
+        enough = config.spark.trigger_records * records_per_request
+        # Spark refuses a minOffsetsPerTrigger above maxOffsetsPerTrigger.
+        enough = min(enough, max_offsets) if max_offsets is not None else enough
+        reader = reader.option("minOffsetsPerTrigger", str(enough)).option("maxTriggerDelay", f"{duration_ms(every)}ms")
     return reader.load()
 
 
