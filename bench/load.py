@@ -152,3 +152,44 @@ def latencies(bootstrap: str, topic: str, since_ms: int, until_ms: int, prefix: 
     finally:
         consumer.close()
     return {reason: np.array(values) for reason, values in by_reason.items()}
+
+
+def model_costs(bootstrap: str, topic: str, since_s: float, until_s: float) -> dict[str, dict]:
+    """Each model's CPU s per 1,000 requests in [since_s, until_s), from the samples its job sent to
+    rdv.costs (models/cost.py): in one application, its query's tasks and pandas UDF, without the
+    driver's planning of its micro-batches."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=2000)
+    samples = []
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        for record in consumer:
+            samples.append(json.loads(record.value))
+    finally:
+        consumer.close()
+    return per_model_costs(samples, since_s, until_s)
+
+
+def per_model_costs(samples: list[dict], since_s: float, until_s: float) -> dict[str, dict]:
+    """per model: its samples measured wholly within [since_s, until_s), summed; a sample that
+    straddles either end is left out, so the ratio is of whole samples."""
+    sums: dict[str, dict] = {}
+    for sample in samples:
+        start = datetime.fromisoformat(sample["measured_from"]).timestamp()
+        end = datetime.fromisoformat(sample["measured_to"]).timestamp()
+        if since_s <= start and end <= until_s:
+            total = sums.setdefault(
+                sample["model"], {"cpu_s": 0.0, "requests": 0, "measured_by": sample["measured_by"]}
+            )
+            total["cpu_s"] += sample["cpu_s"]
+            total["requests"] += sample["requests"]
+    return {
+        model: {
+            **total,
+            "cpu_s": round(total["cpu_s"], 3),
+            "cpu_s_per_1k": round(1000 * total["cpu_s"] / total["requests"], 3),
+        }
+        for model, total in sorted(sums.items())
+        if total["requests"]
+    }

@@ -144,11 +144,16 @@ def _scenario_table(results: dict) -> list[str]:
     return lines
 
 
+def _own_costs(step: dict) -> str:
+    """Each model's own CPU s per 1,000 requests in a step (rdv.costs), or '-'."""
+    return ", ".join(f"{m} {c['cpu_s_per_1k']}" for m, c in step.get("models", {}).items()) or "-"
+
+
 def _steps_table(results: dict) -> list[str]:
     lines = [
         "| scenario | offered/s | sent/s | bounded | drain s | p50 / p99 s | CPU cores | CPU s per 1,000 "
-        "| broker CPU s per 1,000 | growing lags |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---|",
+        "| broker CPU s per 1,000 | each model's own CPU s per 1,000 | growing lags |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for s in results["scenarios"]:
         for st in s["steps"]:
@@ -156,10 +161,11 @@ def _steps_table(results: dict) -> list[str]:
                 f"| {s['scenario']} | {st['offered_rps']:,} | {st['sent_rps']:,.0f} | {'yes' if st['bounded'] else 'no'} "
                 f"| {_num(st['drain_s'], 1)} | {_num(st['latency_s']['p50'])} / {_num(st['latency_s']['p99'])} "
                 f"| {st['cpu_cores']} | {st['cpu_s_per_1k']} | {st['broker_cpu_s_per_1k']} "
+                f"| {_own_costs(st)} "
                 f"| {', '.join(st['growing_lags']) or '-'} |"
             )
         for rate, why in s.get("skipped", {}).items():
-            lines.append(f"| {s['scenario']} | {int(rate):,} | not run: {why} ||||||||")
+            lines.append(f"| {s['scenario']} | {int(rate):,} | not run: {why} |||||||||")
     return lines
 
 
@@ -290,5 +296,13 @@ def summary_lines(results: dict) -> list[str]:
     for s in results["scenarios"]:
         step = _step(s, 1000)
         p99 = f"{step['latency_s']['p99']:.2f} s" if step and step["latency_s"]["p99"] is not None else "n/a"
-        lines.append(f"{s['scenario']}: {s['sustained_rps']} requests/s sustained, p99 {p99} at 1000 requests/s")
+        line = f"{s['scenario']}: {s['sustained_rps']} requests/s sustained, p99 {p99} at 1000 requests/s"
+        models = (step or {}).get("models", {})
+        challengers = [c["cpu_s_per_1k"] for m, c in models.items() if m.startswith("challenger")]
+        if challengers and "champion" in models:
+            line += (
+                f"; a challenger's own CPU {sum(challengers) / len(challengers):.2f} s per 1,000 requests"
+                f" (the champion's {models['champion']['cpu_s_per_1k']:.2f})"
+            )
+        lines.append(line)
     return lines

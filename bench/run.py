@@ -95,6 +95,7 @@ def run_scenario(scenario: Scenario, args, work: Path, echo) -> dict:
                     f"{scenario.name}-{rate}",
                     echo,
                     healthy=lambda: check_healthy(configs),
+                    costs_topics=tuple(c.kafka.topics.costs.name for c in configs.values()),
                 )
             )
     finally:

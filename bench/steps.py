@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from bench.app import HOP_TOPICS
-from bench.load import Load, Sent, latencies
+from bench.load import Load, Sent, latencies, model_costs
 from bench.measure import ProgressLogs, Sample, Sampler, epoch, query_name, residual_lags
 from jobs import decide, decoy, featurize, record
 from rdv.config import PipelineConfig
@@ -135,6 +135,7 @@ def run_step(
     prefix: str,
     echo,
     healthy,
+    costs_topics: tuple[str, ...] = (),
 ) -> dict:
     """Send `rate` events/s for `seconds`, wait (at most drain_s) until every output is out and
     every query has read everything, and measure. healthy() raises when an application failed."""
@@ -152,6 +153,7 @@ def run_step(
     by_reason = _latencies(bootstrap, outputs, sent, prefix)
     out_count = _total(after.ends, outputs) - out_base
     cpu_s, span, per_k = at_end.app_cpu_s - before.app_cpu_s, at_end.t - before.t, 1000 / max(sent.events, 1)
+    models = {m: c for topic in costs_topics for m, c in model_costs(bootstrap, topic, sent.started, after.t).items()}
     peak_mib = round(max(s.app_rss for s in sampler.samples if before.t <= s.t <= after.t) / 2**20)
     step = {
         "offered_rps": rate,
@@ -175,6 +177,7 @@ def run_step(
         "peak_rss_mib": peak_mib,
         "peak_rss_mib_per_1k_rps": round(peak_mib * 1000 / rate),
         "stages": _stages(sampler.progress, sent.started, sent.ended),
+        "models": models,
     }
     latency = step["latency_s"]
     echo(
@@ -182,6 +185,11 @@ def run_step(
         f"{'bounded' if bounded else 'NOT bounded (' + ', '.join(growing or ['no drain']) + ')'}, "
         f"p50 {latency['p50']} s, p99 {latency['p99']} s, {step['cpu_s_per_1k']} CPU s per 1,000"
     )
+    if models:
+        own = ", ".join(f"{m} {c['cpu_s_per_1k']}" for m, c in models.items())
+        echo(
+            f"    each model's own CPU s per 1,000 (rdv.costs, by {next(iter(models.values()))['measured_by']}): {own}"
+        )
     return step
 
 

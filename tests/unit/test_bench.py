@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pytest
 
+from bench.load import per_model_costs
 from bench.measure import lags, residual_lags
 from bench.report import goals, marginal_costs, summary_lines
 from bench.run import refinement
@@ -132,3 +135,28 @@ def test_set_reaches_nested_settings_and_keeps_the_dots_of_spark_keys():
         "spark": {"trigger": "500 milliseconds", "conf": {"spark.sql.shuffle.partitions": "4"}},
         "kafka": {"producer": {"linger.ms": "5"}},
     }
+
+
+def test_each_models_own_cpu_is_taken_from_the_samples_wholly_within_the_step():
+    t0 = 1767225600.0  # 2026-01-01T00:00:00Z
+
+    def sample(model: str, start: float, end: float, cpu_s: float, requests: int) -> dict:
+        at = lambda s: datetime.fromtimestamp(t0 + s, UTC).isoformat().replace("+00:00", "Z")  # noqa: E731
+        return {"model": model, "measured_from": at(start), "measured_to": at(end), "cpu_s": cpu_s,
+                "requests": requests, "measured_by": "tasks"}  # fmt: skip
+
+    samples = [
+        sample("champion", -5, 5, 9.0, 100),  # straddles the step's start: left out
+        sample("champion", 5, 15, 2.0, 10_000),
+        sample("champion", 15, 25, 3.0, 10_000),
+        sample("challenger-1", 5, 15, 1.0, 2_000),
+        sample("challenger-1", 25, 35, 1.0, 500),  # ends after the step: left out
+    ]
+    costs = per_model_costs(samples, t0, t0 + 30)
+    assert {m: c["cpu_s_per_1k"] for m, c in costs.items()} == {"champion": 0.25, "challenger-1": 0.5}
+    results = _results(limit=0.1)
+    results["scenarios"][0]["steps"][0]["models"] = costs
+    assert summary_lines(results) == [
+        "limit: 5000 requests/s sustained, p99 1.00 s at 1000 requests/s; "
+        "a challenger's own CPU 0.50 s per 1,000 requests (the champion's 0.25)"
+    ]
