@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 
+from kafka import KafkaProducer
 from pyspark import TaskContext
 
 from rdv.spark import LOG_CONFIG, local_storage_settings
 from rdv.streams import LATENCY_POOL, RECORDING_POOL, for_each_batch, read_topic
 from tests.helpers import make_config
 from tests.integration.helpers import wait_for
-from tests.integration.kafka_io import produce
 
 
 def _pools_of_tasks(batch) -> list[str]:
@@ -57,24 +57,34 @@ def test_each_query_runs_its_jobs_in_its_pool_and_the_latency_pool_goes_first(sp
     assert (recording.minShare(), recording.weight()) == (0, 1)
 
 
+def _produce_at_once(bootstrap: str, topic: str, count: int) -> None:
+    """count records in one record batch, so that a source sees all of them or none: sent one by
+    one, a poll could come between them and see fewer than trigger_records."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=60_000)
+    for _ in range(count):
+        producer.send(topic, value=b"{}")
+    producer.flush()
+    producer.close()
+
+
 def test_a_latency_path_source_starts_a_micro_batch_by_size_or_by_time(spark, config):
-    """With a trigger of an hour, the first records are read at once (no micro-batch came before
-    them), fewer than `trigger_records` then wait for the trigger, and as many start one at once."""
+    """With a trigger of an hour and trigger_records 20: fewer than 20 records wait for the
+    trigger, and as many start a micro-batch at once."""
     spark_settings = config.spark.model_copy(update={"trigger": "1 hour", "trigger_records": 20})
     hourly = config.model_copy(update={"spark": spark_settings})
     bootstrap, topic = hourly.kafka.bootstrap_servers, hourly.kafka.topics.raw.name
+    _produce_at_once(bootstrap, topic, 25)
     read: list[int] = []
     stream = read_topic(spark, hourly, topic, every=hourly.spark.trigger)
     query = for_each_batch(stream, hourly, "sized", lambda batch, _: read.append(batch.count()))
     try:
-        produce(bootstrap, topic, ["{}"] * 5)
-        wait_for(lambda: sum(read), lambda n: n == 5, "the first records, read at once")
-        produce(bootstrap, topic, ["{}"] * 10)
+        wait_for(lambda: sum(read), lambda n: n == 25, "the records waiting at the start, in one micro-batch")
+        _produce_at_once(bootstrap, topic, 10)
         time.sleep(3)  # fifteen of the query's polls (spark.poll)
-        assert sum(read) == 5, "fewer records than trigger_records must wait for the trigger"
-        produce(bootstrap, topic, ["{}"] * 15)
-        wait_for(lambda: sum(read), lambda n: n == 30, "a micro-batch as soon as trigger_records wait")
-        assert read == [5, 25]
+        assert sum(read) == 25, "fewer records than trigger_records must wait for the trigger"
+        _produce_at_once(bootstrap, topic, 15)
+        wait_for(lambda: sum(read), lambda n: n == 50, "a micro-batch as soon as trigger_records wait")
+        assert read == [25, 25]
     finally:
         query.stop()
 
