@@ -140,9 +140,9 @@ class MlflowConfig(Frozen):
 class SparkConfig(Frozen):
     master: str = "local[2]"
     shuffle_partitions: int = Field(default=2, ge=1)
-    # The latency path (features, models, rendezvous): a micro-batch as soon as records arrive, at
-    # most one per `trigger`, unless `trigger_records` requests' records already wait; an idle
-    # query looks for records every `poll` (rdv/streams.py).
+    # The latency path (features, models, rendezvous): records wait at most one `trigger` for their
+    # micro-batch, and none once `trigger_records` requests' records wait; an idle query looks for
+    # records every `poll` (rdv/streams.py).
     trigger: Duration = "1 second"
     trigger_records: int = Field(default=500, ge=1)
     poll: Duration = "200 milliseconds"

@@ -35,8 +35,10 @@ def _kafka_options(config: PipelineConfig) -> dict[str, str]:
 # A latency-path query is polled (`spark.poll`) rather than started on a clock tick, and each of its
 # sources holds a micro-batch back (read_topic's `every`), as a Kafka producer holds a batch back
 # with linger.ms and batch.size: until `spark.trigger` has passed since its last one, or until
-# `spark.trigger_records` requests' records wait. So a hop downstream of another starts right after
-# it, where on aligned clock ticks it waited for its next tick; under a light load a query runs at
+# `spark.trigger_records` requests' records wait. (Kafka's source restarts that timer at any poll
+# where it has run out, records or not, so records that come to an idle query wait for its next
+# run-out: at most one trigger.) So a hop downstream of another starts soon after it, where on
+# aligned clock ticks it waited for its next tick; under a light load a query runs at
 # most one micro-batch per trigger, whose fixed cost bounds its CPU; under a heavy one a
 # micro-batch starts as soon as it is worth its fixed cost, and a request does not wait out the
 # trigger at each hop (bench/README.md, "Size or time").
