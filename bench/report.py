@@ -144,7 +144,7 @@ def _scenario_table(results: dict) -> list[str]:
     return lines
 
 
-def _own_costs(step: dict) -> str:
+def own_costs(step: dict) -> str:
     """Each model's own CPU s per 1,000 requests in a step (rdv.costs), or '-'."""
     return ", ".join(f"{m} {c['cpu_s_per_1k']}" for m, c in step.get("models", {}).items()) or "-"
 
@@ -161,7 +161,7 @@ def _steps_table(results: dict) -> list[str]:
                 f"| {s['scenario']} | {st['offered_rps']:,} | {st['sent_rps']:,.0f} | {'yes' if st['bounded'] else 'no'} "
                 f"| {_num(st['drain_s'], 1)} | {_num(st['latency_s']['p50'])} / {_num(st['latency_s']['p99'])} "
                 f"| {st['cpu_cores']} | {st['cpu_s_per_1k']} | {st['broker_cpu_s_per_1k']} "
-                f"| {_own_costs(st)} "
+                f"| {own_costs(st)} "
                 f"| {', '.join(st['growing_lags']) or '-'} |"
             )
         for rate, why in s.get("skipped", {}).items():

@@ -12,6 +12,7 @@ import numpy as np
 from bench.app import HOP_TOPICS
 from bench.load import Load, Sent, latencies, model_costs
 from bench.measure import ProgressLogs, Sample, Sampler, epoch, query_name, residual_lags
+from bench.report import own_costs
 from jobs import decide, decoy, featurize, record
 from rdv.config import PipelineConfig
 from rdv.operations import runner
@@ -186,10 +187,8 @@ def run_step(
         f"p50 {latency['p50']} s, p99 {latency['p99']} s, {step['cpu_s_per_1k']} CPU s per 1,000"
     )
     if models:
-        own = ", ".join(f"{m} {c['cpu_s_per_1k']}" for m, c in models.items())
-        echo(
-            f"    each model's own CPU s per 1,000 (rdv.costs, by {next(iter(models.values()))['measured_by']}): {own}"
-        )
+        measured_by = next(iter(models.values()))["measured_by"]
+        echo(f"    each model's own CPU s per 1,000 (rdv.costs, by {measured_by}): {own_costs(step)}")
     return step
 
 
